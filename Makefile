@@ -1,0 +1,40 @@
+# The two commands: `make run` (the whole system) and `make test` (the whole suite).
+# Both create .venv and install the pinned dependencies first; nothing else is needed but
+# Python 3.11 and make.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install run demo test lint format clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@echo "[switchboard] creating $(VENV) and installing pinned dependencies"
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m devtools.run
+
+demo: $(STAMP)
+	$(BIN)/python -m devtools.run --demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy shared services devtools
+
+test: $(STAMP) lint
+	$(BIN)/python -m pytest
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache

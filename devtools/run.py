@@ -1,0 +1,141 @@
+"""``make run``: broker, database, migrations and the three services, with dev API keys.
+
+Ctrl-C (or SIGTERM) stops everything. ``--demo`` also seeds agents and posts messages so a
+newcomer sees assignments and metrics move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from devtools.stack import ROOT, Broker, Postgres, create_database, migrate, port_free, wait_for_port
+from shared.auth import agent_scope, hash_key, new_key
+
+RUN_DIR = ROOT / ".run"
+SERVICES = {"ingest": 8001, "router": 8002, "metrics": 8003}
+DEMO_AGENTS = ["alice", "bao", "chloe"]
+
+
+def say(message: str) -> None:
+    print(f"[switchboard] {message}", flush=True)
+
+
+def dev_keys() -> dict[str, dict[str, object]]:
+    """Fresh keys for integrators, ops and the demo agents; their digests go to the services."""
+    keys: dict[str, dict[str, object]] = {
+        "ingest": {"key": new_key(), "scopes": ["ingest"]},
+        "ops": {"key": new_key(), "scopes": ["ops"]},
+    }
+    for agent in DEMO_AGENTS:
+        keys[f"agent-{agent}"] = {"key": new_key(), "scopes": [agent_scope(agent)]}
+    return keys
+
+
+def service_env(bootstrap: str, database_url: str, keys: dict[str, dict[str, object]]) -> dict[str, str]:
+    entries = [
+        {"name": name, "sha256": hash_key(str(k["key"])), "scopes": k["scopes"]}
+        for name, k in keys.items()
+    ]
+    return {
+        **os.environ,
+        "SWITCHBOARD_KAFKA_BOOTSTRAP": bootstrap,
+        "SWITCHBOARD_DATABASE_URL": database_url,
+        "SWITCHBOARD_API_KEYS": json.dumps(entries),
+    }
+
+
+def wait_ready(name: str, port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{name} exited with code {process.returncode}; see .run/{name}.log")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{name} was not ready on port {port} within {timeout}s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--demo", action="store_true", help="seed agents and post messages")
+    args = parser.parse_args()
+    RUN_DIR.mkdir(exist_ok=True)
+
+    broker_port = 9092 if port_free(9092) else None
+    broker = Broker(broker_port, log_path=RUN_DIR / "broker.log").start()
+    say(f"Kafka broker (Tansu) on {broker.bootstrap}")
+    pg = Postgres(data_dir=RUN_DIR / "pgdata")
+    processes: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        database_url = pg.url if os.environ.get("SWITCHBOARD_DATABASE_URL") else pg.url_for("switchboard")
+        if pg.embedded:
+            asyncio.run(create_database(pg.url, "switchboard"))
+        say(f"PostgreSQL: {'embedded, data in .run/pgdata' if pg.embedded else database_url}")
+        migrate(database_url)
+        say("migrations applied")
+        keys = dev_keys()
+        env = service_env(broker.bootstrap, database_url, keys)
+        for name, port in SERVICES.items():
+            if not port_free(port):
+                raise RuntimeError(f"port {port} for {name} is taken; stop what uses it first")
+            log_file = open(RUN_DIR / f"{name}.log", "ab")  # noqa: SIM115
+            processes[name] = subprocess.Popen(
+                [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env,
+                stdout=log_file, stderr=subprocess.STDOUT,
+            )
+        for name, port in SERVICES.items():
+            wait_for_port(port, what=name, timeout=30)
+            wait_ready(name, port, processes[name])
+            say(f"{name:8s} http://127.0.0.1:{port}  (docs: /docs, log: .run/{name}.log)")
+        (RUN_DIR / "dev-keys.json").write_text(json.dumps(keys, indent=2))
+        say("dev API keys (also in .run/dev-keys.json):")
+        for name, k in keys.items():
+            say(f"  {name:14s} {k['key']}")
+        if args.demo:
+            from devtools.demo import run_demo
+
+            asyncio.run(run_demo({n: str(k["key"]) for n, k in keys.items()}))
+        say("running; Ctrl-C stops everything")
+        stop = {"now": False}
+
+        def on_signal(*_: object) -> None:
+            stop["now"] = True
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        while not stop["now"]:
+            for name, process in processes.items():
+                if process.poll() is not None:
+                    say(f"{name} exited with code {process.returncode}; see .run/{name}.log")
+                    stop["now"] = True
+            time.sleep(0.5)
+        return 0
+    finally:
+        say("stopping")
+        for process in processes.values():
+            process.terminate()
+        for process in processes.values():
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        broker.stop()
+        pg.stop()
+        say("stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""The generic inbound message as integrators post it, and its normalized event."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from shared.events import (
+    Channel,
+    Customer,
+    CustomerTier,
+    InboundMessage,
+    conversation_key_for,
+    message_id_for,
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CustomerIn(_Strict):
+    id: str = Field(min_length=1, max_length=200)
+    name: str | None = Field(default=None, max_length=200)
+    tier: CustomerTier = CustomerTier.STANDARD
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+
+
+class MessageIn(_Strict):
+    """A message posted to the generic endpoint."""
+
+    channel: Channel
+    channel_message_id: str = Field(min_length=1, max_length=256)
+    conversation_ref: str = Field(min_length=1, max_length=256)
+    customer: CustomerIn
+    text: str = Field(min_length=1, max_length=20_000)
+    sent_at: AwareDatetime | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _printable(cls, text: str) -> str:
+        if "\x00" in text:
+            raise ValueError("text must not contain NUL characters")
+        return text
+
+
+class Accepted(BaseModel):
+    message_id: uuid.UUID
+    conversation_key: str
+
+
+def normalize(message: MessageIn, *, received_at: datetime) -> InboundMessage:
+    """The inbound event for ``message``, stamped with ingest's receive time."""
+    message_id = message_id_for(message.channel, message.channel_message_id)
+    return InboundMessage(
+        event_id=message_id,
+        occurred_at=received_at,
+        message_id=message_id,
+        channel=message.channel,
+        channel_message_id=message.channel_message_id,
+        conversation_key=conversation_key_for(message.channel, message.conversation_ref),
+        customer=Customer(**message.customer.model_dump()),
+        text=message.text,
+        sent_at=message.sent_at,
+    )

@@ -1,0 +1,63 @@
+"""The metrics service's app factory: engine, producer (dead letters) and consumer in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.metrics.api import router
+from services.metrics.consumer import event_handler
+from services.metrics.settings import MetricsSettings
+from shared.auth import KeyRing
+from shared.db import database_reachable, make_engine, make_sessionmaker
+from shared.kafka import ConsumeLoop, broker_reachable, ensure_topics, make_consumer, make_producer
+from shared.service import install_common
+
+
+def create_app(settings: MetricsSettings | None = None) -> FastAPI:
+    settings = settings or MetricsSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ensure_topics(settings)
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        sessions = make_sessionmaker(engine)
+        producer = make_producer(settings)
+        await producer.start()
+        consumer = make_consumer(
+            settings, settings.topics.conversation_events, group_id=settings.consumer_group
+        )
+        await consumer.start()
+        loop = ConsumeLoop(
+            consumer, producer, handle=event_handler(sessions),
+            dead_letter_topic=settings.topics.dead_letter, group_id=settings.consumer_group,
+        )
+        app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
+        app.state.consume_loop = loop
+        task = asyncio.create_task(loop.run(), name="metrics-consumer")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await consumer.stop()
+            await producer.stop()
+            await engine.dispose()
+
+    app = FastAPI(title="Switchboard metrics", lifespan=lifespan, max_body_size=settings.max_body_bytes)
+    app.state.settings = settings
+    app.state.keyring = KeyRing(settings.api_keys)
+    install_common(
+        app,
+        lambda a: {
+            "broker": lambda: broker_reachable(a.state.producer),
+            "database": lambda: database_reachable(a.state.engine),
+        },
+    )
+    app.include_router(router)
+    return app

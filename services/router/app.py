@@ -1,0 +1,79 @@
+"""The router's app factory: engine, producer, consumer, relay and listeners live in the lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from services.router.api import router
+from services.router.consumer import inbound_handler, sweep_forever
+from services.router.outbox import OutboxRelay
+from services.router.routing.rules import RulesSource
+from services.router.settings import RouterSettings
+from services.router.uow import UnitOfWork
+from services.router.wakeups import AgentWakeups
+from shared.auth import KeyRing
+from shared.db import async_url, database_reachable, make_engine, make_sessionmaker
+from shared.kafka import ConsumeLoop, broker_reachable, ensure_topics, make_consumer, make_producer
+from shared.service import install_common
+
+
+def create_app(settings: RouterSettings | None = None) -> FastAPI:
+    settings = settings or RouterSettings()
+    rules = RulesSource(settings.rules_path)  # a bad rules file stops start-up, loudly
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await ensure_topics(settings)
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        sessions = make_sessionmaker(engine)
+        producer = make_producer(settings)
+        await producer.start()
+        consumer = make_consumer(settings, settings.topics.inbound, group_id=settings.consumer_group)
+        await consumer.start()
+        relay = OutboxRelay(sessions, producer)
+        uow = UnitOfWork(sessions, relay, settings.topics)
+        wakeups = AgentWakeups(async_url(settings.database_url).replace("+asyncpg", "", 1))
+        loop = ConsumeLoop(
+            consumer, producer, handle=inbound_handler(uow, rules),
+            dead_letter_topic=settings.topics.dead_letter, group_id=settings.consumer_group,
+        )
+        app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
+        app.state.uow, app.state.wakeups, app.state.consume_loop = uow, wakeups, loop
+        tasks = [
+            asyncio.create_task(loop.run(), name="router-consumer"),
+            asyncio.create_task(relay.run(), name="router-outbox-relay"),
+            asyncio.create_task(wakeups.run(), name="router-wakeups"),
+            asyncio.create_task(
+                sweep_forever(uow, settings.queue_sweep_interval_s), name="router-queue-sweep"
+            ),
+        ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await consumer.stop()
+            await relay.flush()
+            await producer.stop()
+            await engine.dispose()
+
+    app = FastAPI(title="Switchboard router", lifespan=lifespan, max_body_size=settings.max_body_bytes)
+    app.state.settings = settings
+    app.state.keyring = KeyRing(settings.api_keys)
+    install_common(
+        app,
+        lambda a: {
+            "broker": lambda: broker_reachable(a.state.producer),
+            "database": lambda: database_reachable(a.state.engine),
+        },
+    )
+    app.include_router(router)
+    return app

@@ -1,0 +1,79 @@
+"""Agent selection: the eligible agent with the lowest load ÷ capacity, ties to the longest idle."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from services.router.routing.classify import UNKNOWN_LANGUAGE
+from shared.events import AgentStatus, Channel, Skill
+
+
+@dataclass(frozen=True)
+class Need:
+    """What a conversation needs of its agent."""
+
+    channel: Channel
+    skill: Skill
+    language: str
+    min_level: int = 1
+
+
+@dataclass(frozen=True)
+class AgentView:
+    """An agent as routing sees it."""
+
+    id: str
+    status: AgentStatus
+    skills: Mapping[str, int]
+    languages: frozenset[str]
+    capacity: Mapping[str, int]  # per channel
+    load: Mapping[str, int] = field(default_factory=dict)  # open conversations per channel
+    last_assigned_at: datetime | None = None  # None: never assigned, the longest idle of all
+
+    def room(self, channel: Channel) -> int:
+        return self.capacity.get(channel.value, 0) - self.load.get(channel.value, 0)
+
+    def occupancy(self, channel: Channel) -> float:
+        """Load ÷ capacity on ``channel`` (1.0 or more: full)."""
+        capacity = self.capacity.get(channel.value, 0)
+        return self.load.get(channel.value, 0) / capacity if capacity > 0 else 1.0
+
+
+def is_eligible(agent: AgentView, need: Need) -> bool:
+    """Online, skilled enough, speaks the language (unknown language: anyone), and has room."""
+    return (
+        agent.status == AgentStatus.ONLINE
+        and agent.skills.get(need.skill.value, 0) >= need.min_level
+        and (need.language == UNKNOWN_LANGUAGE or need.language in agent.languages)
+        and agent.room(need.channel) > 0
+    )
+
+
+def _rank_key(agent: AgentView, need: Need) -> tuple[float, int, float, str]:
+    idle = agent.last_assigned_at
+    # Never assigned sorts first; then the earliest last assignment; the id makes it total.
+    return (
+        agent.occupancy(need.channel),
+        0 if idle is None else 1,
+        idle.timestamp() if idle is not None else 0.0,
+        agent.id,
+    )
+
+
+def rank_candidates(agents: Iterable[AgentView], need: Need) -> list[AgentView]:
+    """Eligible agents, best first (the next ones are fallbacks if a slot is taken meanwhile)."""
+    return sorted((a for a in agents if is_eligible(a, need)), key=lambda a: _rank_key(a, need))
+
+
+def choose_agent(agents: Iterable[AgentView], need: Need) -> AgentView | None:
+    """The agent to assign to, or None when nobody is eligible (the conversation queues)."""
+    best: AgentView | None = None
+    best_key: tuple[float, int, float, str] | None = None
+    for agent in agents:
+        if is_eligible(agent, need):
+            key = _rank_key(agent, need)
+            if best_key is None or key < best_key:
+                best, best_key = agent, key
+    return best

@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.router.routing.rules import DEFAULT_RULES_PATH
+from shared.settings import CommonSettings
+
+
+class RouterSettings(CommonSettings):
+    """The router's settings (SWITCHBOARD_ prefix)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8002
+    consumer_group: str = "switchboard-router"
+    rules_path: Path = DEFAULT_RULES_PATH
+    # Period of the queue sweep that assigns anything a racing wake-up left queued.
+    queue_sweep_interval_s: float = 1.0
+    # Longest long-poll an agent may ask for, and how often a waiting poll re-checks.
+    max_poll_wait_s: float = 60.0
+    poll_recheck_s: float = 1.0

@@ -1,0 +1,38 @@
+"""The router's unit of work: one transaction, committed on success, rolled back on error;
+after a commit the outbox relay is woken to publish what the transaction wrote."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.router.handlers import Context
+from services.router.outbox import OutboxRelay
+from services.router.store import RouterStore
+from shared.settings import Topics
+
+
+class UnitOfWork:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], relay: OutboxRelay, topics: Topics
+    ) -> None:
+        self.sessions = sessions
+        self.relay = relay
+        self.topics = topics
+
+    @asynccontextmanager
+    async def __call__(self, now: datetime | None = None) -> AsyncIterator[Context]:
+        async with self.sessions() as session:
+            async with session.begin():
+                yield Context(RouterStore(session), self.topics, now or datetime.now(UTC))
+        self.relay.wake()
+
+
+@asynccontextmanager
+async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[RouterStore]:
+    """A store for reads only: nothing is written, nothing published."""
+    async with sessions() as session:
+        yield RouterStore(session)

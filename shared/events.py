@@ -1,0 +1,226 @@
+"""The contract between services: every event on every topic, versioned, as pydantic models.
+
+Consumers ignore fields they do not know (``extra="ignore"``) and dead-letter what they cannot
+parse. Event ids are derived from what the event is about, so a republished event keeps its id
+and consumers can deduplicate on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+# Fixed namespace for Switchboard's name-based (uuid5) ids; never change it.
+ID_NAMESPACE = uuid.UUID("6f1c2f4e-8d0b-5b8e-9a57-3c1a8e2b7d10")
+
+
+def derived_id(*parts: object) -> uuid.UUID:
+    """A stable id for the thing named by ``parts`` (same parts, same id)."""
+    return uuid.uuid5(ID_NAMESPACE, "\x1f".join(str(p) for p in parts))
+
+
+class Channel(StrEnum):
+    CHAT = "chat"
+    EMAIL = "email"
+    FORM = "form"
+    TELEGRAM = "telegram"
+    MESSENGER = "messenger"
+    WHATSAPP = "whatsapp"
+    X = "x"
+
+
+class Priority(StrEnum):
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 for the most urgent; lower ranks are served first."""
+        return _PRIORITY_ORDER.index(self)
+
+    def raised(self) -> Priority:
+        """One level more urgent (urgent stays urgent)."""
+        return _PRIORITY_ORDER[max(self.rank - 1, 0)]
+
+
+_PRIORITY_ORDER = [Priority.URGENT, Priority.HIGH, Priority.NORMAL, Priority.LOW]
+
+
+class Skill(StrEnum):
+    SECURITY = "security"
+    FUNDS = "funds"
+    TRADING = "trading"
+    API = "api"
+    ACCOUNT = "account"
+    GENERAL = "general"
+
+
+class CustomerTier(StrEnum):
+    STANDARD = "standard"
+    VIP = "vip"
+
+
+class AgentStatus(StrEnum):
+    ONLINE = "online"
+    AWAY = "away"
+    OFFLINE = "offline"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Customer(_Model):
+    id: str
+    name: str | None = None
+    tier: CustomerTier = CustomerTier.STANDARD
+    language: str | None = None
+
+
+class Event(_Model):
+    """Fields every event carries."""
+
+    event_id: uuid.UUID
+    version: Literal[1] = 1
+    occurred_at: AwareDatetime
+
+
+# ---------------------------------------------------------------- inbound messages
+
+
+class InboundMessage(Event):
+    """A customer's message, normalized by ingest. ``occurred_at`` is ingest's receive time,
+    the clock of record; ``sent_at`` is the provider's own timestamp, kept for display."""
+
+    type: Literal["message.inbound"] = "message.inbound"
+    message_id: uuid.UUID
+    channel: Channel
+    channel_message_id: str
+    conversation_key: str
+    customer: Customer
+    text: str
+    sent_at: AwareDatetime | None = None
+
+
+def message_id_for(channel: Channel, channel_message_id: str) -> uuid.UUID:
+    """The message id of a provider's message: a retried webhook yields the same id."""
+    return derived_id("message", channel.value, channel_message_id)
+
+
+def conversation_key_for(channel: Channel, conversation_ref: str) -> str:
+    """The Kafka key of a conversation: one channel's thread keeps its order on one partition."""
+    return f"{channel.value}:{conversation_ref}"
+
+
+# ---------------------------------------------------------------- conversation events
+
+
+class ConversationEvent(Event):
+    conversation_id: uuid.UUID
+    channel: Channel
+
+
+class ConversationOpened(ConversationEvent):
+    type: Literal["conversation.opened"] = "conversation.opened"
+    conversation_key: str
+    customer_id: str
+    customer_tier: CustomerTier
+
+
+class MessageReceived(ConversationEvent):
+    type: Literal["conversation.message_received"] = "conversation.message_received"
+    message_id: uuid.UUID
+
+
+class Classified(ConversationEvent):
+    type: Literal["conversation.classified"] = "conversation.classified"
+    priority: Priority
+    skill: Skill
+    language: str
+    rules_fired: list[str]
+
+
+class Queued(ConversationEvent):
+    type: Literal["conversation.queued"] = "conversation.queued"
+    priority: Priority
+    skill: Skill
+    language: str
+
+
+class Assigned(ConversationEvent):
+    type: Literal["conversation.assigned"] = "conversation.assigned"
+    agent_id: str
+
+
+class AgentReplied(ConversationEvent):
+    type: Literal["conversation.agent_replied"] = "conversation.agent_replied"
+    agent_id: str
+    message_id: uuid.UUID
+
+
+class Resolved(ConversationEvent):
+    type: Literal["conversation.resolved"] = "conversation.resolved"
+    agent_id: str
+
+
+AnyConversationEvent = Annotated[
+    ConversationOpened | MessageReceived | Classified | Queued | Assigned | AgentReplied | Resolved,
+    Field(discriminator="type"),
+]
+conversation_event_adapter: TypeAdapter[AnyConversationEvent] = TypeAdapter(AnyConversationEvent)
+CONVERSATION_EVENT_TYPES = frozenset(
+    cls.model_fields["type"].default
+    for cls in (
+        ConversationOpened,
+        MessageReceived,
+        Classified,
+        Queued,
+        Assigned,
+        AgentReplied,
+        Resolved,
+    )
+)
+
+
+# ---------------------------------------------------------------- agents and outbound
+
+
+class AgentStatusChanged(Event):
+    type: Literal["agent.status_changed"] = "agent.status_changed"
+    agent_id: str
+    status: AgentStatus
+
+
+class OutboundReply(Event):
+    """An agent's reply for ingest's channel adapters to deliver to the customer."""
+
+    type: Literal["reply.outbound"] = "reply.outbound"
+    conversation_id: uuid.UUID
+    conversation_key: str
+    channel: Channel
+    message_id: uuid.UUID
+    agent_id: str
+    text: str
+
+
+# ---------------------------------------------------------------- dead letters
+
+
+class DeadLetter(_Model):
+    """A record a consumer could not apply, with where it came from and why."""
+
+    type: Literal["dead_letter"] = "dead_letter"
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    consumer_group: str
+    key: str | None
+    value: str
+    reason: str
+    dead_lettered_at: datetime

@@ -1,0 +1,227 @@
+"""Kafka producer and consumer wrappers: acks=all publishing, and a consume loop that commits an
+offset only after its handler has applied the record, dead-letters what it cannot apply, and
+retries (without committing) what failed for reasons outside the record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from shared.events import DeadLetter
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+M = TypeVar("M")
+
+
+class PoisonRecord(Exception):
+    """A record that can never be applied (unparseable, or refused by the handler): dead-letter it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def make_producer(settings: CommonSettings) -> AIOKafkaProducer:
+    """A producer that waits for every in-sync replica (the idempotent producer is not used:
+    the local broker does not support it, and consumers deduplicate on event ids instead)."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        request_timeout_ms=settings.kafka_request_timeout_ms,
+        linger_ms=1,
+        client_id=f"switchboard-{settings.environment}",
+    )
+
+
+def make_consumer(settings: CommonSettings, topic: str, *, group_id: str) -> AIOKafkaConsumer:
+    """A group consumer with manual commits, starting from the earliest offset for a new group."""
+    return AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        request_timeout_ms=max(settings.kafka_request_timeout_ms, 40_000),
+        max_poll_records=500,
+    )
+
+
+async def ensure_topics(settings: CommonSettings, topics: Iterable[str] | None = None) -> None:
+    """Create the topics that do not exist yet (development; production creates them in deploy/)."""
+    names = list(topics) if topics is not None else settings.topics.all()
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [n for n in names if n not in existing]
+        if missing:
+            try:
+                await admin.create_topics(
+                    [NewTopic(n, settings.kafka_partitions, 1) for n in missing]
+                )
+            except TopicAlreadyExistsError:
+                pass  # another service created it between our list and create
+    finally:
+        await admin.close()
+
+
+async def broker_reachable(producer: AIOKafkaProducer, timeout: float = 2.0) -> bool:
+    """Whether the broker answers a metadata request within ``timeout`` seconds."""
+    try:
+        await asyncio.wait_for(producer.client.fetch_all_metadata(), timeout)
+    except (KafkaError, TimeoutError, OSError):
+        return False
+    return True
+
+
+async def publish(producer: AIOKafkaProducer, topic: str, key: str, event: BaseModel) -> None:
+    """Publish ``event`` as JSON and wait for the broker's acknowledgement."""
+    await producer.send_and_wait(topic, event.model_dump_json().encode(), key=key.encode())
+
+
+def parse_record(model: type[M] | TypeAdapter[M], record: ConsumerRecord[Any, Any]) -> M:
+    """Parse a record's JSON value, or raise PoisonRecord saying what is wrong with it."""
+    adapter = model if isinstance(model, TypeAdapter) else TypeAdapter(model)
+    if record.value is None:
+        raise PoisonRecord("record has no value")
+    try:
+        return adapter.validate_json(record.value)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}" for e in exc.errors()
+        )
+        raise PoisonRecord(f"invalid {getattr(model, '__name__', 'event')}: {problems}") from exc
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Failures of the outside world (database, broker, network): retry, never dead-letter."""
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if isinstance(exc, OperationalError | OSError | TimeoutError | KafkaError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+
+
+RecordHandler = Callable[[ConsumerRecord[Any, Any]], Awaitable[None]]
+
+
+class ConsumeLoop:
+    """Runs ``handle`` on every record of a consumer, in order per partition.
+
+    - applied records: their offsets are committed once the handler returned (the handler
+      commits its own database transaction before returning);
+    - PoisonRecord, or any other error that repeats ``max_attempts`` times: the record goes to
+      the dead-letter topic with the reason, and the loop moves on;
+    - transient failures (database or broker down): the partition is rewound to the failed
+      record and retried after a pause, without committing anything past what was applied.
+    """
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        *,
+        handle: RecordHandler,
+        dead_letter_topic: str,
+        group_id: str,
+        max_attempts: int = 3,
+        retry_pause: float = 0.5,
+    ) -> None:
+        self.consumer = consumer
+        self.producer = producer
+        self.handle = handle
+        self.dead_letter_topic = dead_letter_topic
+        self.group_id = group_id
+        self.max_attempts = max_attempts
+        self.retry_pause = retry_pause
+        self.healthy = True
+        self.applied = 0
+        self.dead_lettered = 0
+
+    async def run(self) -> None:
+        """Consume until cancelled."""
+        while True:
+            batch = await self.consumer.getmany(timeout_ms=200)
+            for tp, records in batch.items():
+                await self._apply_partition(tp, records)
+
+    async def _apply_partition(
+        self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
+    ) -> None:
+        next_offset: int | None = None
+        for record in records:
+            if not await self._apply_one(record):
+                self.consumer.seek(tp, record.offset)
+                break
+            next_offset = record.offset + 1
+        if next_offset is not None:
+            await self.consumer.commit({tp: next_offset})
+
+    async def _apply_one(self, record: ConsumerRecord[Any, Any]) -> bool:
+        """Apply or dead-letter one record; False when it must be retried later."""
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                await self.handle(record)
+            except PoisonRecord as exc:
+                return await self._dead_letter(record, exc.reason)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if _is_transient(exc):
+                    self.healthy = False
+                    log.warning(
+                        "transient failure applying record, will retry",
+                        extra={"topic": record.topic, "partition": record.partition,
+                               "offset": record.offset, "error": repr(exc)},
+                    )
+                    await asyncio.sleep(self.retry_pause)
+                    return False
+                log.exception(
+                    "handler failed", extra={"topic": record.topic, "offset": record.offset,
+                                             "attempt": attempt}
+                )
+                if attempt == self.max_attempts:
+                    return await self._dead_letter(
+                        record, f"handler failed {attempt} times: {exc!r}"
+                    )
+            else:
+                self.healthy = True
+                self.applied += 1
+                return True
+        return False
+
+    async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str) -> bool:
+        letter = DeadLetter(
+            source_topic=record.topic,
+            source_partition=record.partition,
+            source_offset=record.offset,
+            consumer_group=self.group_id,
+            key=record.key.decode(errors="replace") if record.key else None,
+            value=(record.value or b"").decode(errors="replace"),
+            reason=reason,
+            dead_lettered_at=datetime.now(UTC),
+        )
+        try:
+            await publish(self.producer, self.dead_letter_topic, letter.key or "", letter)
+        except KafkaError as exc:
+            log.warning("dead-letter publish failed, will retry", extra={"error": repr(exc)})
+            await asyncio.sleep(self.retry_pause)
+            return False
+        log.warning(
+            "record dead-lettered",
+            extra={"topic": record.topic, "partition": record.partition,
+                   "offset": record.offset, "reason": reason},
+        )
+        self.dead_lettered += 1
+        return True

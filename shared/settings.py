@@ -1,0 +1,70 @@
+"""Settings every service shares, read from the environment with the SWITCHBOARD_ prefix."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiKeyEntry(BaseModel):
+    """One API key as configured: only its SHA-256 digest is ever held, never the key."""
+
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    scopes: list[str]
+
+
+class Topics(BaseModel):
+    """Kafka topic names, derived from one namespace so tests can run on fresh topics."""
+
+    namespace: str = "switchboard"
+
+    @property
+    def inbound(self) -> str:
+        return f"{self.namespace}.inbound.v1"
+
+    @property
+    def conversation_events(self) -> str:
+        return f"{self.namespace}.conversation-events.v1"
+
+    @property
+    def agent_events(self) -> str:
+        return f"{self.namespace}.agent-events.v1"
+
+    @property
+    def outbound(self) -> str:
+        return f"{self.namespace}.outbound.v1"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.namespace}.dead-letter.v1"
+
+    def all(self) -> list[str]:
+        return [
+            self.inbound,
+            self.conversation_events,
+            self.agent_events,
+            self.outbound,
+            self.dead_letter,
+        ]
+
+
+class CommonSettings(BaseSettings):
+    """Settings shared by the three services; each service subclasses this with its own."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SWITCHBOARD_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    environment: str = "development"
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    # Tansu does not wake a waiting fetch when data arrives: a low wait keeps latency low.
+    kafka_fetch_max_wait_ms: int = 5
+    kafka_request_timeout_ms: int = 5000
+    kafka_partitions: int = 6
+    topics: Topics = Topics()
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/switchboard"
+    db_pool_size: int = 10
+    api_keys: list[ApiKeyEntry] = []
+    max_body_bytes: int = 256 * 1024
+    log_level: str = "INFO"
