@@ -7,14 +7,21 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from shared.problems import install_problem_handlers
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.problems import install_problem_handlers, problem_response
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 
 
-def install_common(app: FastAPI, checks: Callable[[FastAPI], dict[str, ReadinessCheck]]) -> None:
-    """Add error translation and the health endpoints; ``checks`` names the readiness probes."""
+def install_common(
+    app: FastAPI, checks: Callable[[FastAPI], dict[str, ReadinessCheck]], *, max_body_bytes: int
+) -> None:
+    """Add error translation, the body size limit and the health endpoints; ``checks`` names
+    the readiness probes."""
     install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -31,3 +38,37 @@ def install_common(app: FastAPI, checks: Callable[[FastAPI], dict[str, Readiness
             "checks": {k: "ok" if v else "failing" for k, v in results.items()},
         }
         return JSONResponse(body, status_code=200 if ready else 503)
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with a problem+json 413: at once when the
+    declared Content-Length is too large, else as soon as the streamed body passes the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            response = problem_response(413, "Content Too Large", self._detail())
+            await response(scope, receive, send)
+            return
+        seen = 0
+
+        async def counting_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                # FastAPI re-raises HTTPException from body reading; the handler renders it.
+                raise HTTPException(413, self._detail())
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+    def _detail(self) -> str:
+        return f"request body exceeds {self.max_bytes} bytes"

@@ -29,9 +29,13 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         finally:
             await producer.stop()
 
-    app = FastAPI(title="Switchboard ingest", lifespan=lifespan, max_body_size=settings.max_body_bytes)
+    app = FastAPI(title="Switchboard ingest", lifespan=lifespan)
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.api_keys)
-    install_common(app, lambda a: {"broker": lambda: broker_reachable(a.state.producer)})
+    install_common(
+        app,
+        lambda a: {"broker": lambda: broker_reachable(a.state.producer)},
+        max_body_bytes=settings.max_body_bytes,
+    )
     app.include_router(router)
     return app

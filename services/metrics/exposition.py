@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from services.metrics.figures import ConversationFacts
 
@@ -32,7 +33,7 @@ def _histogram(
 
 
 def _le(bound: float) -> str:
-    return f"{bound:g}"
+    return floatToGoString(bound)
 
 
 def _counter(name: str, doc: str, keys: Iterable[str]) -> CounterMetricFamily:

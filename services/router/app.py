@@ -65,7 +65,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             await producer.stop()
             await engine.dispose()
 
-    app = FastAPI(title="Switchboard router", lifespan=lifespan, max_body_size=settings.max_body_bytes)
+    app = FastAPI(title="Switchboard router", lifespan=lifespan)
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.api_keys)
     install_common(
@@ -74,6 +74,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             "broker": lambda: broker_reachable(a.state.producer),
             "database": lambda: database_reachable(a.state.engine),
         },
+        max_body_bytes=settings.max_body_bytes,
     )
     app.include_router(router)
     return app

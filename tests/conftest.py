@@ -1,0 +1,183 @@
+"""The real broker and PostgreSQL, started once per session; each test gets a fresh database
+(cloned from a migrated template), fresh topics and its own API keys."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from fastapi import FastAPI
+
+from devtools.stack import Broker, Postgres, create_database, drop_database, migrate, unique_name
+from shared.auth import INGEST, OPS, agent_scope, hash_key, new_key
+from shared.settings import ApiKeyEntry, Topics
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Broker]:
+    b = Broker().start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Postgres]:
+    server = Postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(pg: Postgres) -> Iterator[str]:
+    name = unique_name("sb_template")
+    asyncio.run(create_database(pg.url, name))
+    migrate(pg.url_for(name))
+    yield name
+    asyncio.run(drop_database(pg.url, name))
+
+
+@pytest.fixture
+def database_url(pg: Postgres, template_db: str) -> Iterator[str]:
+    name = unique_name("sb_test")
+    asyncio.run(create_database(pg.url, name, template=template_db))
+    yield pg.url_for(name)
+    asyncio.run(drop_database(pg.url, name))
+
+
+@dataclass
+class Identities:
+    """API keys of one test: an integrator, ops, and agents with random ids."""
+
+    ingest: str = field(default_factory=new_key)
+    ops: str = field(default_factory=new_key)
+    agents: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        run = uuid.uuid4().hex[:8]
+        self.agents = {f"agent-{run}-{i}": new_key() for i in range(6)}
+
+    @property
+    def agent_ids(self) -> list[str]:
+        return list(self.agents)
+
+    def entries(self) -> list[ApiKeyEntry]:
+        out = [
+            ApiKeyEntry(name="ingest", sha256=hash_key(self.ingest), scopes=[INGEST]),
+            ApiKeyEntry(name="ops", sha256=hash_key(self.ops), scopes=[OPS]),
+        ]
+        out += [
+            ApiKeyEntry(name=a, sha256=hash_key(k), scopes=[agent_scope(a)])
+            for a, k in self.agents.items()
+        ]
+        return out
+
+    @staticmethod
+    def bearer(key: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key}"}
+
+    def as_agent(self, agent_id: str) -> dict[str, str]:
+        return self.bearer(self.agents[agent_id])
+
+    @property
+    def as_ops(self) -> dict[str, str]:
+        return self.bearer(self.ops)
+
+    @property
+    def as_ingest(self) -> dict[str, str]:
+        return self.bearer(self.ingest)
+
+
+@pytest.fixture
+def ids() -> Identities:
+    return Identities()
+
+
+@pytest.fixture
+def topics() -> Topics:
+    return Topics(namespace=f"t{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def common(broker: Broker, database_url: str, topics: Topics, ids: Identities) -> dict[str, Any]:
+    """Settings every service of this test shares."""
+    run = uuid.uuid4().hex[:8]
+    return {
+        "kafka_bootstrap": broker.bootstrap,
+        "database_url": database_url,
+        "topics": topics,
+        "api_keys": ids.entries(),
+        "consumer_group": f"group-{run}",
+    }
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan (its consumers included) and give a client for its routes."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            yield client
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 15.0, what: str = "condition"
+) -> T:
+    """Poll ``probe`` until it returns something truthy, or fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    last: T | None = None
+    while time.monotonic() < deadline:
+        last = await probe()
+        if last:
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+async def read_topic(bootstrap: str, topic: str, *, settle: float = 0.3) -> list[Any]:
+    """Every record on ``topic`` now, read without a consumer group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=5)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await consumer._client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        records: list[Any] = []
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            positions = [await consumer.position(tp) for tp in tps]
+            if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
+                break
+            batch = await consumer.getmany(timeout_ms=int(settle * 1000))
+            for recs in batch.values():
+                records.extend(recs)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def produce(bootstrap: str, topic: str, items: list[tuple[str, bytes]]) -> None:
+    """Put raw records on a topic, as another service (or a bad actor) would."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for key, value in items:
+            await producer.send_and_wait(topic, value, key=key.encode())
+    finally:
+        await producer.stop()

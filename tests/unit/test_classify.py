@@ -1,0 +1,111 @@
+from pathlib import Path
+
+import pytest
+
+from services.router.routing.classify import classify, escalate
+from services.router.routing.rules import (
+    DEFAULT_RULES_PATH,
+    RulesError,
+    RulesSource,
+    load_rules,
+    parse_rules,
+)
+from shared.events import CustomerTier, Priority, Skill
+
+RULES = load_rules(DEFAULT_RULES_PATH)
+
+
+def decide(text: str, tier: CustomerTier = CustomerTier.STANDARD, hint: str | None = None):
+    return classify(text, tier=tier, language_hint=hint, rules=RULES)
+
+
+@pytest.mark.parametrize(
+    ("text", "priority", "skill", "language"),
+    [
+        ("My account was hacked and someone withdrew everything", "urgent", "security", "en"),
+        ("I see an unauthorized withdrawal I did not make", "urgent", "security", "en"),
+        ("我的账户被盗了", "urgent", "security", "zh"),
+        ("アカウントが乗っ取られました", "urgent", "security", "ja"),
+        ("계정이 해킹당했어요", "urgent", "security", "ko"),
+        ("My withdrawal is pending for 3 hours", "high", "funds", "en"),
+        ("充值三个小时还未到账", "high", "funds", "zh"),
+        ("入金が反映されない", "high", "funds", "ja"),
+        ("출금이 지연되고 있어요", "high", "funds", "ko"),
+        ("I got liquidated at a wrong price", "high", "trading", "en"),
+        ("合约爆仓了", "high", "trading", "zh"),
+        ("How do I create an API key?", "normal", "api", "en"),
+        ("KYC verification failed", "normal", "account", "en"),
+        ("Just a suggestion: add dark mode", "low", "general", "en"),
+        ("hello", "normal", "general", "en"),
+    ],
+)
+def test_messages_get_priority_skill_and_language_from_the_rules(text, priority, skill, language):
+    decision = decide(text)
+    assert (decision.priority, decision.skill, decision.language) == (priority, skill, language)
+
+
+def test_every_decision_records_the_rules_that_fired():
+    decision = decide("hacked! and my withdrawal is pending")
+    assert decision.rules_fired == (
+        "security.account-compromise",
+        "funds.not-credited",
+        "language.latin-default",
+    )
+    assert decision.priority == Priority.URGENT and decision.skill == Skill.SECURITY
+
+
+def test_vip_customers_rank_one_level_higher():
+    assert decide("hello", CustomerTier.VIP).priority == Priority.HIGH
+    assert "tier.vip" in decide("hello", CustomerTier.VIP).rules_fired
+    assert decide("my account was hacked", CustomerTier.VIP).priority == Priority.URGENT
+
+
+def test_the_customer_language_hint_decides_latin_text_but_not_an_unambiguous_script():
+    assert decide("hola, necesito ayuda", hint="es").language == "es"
+    assert decide("你好", hint="en").language == "zh"
+
+
+def test_a_followup_with_urgent_words_raises_a_waiting_conversation():
+    waiting = decide("hello")
+    assert escalate(waiting, decide("still waiting?")) == waiting
+    raised = escalate(waiting, decide("now my account got hacked"))
+    assert raised.priority == Priority.URGENT
+    assert "security.account-compromise" in raised.rules_fired
+    assert escalate(decide("hacked"), decide("thanks")).priority == Priority.URGENT
+
+
+@pytest.mark.parametrize(
+    ("document", "complaint"),
+    [
+        ("rules: [{id: a, priority: asap, skill: funds, patterns: [x]}]", "priority"),
+        ("rules: [{id: a, priority: high, skill: funds, patterns: ['(']}]", "regular expression"),
+        ("rules: [{id: a, priority: high, skill: funds, patterns: [x]}, "
+         "{id: a, priority: low, skill: general, patterns: [y]}]", "appears twice"),
+        ("rules: [oops", "YAML"),
+    ],
+)
+def test_a_bad_rules_file_is_refused_with_the_reason(document, complaint):
+    with pytest.raises(RulesError, match=complaint):
+        parse_rules(document)
+
+
+def test_rules_reload_when_the_file_changes_and_a_bad_file_keeps_the_old_rules(tmp_path: Path):
+    path = tmp_path / "rules.yaml"
+    path.write_text("rules: [{id: first, priority: low, skill: general, patterns: [zebra]}]")
+    source = RulesSource(path)
+    assert [r.id for r in source.current().rules] == ["first"]
+
+    path.write_text("rules: [{id: second, priority: urgent, skill: security, patterns: [zebra]}]")
+    _bump_mtime(path)
+    assert [r.id for r in source.current().rules] == ["second"]
+
+    path.write_text("rules: [{id: broken, priority: nope}]")
+    _bump_mtime(path)
+    assert [r.id for r in source.current().rules] == ["second"]
+
+
+def _bump_mtime(path: Path) -> None:
+    import os
+
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))

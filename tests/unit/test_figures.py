@@ -1,0 +1,78 @@
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.metrics.exposition import families, render
+from services.metrics.figures import ConversationFacts, percentile, summarize
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def test_percentiles_are_nearest_rank_over_observed_values():
+    values = list(range(1, 101))
+    figures = summarize(map(float, values))
+    assert (figures.p50, figures.p90, figures.p95, figures.p99) == (50, 90, 95, 99)
+    assert figures.mean == 50.5 and figures.min == 1 and figures.max == 100
+    assert summarize([7.0]).p99 == 7.0
+    assert summarize([1.0, 2.0, 3.0, 10.0]).p50 == 2.0
+
+
+def test_no_values_give_a_count_of_zero_and_no_figures():
+    figures = summarize([])
+    assert figures.count == 0 and figures.p50 is None and figures.mean is None
+
+
+@given(st.lists(st.floats(0, 1e6), min_size=1), st.floats(1, 100))
+def test_a_percentile_is_always_an_observed_value_and_grows_with_p(values, p):
+    ordered = sorted(values)
+    assert percentile(ordered, p) in ordered
+    assert percentile(ordered, p) <= percentile(ordered, min(p + 10, 100))
+
+
+def facts(channel="chat", priority="urgent", frt=30.0, resolution=600.0):
+    opened = T0
+    return ConversationFacts(
+        conversation_id=uuid.uuid4(), channel=channel, priority=priority, skill="security",
+        language="en", agent_id="a", opened_at=opened, first_message_at=opened,
+        first_assigned_at=opened + timedelta(seconds=1),
+        first_response_at=opened + timedelta(seconds=frt) if frt is not None else None,
+        resolved_at=opened + timedelta(seconds=resolution) if resolution is not None else None,
+    )
+
+
+def test_response_times_come_from_event_timestamps():
+    f = facts(frt=42, resolution=3600)
+    assert (f.first_response_s, f.resolution_s, f.queue_wait_s) == (42, 3600, 1)
+    assert facts(frt=None).first_response_s is None
+
+
+def test_exposition_parses_with_prometheus_own_parser_and_buckets_are_cumulative():
+    text = render(families(
+        [facts(frt=3), facts(frt=45), facts(channel="email", priority="low", frt=7200,
+                                             resolution=None)],
+        {"chat": 5, "email": 1},
+    )).decode()
+    parsed = {m.name: m for m in text_string_to_metric_families(text)}
+    frt = parsed["switchboard_first_response_seconds"]
+    chat = {s.labels["le"]: s.value for s in frt.samples
+            if s.name.endswith("_bucket") and s.labels["channel"] == "chat"}
+    assert chat["5.0"] == 1 and chat["60.0"] == 2 and chat["+Inf"] == 2
+    counts = [s.value for s in frt.samples if s.name.endswith("_count")]
+    assert sorted(counts) == [1, 2]
+    resolved = parsed["switchboard_conversations_resolved"]
+    assert {s.labels["channel"]: s.value for s in resolved.samples if s.name.endswith("_total")} \
+        == {"chat": 2}
+    for metric in parsed.values():
+        for sample in metric.samples:
+            assert set(sample.labels) <= {"channel", "priority", "le"}
+
+
+@pytest.mark.parametrize("label", ["channel", "priority"])
+def test_label_sets_are_bounded(label):
+    metric_families = families([facts() for _ in range(50)], {})
+    values = {s.labels.get(label) for f in metric_families for s in f.samples}
+    assert len(values) <= 2
