@@ -54,6 +54,8 @@ def make_consumer(settings: CommonSettings, topic: str, *, group_id: str) -> AIO
         fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
         request_timeout_ms=max(settings.kafka_request_timeout_ms, 40_000),
         max_poll_records=500,
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=max(settings.kafka_session_timeout_ms // 3, 100),
     )
 
 

@@ -61,6 +61,9 @@ class CommonSettings(BaseSettings):
     # Tansu does not wake a waiting fetch when data arrives: a low wait keeps latency low.
     kafka_fetch_max_wait_ms: int = 5
     kafka_request_timeout_ms: int = 5000
+    # A consumer is dropped from its group after this long without a heartbeat. Tansu also
+    # holds a group join for about half of it, so tests lower it to start consumers faster.
+    kafka_session_timeout_ms: int = 10_000
     kafka_partitions: int = 6
     topics: Topics = Topics()
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/switchboard"

@@ -117,6 +117,7 @@ def common(broker: Broker, database_url: str, topics: Topics, ids: Identities) -
         "topics": topics,
         "api_keys": ids.entries(),
         "consumer_group": f"group-{run}",
+        "kafka_session_timeout_ms": 3000,
     }
 
 
