@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 
-from devtools.stack import ROOT, Broker, Postgres, create_database, migrate, port_free, wait_for_port
+from devtools.stack import ROOT, Broker, Postgres, create_database, migrate, port_free
 from shared.auth import agent_scope, hash_key, new_key
 
 RUN_DIR = ROOT / ".run"
@@ -41,7 +41,9 @@ def dev_keys() -> dict[str, dict[str, object]]:
     return keys
 
 
-def service_env(bootstrap: str, database_url: str, keys: dict[str, dict[str, object]]) -> dict[str, str]:
+def service_env(
+    bootstrap: str, database_url: str, keys: dict[str, dict[str, object]]
+) -> dict[str, str]:
     entries = [
         {"name": name, "sha256": hash_key(str(k["key"])), "scopes": k["scopes"]}
         for name, k in keys.items()
@@ -52,6 +54,18 @@ def service_env(bootstrap: str, database_url: str, keys: dict[str, dict[str, obj
         "SWITCHBOARD_DATABASE_URL": database_url,
         "SWITCHBOARD_API_KEYS": json.dumps(entries),
     }
+
+
+def launch(name: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start one service as its own process, logging to ``log_path``."""
+    log_file = open(log_path, "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", f"services.{name}"],
+        cwd=ROOT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def wait_ready(name: str, port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
@@ -68,6 +82,17 @@ def wait_ready(name: str, port: int, process: subprocess.Popen[bytes], timeout: 
     raise RuntimeError(f"{name} was not ready on port {port} within {timeout}s")
 
 
+def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every service (graceful shutdown), SIGKILL what is still up after 10 s."""
+    for process in processes.values():
+        process.terminate()
+    for process in processes.values():
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--demo", action="store_true", help="seed agents and post messages")
@@ -80,7 +105,9 @@ def main() -> int:
     pg = Postgres(data_dir=RUN_DIR / "pgdata")
     processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
-        database_url = pg.url if os.environ.get("SWITCHBOARD_DATABASE_URL") else pg.url_for("switchboard")
+        database_url = (
+            pg.url if os.environ.get("SWITCHBOARD_DATABASE_URL") else pg.url_for("switchboard")
+        )
         if pg.embedded:
             asyncio.run(create_database(pg.url, "switchboard"))
         say(f"PostgreSQL: {'embedded, data in .run/pgdata' if pg.embedded else database_url}")
@@ -91,13 +118,8 @@ def main() -> int:
         for name, port in SERVICES.items():
             if not port_free(port):
                 raise RuntimeError(f"port {port} for {name} is taken; stop what uses it first")
-            log_file = open(RUN_DIR / f"{name}.log", "ab")  # noqa: SIM115
-            processes[name] = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"], cwd=ROOT, env=env,
-                stdout=log_file, stderr=subprocess.STDOUT,
-            )
+            processes[name] = launch(name, env, RUN_DIR / f"{name}.log")
         for name, port in SERVICES.items():
-            wait_for_port(port, what=name, timeout=30)
             wait_ready(name, port, processes[name])
             say(f"{name:8s} http://127.0.0.1:{port}  (docs: /docs, log: .run/{name}.log)")
         (RUN_DIR / "dev-keys.json").write_text(json.dumps(keys, indent=2))
@@ -125,13 +147,7 @@ def main() -> int:
         return 0
     finally:
         say("stopping")
-        for process in processes.values():
-            process.terminate()
-        for process in processes.values():
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_all(processes)
         broker.stop()
         pg.stop()
         say("stopped")

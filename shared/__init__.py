@@ -1,1 +1,2 @@
-"""What more than one Switchboard service needs: events, settings, Kafka, database, auth, problems."""
+"""What more than one Switchboard service needs: events, settings, Kafka, database, auth,
+problems."""

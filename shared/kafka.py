@@ -24,7 +24,7 @@ M = TypeVar("M")
 
 
 class PoisonRecord(Exception):
-    """A record that can never be applied (unparseable, or refused by the handler): dead-letter it."""
+    """A record that can never be applied (unparseable, or refused by the handler)."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -184,14 +184,18 @@ class ConsumeLoop:
                     self.healthy = False
                     log.warning(
                         "transient failure applying record, will retry",
-                        extra={"topic": record.topic, "partition": record.partition,
-                               "offset": record.offset, "error": repr(exc)},
+                        extra={
+                            "topic": record.topic,
+                            "partition": record.partition,
+                            "offset": record.offset,
+                            "error": repr(exc),
+                        },
                     )
                     await asyncio.sleep(self.retry_pause)
                     return False
                 log.exception(
-                    "handler failed", extra={"topic": record.topic, "offset": record.offset,
-                                             "attempt": attempt}
+                    "handler failed",
+                    extra={"topic": record.topic, "offset": record.offset, "attempt": attempt},
                 )
                 if attempt == self.max_attempts:
                     return await self._dead_letter(
@@ -222,8 +226,12 @@ class ConsumeLoop:
             return False
         log.warning(
             "record dead-lettered",
-            extra={"topic": record.topic, "partition": record.partition,
-                   "offset": record.offset, "reason": reason},
+            extra={
+                "topic": record.topic,
+                "partition": record.partition,
+                "offset": record.offset,
+                "reason": reason,
+            },
         )
         self.dead_lettered += 1
         return True

@@ -9,6 +9,7 @@ Hierarchy:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -61,7 +62,12 @@ class ServiceUnavailable(Problem):
 
 
 def problem_response(
-    status: int, title: str, detail: str, *, headers: dict[str, str] | None = None, **extra: Any
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
@@ -79,9 +85,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_problem(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, Problem)
-        return problem_response(
-            exc.status, exc.title, exc.detail, headers=exc.headers, **exc.extra
-        )
+        return problem_response(exc.status, exc.title, exc.detail, headers=exc.headers, **exc.extra)
 
     async def on_validation(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

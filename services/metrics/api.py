@@ -58,9 +58,13 @@ async def summary(
     if start is not None and end is not None and end <= start:
         raise BadRequest("'to' must be later than 'from'")
     filters = Filters(
-        start=start, end=end, channel=channel.value if channel else None,
-        priority=priority.value if priority else None, skill=skill.value if skill else None,
-        language=language, agent_id=agent_id,
+        start=start,
+        end=end,
+        channel=channel.value if channel else None,
+        priority=priority.value if priority else None,
+        skill=skill.value if skill else None,
+        language=language,
+        agent_id=agent_id,
     )
     async with request.app.state.sessions() as session:
         facts = await MetricsStore(session).facts(filters)

@@ -1,4 +1,5 @@
-"""The metrics service's app factory: engine, producer (dead letters) and consumer in the lifespan."""
+"""The metrics service's app factory: engine, producer (dead letters) and consumer live in
+the lifespan."""
 
 from __future__ import annotations
 
@@ -33,8 +34,11 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         )
         await consumer.start()
         loop = ConsumeLoop(
-            consumer, producer, handle=event_handler(sessions),
-            dead_letter_topic=settings.topics.dead_letter, group_id=settings.consumer_group,
+            consumer,
+            producer,
+            handle=event_handler(sessions),
+            dead_letter_topic=settings.topics.dead_letter,
+            group_id=settings.consumer_group,
         )
         app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
         app.state.consume_loop = loop

@@ -14,7 +14,21 @@ from services.metrics.figures import ConversationFacts
 
 # Support work spans seconds (urgent chat) to days (email backlogs).
 BUCKETS_S: tuple[float, ...] = (
-    5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 604800,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+    1800,
+    3600,
+    7200,
+    14400,
+    28800,
+    86400,
+    172800,
+    604800,
 )
 
 
@@ -33,7 +47,7 @@ def _histogram(
 
 
 def _le(bound: float) -> str:
-    return floatToGoString(bound)
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
 
 
 def _counter(name: str, doc: str, keys: Iterable[str]) -> CounterMetricFamily:
@@ -48,6 +62,7 @@ def _counter(name: str, doc: str, keys: Iterable[str]) -> CounterMetricFamily:
 
 def families(facts: Sequence[ConversationFacts], customer_messages: dict[str, int]) -> list[Metric]:
     """Every metric family of one scrape, computed from the conversation facts."""
+
     def labels(f: ConversationFacts) -> tuple[str, str]:
         return (f.channel, f.priority or "unclassified")
 
@@ -59,13 +74,22 @@ def families(facts: Sequence[ConversationFacts], customer_messages: dict[str, in
     for channel, n in sorted(customer_messages.items()):
         messages.add_metric([channel], n)
     return [
-        _histogram("switchboard_first_response_seconds",
-                   "First agent reply minus first customer message.", frt),
+        _histogram(
+            "switchboard_first_response_seconds",
+            "First agent reply minus first customer message.",
+            frt,
+        ),
         _histogram("switchboard_resolution_seconds", "Resolved minus opened.", resolution),
-        _counter("switchboard_conversations_opened", "Conversations opened.",
-                 (f.channel for f in facts if f.opened_at is not None)),
-        _counter("switchboard_conversations_resolved", "Conversations resolved.",
-                 (f.channel for f in facts if f.resolved_at is not None)),
+        _counter(
+            "switchboard_conversations_opened",
+            "Conversations opened.",
+            (f.channel for f in facts if f.opened_at is not None),
+        ),
+        _counter(
+            "switchboard_conversations_resolved",
+            "Conversations resolved.",
+            (f.channel for f in facts if f.resolved_at is not None),
+        ),
         messages,
     ]
 

@@ -81,7 +81,10 @@ def summarize(values: Iterable[float]) -> Figures:
         mean=math.fsum(ordered) / len(ordered),
         min=ordered[0],
         max=ordered[-1],
-        p50=p50, p90=p90, p95=p95, p99=p99,
+        p50=p50,
+        p90=p90,
+        p95=p95,
+        p99=p99,
     )
 
 

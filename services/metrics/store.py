@@ -33,7 +33,8 @@ _FOLD: dict[type, str] = {
     Classified: """UPDATE metrics.conversations
                    SET priority = :priority, skill = :skill, language = :language,
                        classified_at = :at
-                   WHERE conversation_id = :id AND (classified_at IS NULL OR classified_at <= :at)""",
+                   WHERE conversation_id = :id
+                     AND (classified_at IS NULL OR classified_at <= :at)""",
     Assigned: """UPDATE metrics.conversations
                  SET first_assigned_at = LEAST(first_assigned_at, :at),
                      assignments = assignments + 1,
@@ -86,8 +87,11 @@ class MetricsStore:
             if isinstance(event, ConversationOpened):
                 params["tier"] = event.customer_tier.value
             elif isinstance(event, Classified):
-                params |= {"priority": event.priority.value, "skill": event.skill.value,
-                           "language": event.language}
+                params |= {
+                    "priority": event.priority.value,
+                    "skill": event.skill.value,
+                    "language": event.language,
+                }
             elif isinstance(event, Assigned):
                 params["agent"] = event.agent_id
             await self.session.execute(text(sql), params)
@@ -107,9 +111,15 @@ class MetricsStore:
                       AND (CAST(:skill AS text) IS NULL OR skill = :skill)
                       AND (CAST(:language AS text) IS NULL OR language = :language)
                       AND (CAST(:agent AS text) IS NULL OR agent_id = :agent)"""),
-            {"start": filters.start, "end": filters.end, "channel": filters.channel,
-             "priority": filters.priority, "skill": filters.skill,
-             "language": filters.language, "agent": filters.agent_id},
+            {
+                "start": filters.start,
+                "end": filters.end,
+                "channel": filters.channel,
+                "priority": filters.priority,
+                "skill": filters.skill,
+                "language": filters.language,
+                "agent": filters.agent_id,
+            },
         )
         return [ConversationFacts(**r._mapping) for r in rows]
 

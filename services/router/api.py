@@ -43,18 +43,26 @@ async def _agent_out(store: RouterStore, agent_id: str) -> AgentOut:
     if agent is None:
         raise NotFound(f"agent {agent_id!r} does not exist")
     return AgentOut(
-        id=agent.id, status=agent.status, skills=dict(agent.skills),
-        languages=sorted(agent.languages), capacity=dict(agent.capacity), load=dict(agent.load),
+        id=agent.id,
+        status=agent.status,
+        skills=dict(agent.skills),
+        languages=sorted(agent.languages),
+        capacity=dict(agent.capacity),
+        load=dict(agent.load),
     )
 
 
 @router.put("/agents/{agent_id}", response_model=AgentOut, tags=["agents"])
-async def put_agent(agent_id: AgentId, body: AgentIn, principal: PrincipalDep, uow: UowDep) -> AgentOut:
+async def put_agent(
+    agent_id: AgentId, body: AgentIn, principal: PrincipalDep, uow: UowDep
+) -> AgentOut:
     """Create or update an agent (ops)."""
     principal.require(OPS)
     async with uow() as ctx:
         await handlers.upsert_agent(
-            ctx, agent_id=agent_id, name=body.name,
+            ctx,
+            agent_id=agent_id,
+            name=body.name,
             skills={s.value: level for s, level in body.skills.items()},
             languages=body.languages,
             capacity={c.value: n for c, n in body.capacity.items()},
@@ -100,7 +108,8 @@ async def get_assignments(
                 if news or convs:
                     messages = await store.messages_of([c.id for c in convs])
                     return AssignmentsOut(
-                        agent_id=agent_id, cursor=cursor,
+                        agent_id=agent_id,
+                        cursor=cursor,
                         conversations=[ConversationOut.of(c, messages[c.id]) for c in convs],
                     )
         remaining = deadline - time.monotonic()
@@ -112,7 +121,9 @@ async def get_assignments(
             pass
 
 
-@router.get("/conversations/{conversation_id}", response_model=ConversationOut, tags=["conversations"])
+@router.get(
+    "/conversations/{conversation_id}", response_model=ConversationOut, tags=["conversations"]
+)
 async def get_conversation(
     conversation_id: uuid.UUID, principal: PrincipalDep, request: Request
 ) -> ConversationOut:
@@ -120,7 +131,8 @@ async def get_conversation(
     async with reading(request.app.state.sessions) as store:
         conv = await store.conversation(conversation_id)
         visible = conv is not None and (
-            principal.has(OPS) or (conv.agent_id is not None and principal.has(agent_scope(conv.agent_id)))
+            principal.has(OPS)
+            or (conv.agent_id is not None and principal.has(agent_scope(conv.agent_id)))
         )
         if conv is None or not visible:
             raise NotFound(f"conversation {conversation_id} not found")
@@ -129,7 +141,9 @@ async def get_conversation(
 
 
 @router.post(
-    "/conversations/{conversation_id}/replies", status_code=201, response_model=ReplyOut,
+    "/conversations/{conversation_id}/replies",
+    status_code=201,
+    response_model=ReplyOut,
     tags=["conversations"],
 )
 async def post_reply(
@@ -140,18 +154,25 @@ async def post_reply(
     message_id = uuid.uuid4()
     async with uow() as ctx:
         await handlers.reply(
-            ctx, conversation_id=conversation_id, agent_id=body.agent_id, text=body.text,
+            ctx,
+            conversation_id=conversation_id,
+            agent_id=body.agent_id,
+            text=body.text,
             message_id=message_id,
         )
     return ReplyOut(message_id=message_id)
 
 
 @router.post(
-    "/conversations/{conversation_id}/resolve", response_model=ConversationOut,
+    "/conversations/{conversation_id}/resolve",
+    response_model=ConversationOut,
     tags=["conversations"],
 )
 async def post_resolve(
-    conversation_id: uuid.UUID, body: ResolveIn, principal: PrincipalDep, request: Request,
+    conversation_id: uuid.UUID,
+    body: ResolveIn,
+    principal: PrincipalDep,
+    request: Request,
     uow: UowDep,
 ) -> ConversationOut:
     """An agent resolves its own conversation, freeing a slot for the queue."""

@@ -1,4 +1,5 @@
-"""The router's app factory: engine, producer, consumer, relay and listeners live in the lifespan."""
+"""The router's app factory: engine, producer, consumer, relay and listeners live in the
+lifespan."""
 
 from __future__ import annotations
 
@@ -33,14 +34,19 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         sessions = make_sessionmaker(engine)
         producer = make_producer(settings)
         await producer.start()
-        consumer = make_consumer(settings, settings.topics.inbound, group_id=settings.consumer_group)
+        consumer = make_consumer(
+            settings, settings.topics.inbound, group_id=settings.consumer_group
+        )
         await consumer.start()
         relay = OutboxRelay(sessions, producer)
         uow = UnitOfWork(sessions, relay, settings.topics)
         wakeups = AgentWakeups(async_url(settings.database_url).replace("+asyncpg", "", 1))
         loop = ConsumeLoop(
-            consumer, producer, handle=inbound_handler(uow, rules),
-            dead_letter_topic=settings.topics.dead_letter, group_id=settings.consumer_group,
+            consumer,
+            producer,
+            handle=inbound_handler(uow, rules),
+            dead_letter_topic=settings.topics.dead_letter,
+            group_id=settings.consumer_group,
         )
         app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
         app.state.uow, app.state.wakeups, app.state.consume_loop = uow, wakeups, loop

@@ -53,31 +53,53 @@ async def receive_message(ctx: Context, message: InboundMessage, rules: RuleSet)
         return
     conv = await store.open_conversation_for_key(message.conversation_key)
     found = classify(
-        message.text, tier=message.customer.tier, language_hint=message.customer.language,
+        message.text,
+        tier=message.customer.tier,
+        language_hint=message.customer.language,
         rules=rules,
     )
     if conv is None:
         conv_id = derived_id("conversation", message.message_id)
         await store.create_conversation(
-            cid=conv_id, key=message.conversation_key, channel=message.channel,
-            customer_id=message.customer.id, tier=message.customer.tier, classification=found,
+            cid=conv_id,
+            key=message.conversation_key,
+            channel=message.channel,
+            customer_id=message.customer.id,
+            tier=message.customer.tier,
+            classification=found,
             opened_at=message.occurred_at,
         )
         conv = await store.conversation(conv_id)
         assert conv is not None
-        await _emit_conversation(ctx, conv, ConversationOpened(
-            event_id=derived_id("opened", conv.id), occurred_at=message.occurred_at,
-            conversation_id=conv.id, channel=conv.channel, conversation_key=conv.conversation_key,
-            customer_id=conv.customer_id, customer_tier=conv.customer_tier,
-        ))
+        await _emit_conversation(
+            ctx,
+            conv,
+            ConversationOpened(
+                event_id=derived_id("opened", conv.id),
+                occurred_at=message.occurred_at,
+                conversation_id=conv.id,
+                channel=conv.channel,
+                conversation_key=conv.conversation_key,
+                customer_id=conv.customer_id,
+                customer_tier=conv.customer_tier,
+            ),
+        )
         await _add_inbound(ctx, conv, message)
         await _emit_classified(ctx, conv, message.message_id)
         if not await _assign(ctx, conv):
-            await _emit_conversation(ctx, conv, Queued(
-                event_id=derived_id("queued", conv.id, ctx.now.isoformat()),
-                occurred_at=ctx.now, conversation_id=conv.id, channel=conv.channel,
-                priority=conv.priority, skill=conv.skill, language=conv.language,
-            ))
+            await _emit_conversation(
+                ctx,
+                conv,
+                Queued(
+                    event_id=derived_id("queued", conv.id, ctx.now.isoformat()),
+                    occurred_at=ctx.now,
+                    conversation_id=conv.id,
+                    channel=conv.channel,
+                    priority=conv.priority,
+                    skill=conv.skill,
+                    language=conv.language,
+                ),
+            )
         return
     await _add_inbound(ctx, conv, message)
     if conv.state == "assigned" and conv.agent_id is not None:
@@ -93,23 +115,43 @@ async def receive_message(ctx: Context, message: InboundMessage, rules: RuleSet)
 
 async def _add_inbound(ctx: Context, conv: Conversation, message: InboundMessage) -> None:
     await ctx.store.add_message(
-        message_id=message.message_id, conversation_id=conv.id, direction="inbound",
-        author=message.customer.id, text=message.text, created_at=message.occurred_at,
-        channel_message_id=message.channel_message_id, sent_at=message.sent_at,
-    )
-    await _emit_conversation(ctx, conv, MessageReceived(
-        event_id=derived_id("message_received", message.message_id),
-        occurred_at=message.occurred_at, conversation_id=conv.id, channel=conv.channel,
         message_id=message.message_id,
-    ))
+        conversation_id=conv.id,
+        direction="inbound",
+        author=message.customer.id,
+        text=message.text,
+        created_at=message.occurred_at,
+        channel_message_id=message.channel_message_id,
+        sent_at=message.sent_at,
+    )
+    await _emit_conversation(
+        ctx,
+        conv,
+        MessageReceived(
+            event_id=derived_id("message_received", message.message_id),
+            occurred_at=message.occurred_at,
+            conversation_id=conv.id,
+            channel=conv.channel,
+            message_id=message.message_id,
+        ),
+    )
 
 
 async def _emit_classified(ctx: Context, conv: Conversation, cause: uuid.UUID) -> None:
-    await _emit_conversation(ctx, conv, Classified(
-        event_id=derived_id("classified", conv.id, cause), occurred_at=ctx.now,
-        conversation_id=conv.id, channel=conv.channel, priority=conv.priority, skill=conv.skill,
-        language=conv.language, rules_fired=list(conv.rules_fired),
-    ))
+    await _emit_conversation(
+        ctx,
+        conv,
+        Classified(
+            event_id=derived_id("classified", conv.id, cause),
+            occurred_at=ctx.now,
+            conversation_id=conv.id,
+            channel=conv.channel,
+            priority=conv.priority,
+            skill=conv.skill,
+            language=conv.language,
+            rules_fired=list(conv.rules_fired),
+        ),
+    )
 
 
 async def _assign(ctx: Context, conv: Conversation) -> bool:
@@ -127,10 +169,17 @@ async def _give(ctx: Context, conv: Conversation, agent_id: str) -> None:
     if not await ctx.store.mark_assigned(conv.id, agent_id, ctx.now):
         raise Conflict(f"conversation {conv.id} is no longer queued")
     await ctx.store.wake_agent(agent_id)
-    await _emit_conversation(ctx, conv, Assigned(
-        event_id=derived_id("assigned", conv.id, agent_id, ctx.now.isoformat()),
-        occurred_at=ctx.now, conversation_id=conv.id, channel=conv.channel, agent_id=agent_id,
-    ))
+    await _emit_conversation(
+        ctx,
+        conv,
+        Assigned(
+            event_id=derived_id("assigned", conv.id, agent_id, ctx.now.isoformat()),
+            occurred_at=ctx.now,
+            conversation_id=conv.id,
+            channel=conv.channel,
+            agent_id=agent_id,
+        ),
+    )
 
 
 async def pull_queued(ctx: Context, agent_id: str) -> int:
@@ -161,13 +210,21 @@ async def sweep_queue(ctx: Context, *, limit: int = 100) -> int:
 
 
 async def upsert_agent(
-    ctx: Context, *, agent_id: str, name: str, skills: dict[str, int], languages: list[str],
+    ctx: Context,
+    *,
+    agent_id: str,
+    name: str,
+    skills: dict[str, int],
+    languages: list[str],
     capacity: dict[str, int],
 ) -> None:
     """Create or update an agent; raised capacity pulls queued work."""
     await ctx.store.upsert_agent(
-        agent_id=agent_id, name=name, skills=skills,
-        languages=sorted({lang.split('-')[0].lower() for lang in languages}), capacity=capacity,
+        agent_id=agent_id,
+        name=name,
+        skills=skills,
+        languages=sorted({lang.split("-")[0].lower() for lang in languages}),
+        capacity=capacity,
     )
     await pull_queued(ctx, agent_id)
 
@@ -176,15 +233,23 @@ async def set_status(ctx: Context, agent_id: str, status: AgentStatus) -> None:
     """Change an agent's status; going online pulls queued work."""
     if not await ctx.store.set_status(agent_id, status):
         raise NotFound(f"agent {agent_id!r} does not exist")
-    await ctx.store.enqueue(ctx.topics.agent_events, agent_id, AgentStatusChanged(
-        event_id=derived_id("agent_status", agent_id, status.value, ctx.now.isoformat()),
-        occurred_at=ctx.now, agent_id=agent_id, status=status,
-    ))
+    await ctx.store.enqueue(
+        ctx.topics.agent_events,
+        agent_id,
+        AgentStatusChanged(
+            event_id=derived_id("agent_status", agent_id, status.value, ctx.now.isoformat()),
+            occurred_at=ctx.now,
+            agent_id=agent_id,
+            status=status,
+        ),
+    )
     if status == AgentStatus.ONLINE:
         await pull_queued(ctx, agent_id)
 
 
-async def _own_conversation(ctx: Context, conversation_id: uuid.UUID, agent_id: str) -> Conversation:
+async def _own_conversation(
+    ctx: Context, conversation_id: uuid.UUID, agent_id: str
+) -> Conversation:
     conv = await ctx.store.conversation(conversation_id, for_update=True)
     # Another agent's conversation is reported as absent: nothing leaks that it exists.
     if conv is None or conv.agent_id != agent_id:
@@ -200,19 +265,40 @@ async def reply(
     """Store an agent's reply and hand it to the channel for delivery."""
     conv = await _own_conversation(ctx, conversation_id, agent_id)
     await ctx.store.add_message(
-        message_id=message_id, conversation_id=conv.id, direction="outbound", author=agent_id,
-        text=text, created_at=ctx.now,
+        message_id=message_id,
+        conversation_id=conv.id,
+        direction="outbound",
+        author=agent_id,
+        text=text,
+        created_at=ctx.now,
     )
     await ctx.store.mark_first_response(conv.id, ctx.now)
-    await _emit_conversation(ctx, conv, AgentReplied(
-        event_id=derived_id("agent_replied", message_id), occurred_at=ctx.now,
-        conversation_id=conv.id, channel=conv.channel, agent_id=agent_id, message_id=message_id,
-    ))
-    await ctx.store.enqueue(ctx.topics.outbound, str(conv.id), OutboundReply(
-        event_id=derived_id("outbound", message_id), occurred_at=ctx.now,
-        conversation_id=conv.id, conversation_key=conv.conversation_key, channel=conv.channel,
-        message_id=message_id, agent_id=agent_id, text=text,
-    ))
+    await _emit_conversation(
+        ctx,
+        conv,
+        AgentReplied(
+            event_id=derived_id("agent_replied", message_id),
+            occurred_at=ctx.now,
+            conversation_id=conv.id,
+            channel=conv.channel,
+            agent_id=agent_id,
+            message_id=message_id,
+        ),
+    )
+    await ctx.store.enqueue(
+        ctx.topics.outbound,
+        str(conv.id),
+        OutboundReply(
+            event_id=derived_id("outbound", message_id),
+            occurred_at=ctx.now,
+            conversation_id=conv.id,
+            conversation_key=conv.conversation_key,
+            channel=conv.channel,
+            message_id=message_id,
+            agent_id=agent_id,
+            text=text,
+        ),
+    )
 
 
 async def resolve(ctx: Context, *, conversation_id: uuid.UUID, agent_id: str) -> None:
@@ -220,8 +306,15 @@ async def resolve(ctx: Context, *, conversation_id: uuid.UUID, agent_id: str) ->
     conv = await _own_conversation(ctx, conversation_id, agent_id)
     await ctx.store.mark_resolved(conv.id, ctx.now)
     await ctx.store.release_slot(agent_id, conv.channel)
-    await _emit_conversation(ctx, conv, Resolved(
-        event_id=derived_id("resolved", conv.id), occurred_at=ctx.now, conversation_id=conv.id,
-        channel=conv.channel, agent_id=agent_id,
-    ))
+    await _emit_conversation(
+        ctx,
+        conv,
+        Resolved(
+            event_id=derived_id("resolved", conv.id),
+            occurred_at=ctx.now,
+            conversation_id=conv.id,
+            channel=conv.channel,
+            agent_id=agent_id,
+        ),
+    )
     await pull_queued(ctx, agent_id)

@@ -73,7 +73,8 @@ class OutboxRelay:
             ]
             await asyncio.gather(*sent)
             await session.execute(
-                text("DELETE FROM router.outbox WHERE id = ANY(:ids)"), {"ids": [r.id for r in rows]}
+                text("DELETE FROM router.outbox WHERE id = ANY(:ids)"),
+                {"ids": [r.id for r in rows]},
             )
         self.published += len(rows)
         return len(rows)

@@ -60,8 +60,14 @@ class MessageOut(BaseModel):
 
     @classmethod
     def of(cls, m: StoredMessage) -> MessageOut:
-        return cls(id=m.id, direction=m.direction, author=m.author, text=m.text,
-                   sent_at=m.sent_at, created_at=m.created_at)
+        return cls(
+            id=m.id,
+            direction=m.direction,
+            author=m.author,
+            text=m.text,
+            sent_at=m.sent_at,
+            created_at=m.created_at,
+        )
 
 
 class ClassificationOut(BaseModel):
@@ -89,14 +95,23 @@ class ConversationOut(BaseModel):
     @classmethod
     def of(cls, c: Conversation, messages: list[StoredMessage]) -> ConversationOut:
         return cls(
-            id=c.id, conversation_key=c.conversation_key, channel=c.channel, state=c.state,
-            customer_id=c.customer_id, customer_tier=c.customer_tier,
+            id=c.id,
+            conversation_key=c.conversation_key,
+            channel=c.channel,
+            state=c.state,
+            customer_id=c.customer_id,
+            customer_tier=c.customer_tier,
             classification=ClassificationOut(
-                priority=c.priority, skill=c.skill, language=c.language,
+                priority=c.priority,
+                skill=c.skill,
+                language=c.language,
                 rules_fired=list(c.rules_fired),
             ),
-            agent_id=c.agent_id, opened_at=c.opened_at, assigned_at=c.assigned_at,
-            first_response_at=c.first_response_at, resolved_at=c.resolved_at,
+            agent_id=c.agent_id,
+            opened_at=c.opened_at,
+            assigned_at=c.assigned_at,
+            first_response_at=c.first_response_at,
+            resolved_at=c.resolved_at,
             messages=[MessageOut.of(m) for m in messages],
         )
 

@@ -149,8 +149,14 @@ class RouterStore:
                (id, conversation_id, direction, author, text, channel_message_id, sent_at,
                 created_at)
                VALUES (:id, :cid, :direction, :author, :text, :cmid, :sent_at, :created_at)""",
-            id=message_id, cid=conversation_id, direction=direction, author=author, text=text,
-            cmid=channel_message_id, sent_at=sent_at, created_at=created_at,
+            id=message_id,
+            cid=conversation_id,
+            direction=direction,
+            author=author,
+            text=text,
+            cmid=channel_message_id,
+            sent_at=sent_at,
+            created_at=created_at,
         )
 
     async def messages_of(
@@ -177,7 +183,9 @@ class RouterStore:
         found = row.first()
         return _conversation(found) if found else None
 
-    async def conversation(self, cid: uuid.UUID, *, for_update: bool = False) -> Conversation | None:
+    async def conversation(
+        self, cid: uuid.UUID, *, for_update: bool = False
+    ) -> Conversation | None:
         lock = " FOR UPDATE" if for_update else ""
         row = await self._exec(
             f"SELECT {_CONVERSATION_COLUMNS} FROM router.conversations WHERE id = :id{lock}",
@@ -212,10 +220,17 @@ class RouterStore:
                 priority_rank, skill, language, rules_fired, opened_at, queued_at)
                VALUES (:id, :key, :channel, :customer, :tier, 'queued', :priority, :rank,
                        :skill, :language, :rules, :opened_at, :opened_at)""",
-            id=cid, key=key, channel=channel.value, customer=customer_id, tier=tier.value,
-            priority=classification.priority.value, rank=classification.priority.rank,
-            skill=classification.skill.value, language=classification.language,
-            rules=list(classification.rules_fired), opened_at=opened_at,
+            id=cid,
+            key=key,
+            channel=channel.value,
+            customer=customer_id,
+            tier=tier.value,
+            priority=classification.priority.value,
+            rank=classification.priority.rank,
+            skill=classification.skill.value,
+            language=classification.language,
+            rules=list(classification.rules_fired),
+            opened_at=opened_at,
         )
 
     async def reclassify(self, cid: uuid.UUID, classification: Classification) -> None:
@@ -223,8 +238,11 @@ class RouterStore:
             """UPDATE router.conversations SET priority = :priority, priority_rank = :rank,
                       skill = :skill, language = :language, rules_fired = :rules
                WHERE id = :id""",
-            id=cid, priority=classification.priority.value, rank=classification.priority.rank,
-            skill=classification.skill.value, language=classification.language,
+            id=cid,
+            priority=classification.priority.value,
+            rank=classification.priority.rank,
+            skill=classification.skill.value,
+            language=classification.language,
             rules=list(classification.rules_fired),
         )
 
@@ -234,7 +252,9 @@ class RouterStore:
             """UPDATE router.conversations
                SET state = 'assigned', agent_id = :agent, assigned_at = :now
                WHERE id = :id AND state = 'queued' AND agent_id IS NULL""",
-            id=cid, agent=agent_id, now=now,
+            id=cid,
+            agent=agent_id,
+            now=now,
         )
         return bool(result.rowcount == 1)
 
@@ -242,14 +262,16 @@ class RouterStore:
         await self._exec(
             """UPDATE router.conversations SET state = 'resolved', resolved_at = :now
                WHERE id = :id""",
-            id=cid, now=now,
+            id=cid,
+            now=now,
         )
 
     async def mark_first_response(self, cid: uuid.UUID, now: datetime) -> None:
         await self._exec(
             """UPDATE router.conversations SET first_response_at = :now
                WHERE id = :id AND first_response_at IS NULL""",
-            id=cid, now=now,
+            id=cid,
+            now=now,
         )
 
     async def queued_for(self, agent: AgentView, *, limit: int) -> list[QueuedConversation]:
@@ -263,8 +285,11 @@ class RouterStore:
                  AND (language = ANY(:languages) OR language = :unknown)
                ORDER BY priority_rank, queued_at, id
                LIMIT :limit FOR UPDATE SKIP LOCKED""",
-            channels=channels, skills=list(agent.skills), languages=list(agent.languages),
-            unknown=UNKNOWN_LANGUAGE, limit=limit,
+            channels=channels,
+            skills=list(agent.skills),
+            languages=list(agent.languages),
+            unknown=UNKNOWN_LANGUAGE,
+            limit=limit,
         )
         return [_queued(r) for r in rows]
 
@@ -295,19 +320,24 @@ class RouterStore:
                VALUES (:id, :name, CAST(:skills AS jsonb), :languages)
                ON CONFLICT (id) DO UPDATE SET name = excluded.name, skills = excluded.skills,
                    languages = excluded.languages, updated_at = now()""",
-            id=agent_id, name=name, skills=json.dumps(skills), languages=languages,
+            id=agent_id,
+            name=name,
+            skills=json.dumps(skills),
+            languages=languages,
         )
         # Channels left out keep their load (open conversations stay) but get no new ones.
         await self._exec(
             """INSERT INTO router.agent_slots (agent_id, channel, capacity)
                SELECT :id, c.key, c.value::int FROM jsonb_each_text(CAST(:cap AS jsonb)) c
                ON CONFLICT (agent_id, channel) DO UPDATE SET capacity = excluded.capacity""",
-            id=agent_id, cap=json.dumps(capacity),
+            id=agent_id,
+            cap=json.dumps(capacity),
         )
         await self._exec(
             """UPDATE router.agent_slots SET capacity = 0
                WHERE agent_id = :id AND NOT (channel = ANY(:channels))""",
-            id=agent_id, channels=list(capacity),
+            id=agent_id,
+            channels=list(capacity),
         )
 
     async def agent_exists(self, agent_id: str) -> bool:
@@ -317,7 +347,8 @@ class RouterStore:
     async def set_status(self, agent_id: str, status: AgentStatus) -> bool:
         result = await self._exec(
             "UPDATE router.agents SET status = :status, updated_at = now() WHERE id = :id",
-            id=agent_id, status=status.value,
+            id=agent_id,
+            status=status.value,
         )
         return bool(result.rowcount == 1)
 
@@ -343,8 +374,11 @@ class RouterStore:
                     AND EXISTS (SELECT 1 FROM router.agent_slots f WHERE f.agent_id = a.id
                                 AND f.channel = :channel AND f.load < f.capacity)
                   GROUP BY a.id""",
-            skill=need.skill.value, level=need.min_level, language=need.language,
-            unknown=UNKNOWN_LANGUAGE, channel=need.channel.value,
+            skill=need.skill.value,
+            level=need.min_level,
+            language=need.language,
+            unknown=UNKNOWN_LANGUAGE,
+            channel=need.channel.value,
         )
         return [_agent_view(r) for r in rows]
 
@@ -356,13 +390,15 @@ class RouterStore:
                FROM router.agents a
                WHERE s.agent_id = :agent AND s.channel = :channel AND s.load < s.capacity
                  AND a.id = s.agent_id AND a.status = 'online'""",
-            agent=agent_id, channel=channel.value,
+            agent=agent_id,
+            channel=channel.value,
         )
         if result.rowcount != 1:
             return False
         await self._exec(
             "UPDATE router.agents SET last_assigned_at = :now WHERE id = :agent",
-            agent=agent_id, now=now,
+            agent=agent_id,
+            now=now,
         )
         return True
 
@@ -370,7 +406,8 @@ class RouterStore:
         await self._exec(
             """UPDATE router.agent_slots SET load = load - 1
                WHERE agent_id = :agent AND channel = :channel AND load > 0""",
-            agent=agent_id, channel=channel.value,
+            agent=agent_id,
+            channel=channel.value,
         )
 
     async def wake_agent(self, agent_id: str) -> None:
@@ -388,5 +425,7 @@ class RouterStore:
         """Publish ``event`` once this transaction commits (the outbox relay sends it)."""
         await self._exec(
             "INSERT INTO router.outbox (topic, key, payload) VALUES (:topic, :key, :payload)",
-            topic=topic, key=key, payload=event.model_dump_json(),
+            topic=topic,
+            key=key,
+            payload=event.model_dump_json(),
         )

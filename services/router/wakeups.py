@@ -37,14 +37,20 @@ class AgentWakeups:
     def _on_notification(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self._notify(payload)
 
+    async def _listen_once(self) -> None:
+        """Listen on one connection until it closes."""
+        lost = asyncio.Event()
+        self._conn = await asyncpg.connect(self.dsn)
+        self._conn.add_termination_listener(lambda _conn: lost.set())
+        await self._conn.add_listener(AGENT_CHANNEL, self._on_notification)
+        await lost.wait()
+
     async def run(self) -> None:
         """Listen until cancelled, reconnecting after a lost connection."""
         while True:
             try:
-                self._conn = await asyncpg.connect(self.dsn)
-                await self._conn.add_listener(AGENT_CHANNEL, self._on_notification)
-                while not self._conn.is_closed():
-                    await asyncio.sleep(1.0)
+                await self._listen_once()
+                log.warning("agent wake-up listener connection closed, reconnecting")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

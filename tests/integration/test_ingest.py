@@ -27,8 +27,9 @@ def ingest_app(common):
     return create_app(IngestSettings(**common))
 
 
-async def test_a_message_is_published_keyed_by_conversation_and_answered_202(ingest_app, ids, broker,
-                                                                            topics):
+async def test_a_message_is_published_keyed_by_conversation_and_answered_202(
+    ingest_app, ids, broker, topics
+):
     async with running(ingest_app) as client:
         answer = await client.post("/v1/messages", json=message(), headers=ids.as_ingest)
     assert answer.status_code == 202
@@ -80,8 +81,9 @@ async def test_bad_input_is_refused_with_a_problem_and_publishes_nothing(
 async def test_malformed_json_and_oversize_bodies_are_refused(ingest_app, ids, broker, topics):
     async with running(ingest_app) as client:
         broken = await client.post(
-            "/v1/messages", content=b"{not json", headers={**ids.as_ingest,
-                                                           "content-type": "application/json"}
+            "/v1/messages",
+            content=b"{not json",
+            headers={**ids.as_ingest, "content-type": "application/json"},
         )
         huge = await client.post(
             "/v1/messages", json=message(text="x" * 300_000), headers=ids.as_ingest
@@ -96,8 +98,9 @@ async def test_malformed_json_and_oversize_bodies_are_refused(ingest_app, ids, b
 async def test_keys_are_required_and_scoped(ingest_app, ids, broker, topics):
     async with running(ingest_app) as client:
         missing = await client.post("/v1/messages", json=message())
-        unknown = await client.post("/v1/messages", json=message(),
-                                    headers=ids.bearer("sb_not-a-key"))
+        unknown = await client.post(
+            "/v1/messages", json=message(), headers=ids.bearer("sb_not-a-key")
+        )
         wrong_scope = await client.post("/v1/messages", json=message(), headers=ids.as_ops)
         health = await client.get("/healthz")
         ready = await client.get("/readyz")
@@ -111,8 +114,9 @@ async def test_keys_are_required_and_scoped(ingest_app, ids, broker, topics):
 
 async def test_an_unreachable_broker_gets_503_with_retry_after_never_a_2xx(common, ids):
     own = Broker().start()
-    app = create_app(IngestSettings(**{**common, "kafka_bootstrap": own.bootstrap},
-                                    publish_timeout_s=2.0))
+    app = create_app(
+        IngestSettings(**{**common, "kafka_bootstrap": own.bootstrap}, publish_timeout_s=2.0)
+    )
     async with running(app) as client:
         own.stop()
         answer = await client.post("/v1/messages", json=message(), headers=ids.as_ingest)

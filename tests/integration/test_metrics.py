@@ -26,33 +26,60 @@ from tests.conftest import eventually, produce, read_topic, running
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
 
-def conversation(frt_s: float, resolution_s: float, *, channel=Channel.CHAT, agent="ag-1",
-                 priority=Priority.URGENT):
+def conversation(
+    frt_s: float,
+    resolution_s: float,
+    *,
+    channel=Channel.CHAT,
+    agent="ag-1",
+    priority=Priority.URGENT,
+):
     cid = uuid.uuid4()
     mid = uuid.uuid4()
     common = {"conversation_id": cid, "channel": channel}
 
     def at(seconds):
         return T0 + timedelta(seconds=seconds)
+
     return [
-        ConversationOpened(event_id=derived_id("o", cid), occurred_at=at(0),
-                           conversation_key=f"{channel.value}:{cid}", customer_id="c",
-                           customer_tier=CustomerTier.STANDARD, **common),
-        MessageReceived(event_id=derived_id("m", cid), occurred_at=at(0), message_id=mid,
-                        **common),
-        Classified(event_id=derived_id("c", cid), occurred_at=at(0.01), priority=priority,
-                   skill=Skill.SECURITY, language="en", rules_fired=["x"], **common),
+        ConversationOpened(
+            event_id=derived_id("o", cid),
+            occurred_at=at(0),
+            conversation_key=f"{channel.value}:{cid}",
+            customer_id="c",
+            customer_tier=CustomerTier.STANDARD,
+            **common,
+        ),
+        MessageReceived(event_id=derived_id("m", cid), occurred_at=at(0), message_id=mid, **common),
+        Classified(
+            event_id=derived_id("c", cid),
+            occurred_at=at(0.01),
+            priority=priority,
+            skill=Skill.SECURITY,
+            language="en",
+            rules_fired=["x"],
+            **common,
+        ),
         Assigned(event_id=derived_id("a", cid), occurred_at=at(0.02), agent_id=agent, **common),
-        AgentReplied(event_id=derived_id("r", cid), occurred_at=at(frt_s), agent_id=agent,
-                     message_id=uuid.uuid4(), **common),
-        Resolved(event_id=derived_id("d", cid), occurred_at=at(resolution_s), agent_id=agent,
-                 **common),
+        AgentReplied(
+            event_id=derived_id("r", cid),
+            occurred_at=at(frt_s),
+            agent_id=agent,
+            message_id=uuid.uuid4(),
+            **common,
+        ),
+        Resolved(
+            event_id=derived_id("d", cid), occurred_at=at(resolution_s), agent_id=agent, **common
+        ),
     ]
 
 
 async def publish(broker, topics, events):
-    await produce(broker.bootstrap, topics.conversation_events,
-                  [(str(e.conversation_id), e.model_dump_json().encode()) for e in events])
+    await produce(
+        broker.bootstrap,
+        topics.conversation_events,
+        [(str(e.conversation_id), e.model_dump_json().encode()) for e in events],
+    )
 
 
 @pytest.fixture
@@ -75,10 +102,17 @@ async def test_figures_are_exact_and_a_replay_changes_nothing(metrics_app, ids, 
         async def all_in():
             s = await summary(client, ids)
             return s if s["resolution_s"]["count"] == 5 else None
+
         everything = await eventually(all_in, what="five resolved conversations")
         assert everything["first_response_s"] == {
-            "count": 5, "mean": 21.0, "min": 5.0, "max": 40.0,
-            "p50": 20.0, "p90": 40.0, "p95": 40.0, "p99": 40.0,
+            "count": 5,
+            "mean": 21.0,
+            "min": 5.0,
+            "max": 40.0,
+            "p50": 20.0,
+            "p90": 40.0,
+            "p95": 40.0,
+            "p99": 40.0,
         }
         chat = await summary(client, ids, channel="chat", agent_id="ag-1")
         assert chat["conversations"] == 4 and chat["resolution_s"]["p50"] == 200.0
@@ -90,6 +124,7 @@ async def test_figures_are_exact_and_a_replay_changes_nothing(metrics_app, ids, 
 
         async def replay_consumed():
             return metrics_app.state.consume_loop.applied >= 2 * len(events)
+
         await eventually(replay_consumed, what="the replay consumed")
         assert await summary(client, ids) == everything
 
@@ -106,15 +141,20 @@ async def test_unknown_event_types_are_skipped_and_garbage_is_dead_lettered(
 ):
     future = {"type": "conversation.teleported", "event_id": str(uuid.uuid4())}
     async with running(metrics_app) as client:
-        await produce(broker.bootstrap, topics.conversation_events, [
-            ("k", b"\xff\xfe not json"),
-            ("k", str(future).replace("'", '"').encode()),
-            ("k", b'{"type": "conversation.resolved", "event_id": "nope"}'),
-        ])
+        await produce(
+            broker.bootstrap,
+            topics.conversation_events,
+            [
+                ("k", b"\xff\xfe not json"),
+                ("k", str(future).replace("'", '"').encode()),
+                ("k", b'{"type": "conversation.resolved", "event_id": "nope"}'),
+            ],
+        )
         await publish(broker, topics, conversation(1, 2))
 
         async def done():
             return (await summary(client, ids))["conversations"] == 1
+
         await eventually(done, what="the valid conversation counted")
         letters = await read_topic(broker.bootstrap, topics.dead_letter)
     assert len(letters) == 2
@@ -124,12 +164,17 @@ async def test_reports_need_the_ops_scope_and_check_their_parameters(metrics_app
     async with running(metrics_app) as client:
         as_agent = await client.get("/v1/metrics/summary", headers=ids.as_agent(ids.agent_ids[0]))
         scrape_anon = await client.get("/metrics")
-        bad_channel = await client.get("/v1/metrics/summary", params={"channel": "fax"},
-                                       headers=ids.as_ops)
-        backwards = await client.get("/v1/metrics/summary", headers=ids.as_ops, params={
-            "from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"})
-        naive = await client.get("/v1/metrics/summary", headers=ids.as_ops,
-                                 params={"from": "2026-01-02T00:00:00"})
+        bad_channel = await client.get(
+            "/v1/metrics/summary", params={"channel": "fax"}, headers=ids.as_ops
+        )
+        backwards = await client.get(
+            "/v1/metrics/summary",
+            headers=ids.as_ops,
+            params={"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"},
+        )
+        naive = await client.get(
+            "/v1/metrics/summary", headers=ids.as_ops, params={"from": "2026-01-02T00:00:00"}
+        )
         ready = await client.get("/readyz")
     assert as_agent.status_code == 403 and scrape_anon.status_code == 401
     assert bad_channel.status_code == 422 and naive.status_code == 422

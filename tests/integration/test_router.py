@@ -15,19 +15,28 @@ from shared.events import Channel, Customer, InboundMessage, conversation_key_fo
 from tests.conftest import eventually, produce, read_topic, running
 
 
-def inbound(ref: str, text_: str, *, channel=Channel.CHAT, language=None, tier="standard",
-            provider_id=None) -> InboundMessage:
+def inbound(
+    ref: str, text_: str, *, channel=Channel.CHAT, language=None, tier="standard", provider_id=None
+) -> InboundMessage:
     mid = message_id_for(channel, provider_id or uuid.uuid4().hex)
     return InboundMessage(
-        event_id=mid, occurred_at=datetime.now(UTC), message_id=mid, channel=channel,
-        channel_message_id=provider_id or mid.hex, conversation_key=conversation_key_for(channel, ref),
-        customer=Customer(id=f"cust-{ref}", tier=tier, language=language), text=text_,
+        event_id=mid,
+        occurred_at=datetime.now(UTC),
+        message_id=mid,
+        channel=channel,
+        channel_message_id=provider_id or mid.hex,
+        conversation_key=conversation_key_for(channel, ref),
+        customer=Customer(id=f"cust-{ref}", tier=tier, language=language),
+        text=text_,
     )
 
 
 async def send(broker, topics, *messages: InboundMessage) -> None:
-    await produce(broker.bootstrap, topics.inbound,
-                  [(m.conversation_key, m.model_dump_json().encode()) for m in messages])
+    await produce(
+        broker.bootstrap,
+        topics.inbound,
+        [(m.conversation_key, m.model_dump_json().encode()) for m in messages],
+    )
 
 
 @pytest.fixture
@@ -47,24 +56,34 @@ async def scalar(db, sql, **params):
         return (await conn.execute(text(sql), params)).scalar()
 
 
-async def put_agent(client, ids, agent_id, *, skills=None, languages=("en",), capacity=None,
-                    online=True):
+async def put_agent(
+    client, ids, agent_id, *, skills=None, languages=("en",), capacity=None, online=True
+):
     answer = await client.put(
-        f"/v1/agents/{agent_id}", headers=ids.as_ops,
-        json={"name": agent_id, "skills": skills or {"general": 2, "funds": 2, "security": 2},
-              "languages": list(languages), "capacity": capacity or {"chat": 2, "email": 5}},
+        f"/v1/agents/{agent_id}",
+        headers=ids.as_ops,
+        json={
+            "name": agent_id,
+            "skills": skills or {"general": 2, "funds": 2, "security": 2},
+            "languages": list(languages),
+            "capacity": capacity or {"chat": 2, "email": 5},
+        },
     )
     assert answer.status_code == 200, answer.text
     if online:
-        answer = await client.put(f"/v1/agents/{agent_id}/status", headers=ids.as_agent(agent_id),
-                                  json={"status": "online"})
+        answer = await client.put(
+            f"/v1/agents/{agent_id}/status",
+            headers=ids.as_agent(agent_id),
+            json={"status": "online"},
+        )
         assert answer.status_code == 200, answer.text
     return answer.json()
 
 
 async def assignments(client, ids, agent_id, **params):
-    answer = await client.get(f"/v1/agents/{agent_id}/assignments", params=params,
-                              headers=ids.as_agent(agent_id))
+    answer = await client.get(
+        f"/v1/agents/{agent_id}/assignments", params=params, headers=ids.as_agent(agent_id)
+    )
     assert answer.status_code == 200, answer.text
     return answer.json()
 
@@ -75,15 +94,18 @@ async def conversation_of(db, key):
     )
 
 
-async def test_a_message_goes_to_the_least_loaded_eligible_agent(router_app, ids, broker, topics, db):
+async def test_a_message_goes_to_the_least_loaded_eligible_agent(
+    router_app, ids, broker, topics, db
+):
     a, b, c = ids.agent_ids[:3]
     async with running(router_app) as client:
         await put_agent(client, ids, a)
         await put_agent(client, ids, b)
         await put_agent(client, ids, c, languages=["ko"])  # does not speak English
         await send(broker, topics, inbound("r1", "hello, I need help"))
-        first = (await assignments(client, ids, a, wait=10))["conversations"] or \
-            (await assignments(client, ids, b, wait=10))["conversations"]
+        first = (await assignments(client, ids, a, wait=10))["conversations"] or (
+            await assignments(client, ids, b, wait=10)
+        )["conversations"]
         assert len(first) == 1
         holder = first[0]["agent_id"]
         other = b if holder == a else a
@@ -123,17 +145,24 @@ async def test_with_nobody_eligible_it_queues_and_going_online_pulls_the_most_ur
         await send(broker, topics, inbound("urgent", "my account was hacked"))
 
         async def both_queued():
-            return await scalar(db, "SELECT count(*) FROM router.conversations "
-                                    "WHERE state = 'queued'") == 2
+            return (
+                await scalar(db, "SELECT count(*) FROM router.conversations WHERE state = 'queued'")
+                == 2
+            )
+
         await eventually(both_queued, what="two queued conversations")
-        await client.put(f"/v1/agents/{agent}/status", headers=ids.as_agent(agent),
-                         json={"status": "online"})
+        await client.put(
+            f"/v1/agents/{agent}/status", headers=ids.as_agent(agent), json={"status": "online"}
+        )
         got = await assignments(client, ids, agent, wait=5)
         assert [c["conversation_key"] for c in got["conversations"]] == ["chat:urgent"]
 
         conv_id = got["conversations"][0]["id"]
-        resolved = await client.post(f"/v1/conversations/{conv_id}/resolve",
-                                     headers=ids.as_agent(agent), json={"agent_id": agent})
+        resolved = await client.post(
+            f"/v1/conversations/{conv_id}/resolve",
+            headers=ids.as_agent(agent),
+            json={"agent_id": agent},
+        )
         assert resolved.status_code == 200 and resolved.json()["state"] == "resolved"
         got = await assignments(client, ids, agent, wait=5)
         assert [c["conversation_key"] for c in got["conversations"]] == ["chat:low"]
@@ -151,13 +180,19 @@ async def test_followups_stay_with_the_agent_and_reply_and_resolve_publish_event
         await put_agent(client, ids, b)  # idle now, but follow-ups stay with a
         await send(broker, topics, inbound("f", "are you there?"))
         got = await assignments(client, ids, a, wait=10, since=got["cursor"])
-        assert [m["text"] for m in got["conversations"][0]["messages"]] == ["hello",
-                                                                            "are you there?"]
-        reply = await client.post(f"/v1/conversations/{conv_id}/replies",
-                                  headers=ids.as_agent(a), json={"agent_id": a, "text": "Hi!"})
+        assert [m["text"] for m in got["conversations"][0]["messages"]] == [
+            "hello",
+            "are you there?",
+        ]
+        reply = await client.post(
+            f"/v1/conversations/{conv_id}/replies",
+            headers=ids.as_agent(a),
+            json={"agent_id": a, "text": "Hi!"},
+        )
         assert reply.status_code == 201
-        await client.post(f"/v1/conversations/{conv_id}/resolve", headers=ids.as_agent(a),
-                          json={"agent_id": a})
+        await client.post(
+            f"/v1/conversations/{conv_id}/resolve", headers=ids.as_agent(a), json={"agent_id": a}
+        )
         view = (await client.get(f"/v1/conversations/{conv_id}", headers=ids.as_ops)).json()
         assert view["state"] == "resolved" and view["agent_id"] == a
         assert [m["direction"] for m in view["messages"]] == ["inbound", "inbound", "outbound"]
@@ -167,11 +202,16 @@ async def test_followups_stay_with_the_agent_and_reply_and_resolve_publish_event
             events = await read_topic(broker.bootstrap, topics.conversation_events)
             kinds = [json.loads(r.value)["type"] for r in events]
             return kinds if "conversation.resolved" in kinds else None
+
         kinds = await eventually(published, what="resolved event")
         assert kinds == [
-            "conversation.opened", "conversation.message_received", "conversation.classified",
-            "conversation.assigned", "conversation.message_received",
-            "conversation.agent_replied", "conversation.resolved",
+            "conversation.opened",
+            "conversation.message_received",
+            "conversation.classified",
+            "conversation.assigned",
+            "conversation.message_received",
+            "conversation.agent_replied",
+            "conversation.resolved",
         ]
         outbound = await read_topic(broker.bootstrap, topics.outbound)
         assert [json.loads(r.value)["text"] for r in outbound] == ["Hi!"]
@@ -187,6 +227,7 @@ async def test_a_redelivered_message_changes_nothing(router_app, ids, broker, to
 
         async def applied():
             return await scalar(db, "SELECT count(*) FROM router.messages") == 2
+
         await eventually(applied, what="both messages applied")
         await eventually(lambda: _outbox_empty(db), what="outbox drained")
         before = await read_topic(broker.bootstrap, topics.conversation_events)
@@ -195,6 +236,7 @@ async def test_a_redelivered_message_changes_nothing(router_app, ids, broker, to
 
         async def consumed():
             return router_app.state.consume_loop.applied >= 5
+
         await eventually(consumed, what="replayed records consumed")
         assert await scalar(db, "SELECT count(*) FROM router.messages") == 2
         assert await scalar(db, "SELECT count(*) FROM router.conversations") == 1
@@ -213,18 +255,28 @@ async def test_a_malformed_record_is_dead_lettered_and_the_consumer_goes_on(
 ):
     good = inbound("after-poison", "hello")
     async with running(router_app):
-        await produce(broker.bootstrap, topics.inbound, [
-            ("chat:poison", b"{not json"),
-            ("chat:poison", json.dumps({"type": "message.inbound", "text": "no ids"}).encode()),
-        ])
+        await produce(
+            broker.bootstrap,
+            topics.inbound,
+            [
+                ("chat:poison", b"{not json"),
+                ("chat:poison", json.dumps({"type": "message.inbound", "text": "no ids"}).encode()),
+            ],
+        )
         await send(broker, topics, good)
 
         async def applied():
-            return await scalar(db, "SELECT count(*) FROM router.messages WHERE id = :id",
-                                id=good.message_id) == 1
+            return (
+                await scalar(
+                    db, "SELECT count(*) FROM router.messages WHERE id = :id", id=good.message_id
+                )
+                == 1
+            )
+
         await eventually(applied, what="the good message applied after the poison ones")
-        letters = [json.loads(r.value) for r in await read_topic(broker.bootstrap,
-                                                                 topics.dead_letter)]
+        letters = [
+            json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.dead_letter)
+        ]
     assert len(letters) == 2
     assert {letter["source_topic"] for letter in letters} == {topics.inbound}
     assert all(letter["reason"].startswith("invalid InboundMessage") for letter in letters)
@@ -241,12 +293,22 @@ async def test_agents_see_and_act_on_their_own_conversations_only(router_app, id
         as_b = ids.as_agent(b)
         peek = await client.get(f"/v1/conversations/{conv_id}", headers=as_b)
         others = await client.get(f"/v1/agents/{a}/assignments", headers=as_b)
-        reply_as_a = await client.post(f"/v1/conversations/{conv_id}/replies", headers=as_b,
-                                       json={"agent_id": a, "text": "x"})
-        reply_as_b = await client.post(f"/v1/conversations/{conv_id}/replies", headers=as_b,
-                                       json={"agent_id": b, "text": "x"})
-        admin = await client.put(f"/v1/agents/{b}", headers=as_b, json={
-            "name": "b", "skills": {"general": 5}, "languages": ["en"], "capacity": {"chat": 99}})
+        reply_as_a = await client.post(
+            f"/v1/conversations/{conv_id}/replies", headers=as_b, json={"agent_id": a, "text": "x"}
+        )
+        reply_as_b = await client.post(
+            f"/v1/conversations/{conv_id}/replies", headers=as_b, json={"agent_id": b, "text": "x"}
+        )
+        admin = await client.put(
+            f"/v1/agents/{b}",
+            headers=as_b,
+            json={
+                "name": "b",
+                "skills": {"general": 5},
+                "languages": ["en"],
+                "capacity": {"chat": 99},
+            },
+        )
         anonymous = await client.get(f"/v1/conversations/{conv_id}")
         own = await client.get(f"/v1/conversations/{conv_id}", headers=ids.as_agent(a))
     assert peek.status_code == 404 and reply_as_b.status_code == 404
@@ -261,14 +323,32 @@ async def test_agents_see_and_act_on_their_own_conversations_only(router_app, id
 async def test_bad_agent_input_is_refused_with_a_problem(router_app, ids):
     agent = ids.agent_ids[0]
     async with running(router_app) as client:
-        bad_skill = await client.put(f"/v1/agents/{agent}", headers=ids.as_ops, json={
-            "name": "x", "skills": {"cooking": 3}, "languages": ["en"], "capacity": {"chat": 1}})
-        bad_level = await client.put(f"/v1/agents/{agent}", headers=ids.as_ops, json={
-            "name": "x", "skills": {"funds": 9}, "languages": ["en"], "capacity": {"chat": 1}})
-        unknown = await client.put("/v1/agents/nobody/status", headers=ids.as_ops,
-                                   json={"status": "online"})
-        bad_status = await client.put(f"/v1/agents/{agent}/status", headers=ids.as_ops,
-                                      json={"status": "asleep"})
+        bad_skill = await client.put(
+            f"/v1/agents/{agent}",
+            headers=ids.as_ops,
+            json={
+                "name": "x",
+                "skills": {"cooking": 3},
+                "languages": ["en"],
+                "capacity": {"chat": 1},
+            },
+        )
+        bad_level = await client.put(
+            f"/v1/agents/{agent}",
+            headers=ids.as_ops,
+            json={
+                "name": "x",
+                "skills": {"funds": 9},
+                "languages": ["en"],
+                "capacity": {"chat": 1},
+            },
+        )
+        unknown = await client.put(
+            "/v1/agents/nobody/status", headers=ids.as_ops, json={"status": "online"}
+        )
+        bad_status = await client.put(
+            f"/v1/agents/{agent}/status", headers=ids.as_ops, json={"status": "asleep"}
+        )
     assert bad_skill.status_code == bad_level.status_code == bad_status.status_code == 422
     assert unknown.status_code == 404
     assert "skills" in bad_skill.json()["detail"]

@@ -79,8 +79,11 @@ def test_a_followup_with_urgent_words_raises_a_waiting_conversation():
     [
         ("rules: [{id: a, priority: asap, skill: funds, patterns: [x]}]", "priority"),
         ("rules: [{id: a, priority: high, skill: funds, patterns: ['(']}]", "regular expression"),
-        ("rules: [{id: a, priority: high, skill: funds, patterns: [x]}, "
-         "{id: a, priority: low, skill: general, patterns: [y]}]", "appears twice"),
+        (
+            "rules: [{id: a, priority: high, skill: funds, patterns: [x]}, "
+            "{id: a, priority: low, skill: general, patterns: [y]}]",
+            "appears twice",
+        ),
         ("rules: [oops", "YAML"),
     ],
 )

@@ -36,8 +36,14 @@ def test_a_percentile_is_always_an_observed_value_and_grows_with_p(values, p):
 def facts(channel="chat", priority="urgent", frt=30.0, resolution=600.0):
     opened = T0
     return ConversationFacts(
-        conversation_id=uuid.uuid4(), channel=channel, priority=priority, skill="security",
-        language="en", agent_id="a", opened_at=opened, first_message_at=opened,
+        conversation_id=uuid.uuid4(),
+        channel=channel,
+        priority=priority,
+        skill="security",
+        language="en",
+        agent_id="a",
+        opened_at=opened,
+        first_message_at=opened,
         first_assigned_at=opened + timedelta(seconds=1),
         first_response_at=opened + timedelta(seconds=frt) if frt is not None else None,
         resolved_at=opened + timedelta(seconds=resolution) if resolution is not None else None,
@@ -51,21 +57,30 @@ def test_response_times_come_from_event_timestamps():
 
 
 def test_exposition_parses_with_prometheus_own_parser_and_buckets_are_cumulative():
-    text = render(families(
-        [facts(frt=3), facts(frt=45), facts(channel="email", priority="low", frt=7200,
-                                             resolution=None)],
-        {"chat": 5, "email": 1},
-    )).decode()
+    text = render(
+        families(
+            [
+                facts(frt=3),
+                facts(frt=45),
+                facts(channel="email", priority="low", frt=7200, resolution=None),
+            ],
+            {"chat": 5, "email": 1},
+        )
+    ).decode()
     parsed = {m.name: m for m in text_string_to_metric_families(text)}
     frt = parsed["switchboard_first_response_seconds"]
-    chat = {s.labels["le"]: s.value for s in frt.samples
-            if s.name.endswith("_bucket") and s.labels["channel"] == "chat"}
+    chat = {
+        s.labels["le"]: s.value
+        for s in frt.samples
+        if s.name.endswith("_bucket") and s.labels["channel"] == "chat"
+    }
     assert chat["5.0"] == 1 and chat["60.0"] == 2 and chat["+Inf"] == 2
     counts = [s.value for s in frt.samples if s.name.endswith("_count")]
     assert sorted(counts) == [1, 2]
     resolved = parsed["switchboard_conversations_resolved"]
-    assert {s.labels["channel"]: s.value for s in resolved.samples if s.name.endswith("_total")} \
-        == {"chat": 2}
+    assert {
+        s.labels["channel"]: s.value for s in resolved.samples if s.name.endswith("_total")
+    } == {"chat": 2}
     for metric in parsed.values():
         for sample in metric.samples:
             assert set(sample.labels) <= {"channel", "priority", "le"}

@@ -17,11 +17,24 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CHAT_GENERAL_EN = Need(Channel.CHAT, Skill.GENERAL, "en")
 
 
-def agent(id, *, load=0, capacity=3, status=AgentStatus.ONLINE, skills=None, languages=("en",),
-          idle_since=None):
+def agent(
+    id,
+    *,
+    load=0,
+    capacity=3,
+    status=AgentStatus.ONLINE,
+    skills=None,
+    languages=("en",),
+    idle_since=None,
+):
     return AgentView(
-        id=id, status=status, skills=skills or {"general": 1}, languages=frozenset(languages),
-        capacity={"chat": capacity}, load={"chat": load}, last_assigned_at=idle_since,
+        id=id,
+        status=status,
+        skills=skills or {"general": 1},
+        languages=frozenset(languages),
+        capacity={"chat": capacity},
+        load={"chat": load},
+        last_assigned_at=idle_since,
     )
 
 
@@ -71,7 +84,9 @@ agents_strategy = st.lists(
         load=st.integers(0, 5),
         capacity=st.integers(0, 5),
         status=st.sampled_from(list(AgentStatus)),
-        skills=st.dictionaries(st.sampled_from(["general", "funds"]), st.integers(1, 5), min_size=1),
+        skills=st.dictionaries(
+            st.sampled_from(["general", "funds"]), st.integers(1, 5), min_size=1
+        ),
         languages=st.lists(st.sampled_from(["en", "zh", "ko"]), min_size=1, max_size=3),
         idle_since=st.none() | st.integers(0, 100).map(lambda m: T0 + timedelta(minutes=m)),
     ),
@@ -89,15 +104,23 @@ needs_strategy = st.builds(
 def reference_choice(agents, need):
     """Brute force: every eligible agent, sorted by the documented order."""
     eligible = [
-        a for a in agents
-        if a.status == AgentStatus.ONLINE and a.skills.get(need.skill.value, 0) >= 1
+        a
+        for a in agents
+        if a.status == AgentStatus.ONLINE
+        and a.skills.get(need.skill.value, 0) >= 1
         and (need.language == "und" or need.language in a.languages)
         and a.load["chat"] < a.capacity["chat"]
     ]
     never = [a for a in eligible if a.last_assigned_at is None]
+
     def key(a):
-        return (a.load["chat"] / a.capacity["chat"], a.last_assigned_at is not None,
-                a.last_assigned_at or T0, a.id)
+        return (
+            a.load["chat"] / a.capacity["chat"],
+            a.last_assigned_at is not None,
+            a.last_assigned_at or T0,
+            a.id,
+        )
+
     return min(eligible, key=key, default=None) if eligible or never else None
 
 
@@ -139,17 +162,27 @@ def test_a_freed_agent_pulls_the_most_urgent_then_oldest_item_it_can_take(queued
     assert (pulled is None) == (not takeable)
     if pulled is not None:
         for other in takeable:
-            assert (pulled.priority.rank, pulled.queued_at) <= (other.priority.rank, other.queued_at)
+            assert (pulled.priority.rank, pulled.queued_at) <= (
+                other.priority.rank,
+                other.queued_at,
+            )
 
 
 def test_urgent_conversations_are_served_before_older_low_ones():
     old_low = QueuedConversation(
-        conversation_id=__import__("uuid").uuid4(), channel=Channel.CHAT, priority=Priority.LOW,
-        skill=Skill.GENERAL, language="en", queued_at=T0,
+        conversation_id=__import__("uuid").uuid4(),
+        channel=Channel.CHAT,
+        priority=Priority.LOW,
+        skill=Skill.GENERAL,
+        language="en",
+        queued_at=T0,
     )
     new_urgent = QueuedConversation(
-        conversation_id=__import__("uuid").uuid4(), channel=Channel.CHAT,
-        priority=Priority.URGENT, skill=Skill.GENERAL, language="en",
+        conversation_id=__import__("uuid").uuid4(),
+        channel=Channel.CHAT,
+        priority=Priority.URGENT,
+        skill=Skill.GENERAL,
+        language="en",
         queued_at=T0 + timedelta(hours=1),
     )
     assert sorted([old_low, new_urgent], key=queue_key) == [new_urgent, old_low]

@@ -78,5 +78,6 @@ def escalate(current: Classification, followup: Classification) -> Classificatio
         followup.priority,
         followup.skill,
         current.language,
-        current.rules_fired + tuple(r for r in followup.rules_fired if r not in current.rules_fired),
+        current.rules_fired
+        + tuple(r for r in followup.rules_fired if r not in current.rules_fired),
     )

@@ -1,4 +1,5 @@
-"""The classification rule set: a YAML file ops edit, validated on load, reloaded when it changes."""
+"""The classification rule set: a YAML file ops edit, validated on load, reloaded when it
+changes."""
 
 from __future__ import annotations
 
