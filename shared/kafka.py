@@ -5,6 +5,7 @@ retries (without committing) what failed for reasons outside the record."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
@@ -150,6 +151,30 @@ class ConsumeLoop:
         self.healthy = True
         self.applied = 0
         self.dead_lettered = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Run the loop in the background."""
+        self._task = asyncio.create_task(self.run(), name=f"consume-{self.group_id}")
+        self._task.add_done_callback(self._on_exit)
+
+    async def stop(self) -> None:
+        """Stop after the record being applied (its transaction rolls back if cut short, and
+        its offset was not committed, so it is applied again by whoever consumes next)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def ready(self) -> bool:
+        """Running, and the last record was applied without a transient failure."""
+        return self._task is not None and not self._task.done() and self.healthy
+
+    def _on_exit(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "consume loop stopped", exc_info=task.exception(), extra={"group": self.group_id}
+            )
 
     async def run(self) -> None:
         """Consume until cancelled."""

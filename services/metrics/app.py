@@ -3,8 +3,6 @@ the lifespan."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -42,13 +40,11 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         )
         app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
         app.state.consume_loop = loop
-        task = asyncio.create_task(loop.run(), name="metrics-consumer")
+        loop.start()
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await loop.stop()
             await consumer.stop()
             await producer.stop()
             await engine.dispose()
@@ -61,6 +57,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         lambda a: {
             "broker": lambda: broker_reachable(a.state.producer),
             "database": lambda: database_reachable(a.state.engine),
+            "consumer": lambda: a.state.consume_loop.ready(),
         },
         max_body_bytes=settings.max_body_bytes,
     )

@@ -50,8 +50,8 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         )
         app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
         app.state.uow, app.state.wakeups, app.state.consume_loop = uow, wakeups, loop
+        loop.start()
         tasks = [
-            asyncio.create_task(loop.run(), name="router-consumer"),
             asyncio.create_task(relay.run(), name="router-outbox-relay"),
             asyncio.create_task(wakeups.run(), name="router-wakeups"),
             asyncio.create_task(
@@ -61,6 +61,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await loop.stop()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -79,6 +80,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         lambda a: {
             "broker": lambda: broker_reachable(a.state.producer),
             "database": lambda: database_reachable(a.state.engine),
+            "consumer": lambda: a.state.consume_loop.ready(),
         },
         max_body_bytes=settings.max_body_bytes,
     )

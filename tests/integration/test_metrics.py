@@ -179,4 +179,7 @@ async def test_reports_need_the_ops_scope_and_check_their_parameters(metrics_app
     assert as_agent.status_code == 403 and scrape_anon.status_code == 401
     assert bad_channel.status_code == 422 and naive.status_code == 422
     assert backwards.status_code == 400
-    assert ready.json() == {"status": "ready", "checks": {"broker": "ok", "database": "ok"}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"broker": "ok", "database": "ok", "consumer": "ok"},
+    }

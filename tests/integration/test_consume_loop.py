@@ -1,0 +1,108 @@
+"""The consume loop's contract, on the real broker: an offset is committed only once the record
+was applied; a failure of the outside world is retried, never dead-lettered or skipped."""
+
+import asyncio
+import json
+
+from aiokafka import TopicPartition
+from sqlalchemy.exc import OperationalError
+
+from shared.kafka import ConsumeLoop, ensure_topics, make_consumer, make_producer
+from shared.settings import CommonSettings
+from tests.conftest import eventually, produce, read_topic
+
+
+async def test_offsets_follow_applied_records_and_transient_failures_are_retried(broker, topics):
+    settings = CommonSettings(
+        kafka_bootstrap=broker.bootstrap,
+        topics=topics,
+        kafka_partitions=1,
+        kafka_session_timeout_ms=3000,
+    )
+    await ensure_topics(settings)
+    applied: list[bytes] = []
+    failures = {"left": 2}
+
+    async def handle(record):
+        if record.value == b"two" and failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("INSERT ...", {}, ConnectionError("database went away"))
+        applied.append(record.value)
+
+    consumer = make_consumer(settings, topics.inbound, group_id="contract")
+    producer = make_producer(settings)
+    await consumer.start()
+    await producer.start()
+    loop = ConsumeLoop(
+        consumer,
+        producer,
+        handle=handle,
+        dead_letter_topic=topics.dead_letter,
+        group_id="contract",
+        retry_pause=0.05,
+    )
+    task = asyncio.create_task(loop.run())
+    try:
+        await produce(
+            broker.bootstrap, topics.inbound, [("k", b"one"), ("k", b"two"), ("k", b"three")]
+        )
+
+        async def all_applied():
+            return applied == [b"one", b"two", b"three"]
+
+        await eventually(all_applied, what="every record applied once, in order")
+
+        async def committed():
+            return await consumer.committed(TopicPartition(topics.inbound, 0)) == 3
+
+        await eventually(committed, what="offset 3 committed")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()
+    assert failures["left"] == 0
+    assert await read_topic(broker.bootstrap, topics.dead_letter) == []
+
+
+async def test_a_record_whose_handler_keeps_failing_is_dead_lettered_with_the_reason(
+    broker, topics
+):
+    settings = CommonSettings(
+        kafka_bootstrap=broker.bootstrap,
+        topics=topics,
+        kafka_partitions=1,
+        kafka_session_timeout_ms=3000,
+    )
+    await ensure_topics(settings)
+    seen: list[bytes] = []
+
+    async def handle(record):
+        if record.value == b"bug":
+            raise KeyError("customer")
+        seen.append(record.value)
+
+    consumer = make_consumer(settings, topics.inbound, group_id="bugs")
+    producer = make_producer(settings)
+    await consumer.start()
+    await producer.start()
+    loop = ConsumeLoop(
+        consumer, producer, handle=handle, dead_letter_topic=topics.dead_letter, group_id="bugs"
+    )
+    task = asyncio.create_task(loop.run())
+    try:
+        await produce(broker.bootstrap, topics.inbound, [("k", b"bug"), ("k", b"fine")])
+
+        async def moved_on():
+            return seen == [b"fine"]
+
+        await eventually(moved_on, what="the next record applied")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()
+    letters = [json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.dead_letter)]
+    assert len(letters) == 1
+    assert letters[0]["value"] == "bug" and "KeyError" in letters[0]["reason"]
+    assert letters[0]["source_offset"] == 0 and letters[0]["consumer_group"] == "bugs"
