@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -38,3 +39,17 @@ async def database_reachable(engine: AsyncEngine) -> bool:
     except Exception:
         return False
     return True
+
+
+# deadlock_detected, serialization_failure: the transaction lost a race and may simply be retried
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_transient_db_error(exc: BaseException) -> bool:
+    """A database failure that retrying may cure: connection lost, server down, lost race."""
+    if isinstance(exc, OperationalError):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return exc.connection_invalidated or sqlstate in RETRYABLE_SQLSTATES

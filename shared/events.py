@@ -106,6 +106,8 @@ class InboundMessage(Event):
     customer: Customer
     text: str
     sent_at: AwareDatetime | None = None
+    # The category the customer chose on a web form, if any (a classification input).
+    category: str | None = None
 
 
 def message_id_for(channel: Channel, channel_message_id: str) -> uuid.UUID:
@@ -144,13 +146,56 @@ class Classified(ConversationEvent):
     skill: Skill
     language: str
     rules_fired: list[str]
+    corrected_by: str | None = None
 
 
 class Queued(ConversationEvent):
+    """Waiting for an agent: when opened with nobody eligible, or put back (``reason``)."""
+
     type: Literal["conversation.queued"] = "conversation.queued"
     priority: Priority
     skill: Skill
     language: str
+    reason: str | None = None
+
+
+class Offered(ConversationEvent):
+    """Given to an agent who must accept within the channel's offer timeout."""
+
+    type: Literal["conversation.offered"] = "conversation.offered"
+    agent_id: str
+    expires_at: AwareDatetime
+
+
+class OfferTimedOut(ConversationEvent):
+    type: Literal["conversation.offer_timed_out"] = "conversation.offer_timed_out"
+    agent_id: str
+
+
+class Transferred(ConversationEvent):
+    """Moved by an agent to another agent or to another skill's queue."""
+
+    type: Literal["conversation.transferred"] = "conversation.transferred"
+    from_agent_id: str
+    to_agent_id: str | None = None
+    to_skill: Skill | None = None
+    reason: str
+
+
+class Escalated(ConversationEvent):
+    """Waiting near its first-response target: now open to lower skill levels / other teams."""
+
+    type: Literal["conversation.escalated"] = "conversation.escalated"
+    waited_s: float
+    target_s: float
+
+
+class Reopened(ConversationEvent):
+    """The customer wrote again within the reopen window after it was resolved."""
+
+    type: Literal["conversation.reopened"] = "conversation.reopened"
+    message_id: uuid.UUID
+    last_agent_id: str | None
 
 
 class Assigned(ConversationEvent):
@@ -169,22 +214,38 @@ class Resolved(ConversationEvent):
     agent_id: str
 
 
+_CONVERSATION_EVENTS = (
+    ConversationOpened,
+    MessageReceived,
+    Classified,
+    Queued,
+    Offered,
+    OfferTimedOut,
+    Assigned,
+    Transferred,
+    Escalated,
+    AgentReplied,
+    Resolved,
+    Reopened,
+)
 AnyConversationEvent = Annotated[
-    ConversationOpened | MessageReceived | Classified | Queued | Assigned | AgentReplied | Resolved,
+    ConversationOpened
+    | MessageReceived
+    | Classified
+    | Queued
+    | Offered
+    | OfferTimedOut
+    | Assigned
+    | Transferred
+    | Escalated
+    | AgentReplied
+    | Resolved
+    | Reopened,
     Field(discriminator="type"),
 ]
 conversation_event_adapter: TypeAdapter[AnyConversationEvent] = TypeAdapter(AnyConversationEvent)
 CONVERSATION_EVENT_TYPES = frozenset(
-    cls.model_fields["type"].default
-    for cls in (
-        ConversationOpened,
-        MessageReceived,
-        Classified,
-        Queued,
-        Assigned,
-        AgentReplied,
-        Resolved,
-    )
+    cls.model_fields["type"].default for cls in _CONVERSATION_EVENTS
 )
 
 
@@ -195,6 +256,7 @@ class AgentStatusChanged(Event):
     type: Literal["agent.status_changed"] = "agent.status_changed"
     agent_id: str
     status: AgentStatus
+    reason: str | None = None
 
 
 class OutboundReply(Event):

@@ -108,12 +108,13 @@ def parse_record(model: type[M] | TypeAdapter[M], record: ConsumerRecord[Any, An
 
 
 def _is_transient(exc: BaseException) -> bool:
-    """Failures of the outside world (database, broker, network): retry, never dead-letter."""
-    from sqlalchemy.exc import DBAPIError, OperationalError
+    """Failures of the outside world (database, broker, network) and lost races between
+    transactions: retry, never dead-letter."""
+    from shared.db import is_transient_db_error
 
-    if isinstance(exc, OperationalError | OSError | TimeoutError | KafkaError):
+    if isinstance(exc, OSError | TimeoutError | KafkaError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    return is_transient_db_error(exc)
 
 
 RecordHandler = Callable[[ConsumerRecord[Any, Any]], Awaitable[None]]

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -99,6 +100,19 @@ def install_problem_handlers(app: FastAPI) -> None:
             exc.status_code, str(exc.detail), str(exc.detail), headers=exc.headers
         )
 
+    async def on_database(_: Request, exc: Exception) -> JSONResponse:
+        from shared.db import is_transient_db_error
+
+        if not is_transient_db_error(exc):
+            raise exc
+        return problem_response(
+            503,
+            "Service Unavailable",
+            "the database is unavailable or busy; retry shortly",
+            headers={"Retry-After": "1"},
+        )
+
+    app.add_exception_handler(DBAPIError, on_database)
     app.add_exception_handler(Problem, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(StarletteHTTPException, on_http)

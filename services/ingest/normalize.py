@@ -37,6 +37,9 @@ class MessageIn(_Strict):
     customer: CustomerIn
     text: str = Field(min_length=1, max_length=20_000)
     sent_at: AwareDatetime | None = None
+    category: str | None = Field(
+        default=None, max_length=100, description="the category the customer chose on a form"
+    )
 
     @field_validator("text")
     @classmethod
@@ -64,4 +67,5 @@ def normalize(message: MessageIn, *, received_at: datetime) -> InboundMessage:
         customer=Customer(**message.customer.model_dump()),
         text=message.text,
         sent_at=message.sent_at,
+        category=message.category,
     )

@@ -17,7 +17,6 @@ from shared.events import (
     Classified,
     ConversationOpened,
     MessageReceived,
-    Queued,
     Resolved,
 )
 
@@ -48,7 +47,6 @@ _FOLD: dict[type, str] = {
                      WHERE conversation_id = :id""",
     Resolved: """UPDATE metrics.conversations SET resolved_at = LEAST(resolved_at, :at)
                  WHERE conversation_id = :id""",
-    Queued: "",
 }
 
 
@@ -81,7 +79,7 @@ class MetricsStore:
                     VALUES (:id, :channel) ON CONFLICT DO NOTHING"""),
             {"id": event.conversation_id, "channel": event.channel.value},
         )
-        sql = _FOLD[type(event)]
+        sql = _FOLD.get(type(event), "")
         if sql:
             params: dict[str, Any] = {"id": event.conversation_id, "at": event.occurred_at}
             if isinstance(event, ConversationOpened):

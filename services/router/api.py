@@ -5,21 +5,26 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from services.router import handlers
 from services.router.schemas import (
+    AcceptIn,
     AgentId,
     AgentIn,
     AgentOut,
     AssignmentsOut,
     ConversationOut,
+    CorrectionIn,
+    QueueOut,
     ReplyIn,
     ReplyOut,
     ResolveIn,
     StatusIn,
+    TransferIn,
 )
 from services.router.store import RouterStore
 from services.router.uow import UnitOfWork, reading
@@ -42,14 +47,7 @@ async def _agent_out(store: RouterStore, agent_id: str) -> AgentOut:
     agent = await store.agent(agent_id)
     if agent is None:
         raise NotFound(f"agent {agent_id!r} does not exist")
-    return AgentOut(
-        id=agent.id,
-        status=agent.status,
-        skills=dict(agent.skills),
-        languages=sorted(agent.languages),
-        capacity=dict(agent.capacity),
-        load=dict(agent.load),
-    )
+    return AgentOut.of(agent)
 
 
 @router.put("/agents/{agent_id}", response_model=AgentOut, tags=["agents"])
@@ -66,6 +64,8 @@ async def put_agent(
             skills={s.value: level for s, level in body.skills.items()},
             languages=body.languages,
             capacity={c.value: n for c, n in body.capacity.items()},
+            team=body.team,
+            max_load=body.max_load,
         )
         return await _agent_out(ctx.store, agent_id)
 
@@ -179,8 +179,100 @@ async def post_resolve(
     principal.require(agent_scope(body.agent_id))
     async with uow() as ctx:
         await handlers.resolve(ctx, conversation_id=conversation_id, agent_id=body.agent_id)
+    return await _conversation_out(request, conversation_id)
+
+
+@router.get("/agents", response_model=list[AgentOut], tags=["agents"])
+async def list_agents(principal: PrincipalDep, request: Request) -> list[AgentOut]:
+    """Every agent with status and load (ops)."""
+    principal.require(OPS)
+    async with reading(request.app.state.sessions) as store:
+        return [AgentOut.of(a) for a in await store.agents()]
+
+
+@router.get("/queues", response_model=list[QueueOut], tags=["queues"])
+async def list_queues(principal: PrincipalDep, request: Request) -> list[QueueOut]:
+    """Depth, oldest wait and priority mix of each (skill, language) queue (ops)."""
+    principal.require(OPS)
+    async with reading(request.app.state.sessions) as store:
+        return [QueueOut(**q) for q in await store.queue_stats(datetime.now(UTC))]
+
+
+@router.post(
+    "/conversations/{conversation_id}/accept",
+    response_model=ConversationOut,
+    tags=["conversations"],
+)
+async def post_accept(
+    conversation_id: uuid.UUID,
+    body: AcceptIn,
+    principal: PrincipalDep,
+    request: Request,
+    uow: UowDep,
+) -> ConversationOut:
+    """The agent accepts an offered conversation (channels with an offer timeout)."""
+    principal.require(agent_scope(body.agent_id))
+    async with uow() as ctx:
+        await handlers.accept(ctx, conversation_id=conversation_id, agent_id=body.agent_id)
+    return await _conversation_out(request, conversation_id)
+
+
+@router.post(
+    "/conversations/{conversation_id}/transfer",
+    response_model=ConversationOut,
+    tags=["conversations"],
+)
+async def post_transfer(
+    conversation_id: uuid.UUID,
+    body: TransferIn,
+    principal: PrincipalDep,
+    request: Request,
+    uow: UowDep,
+) -> ConversationOut:
+    """Move the agent's conversation to another agent or to a skill's queue, with a reason."""
+    principal.require(agent_scope(body.agent_id))
+    async with uow() as ctx:
+        await handlers.transfer(
+            ctx,
+            conversation_id=conversation_id,
+            agent_id=body.agent_id,
+            reason=body.reason,
+            to_agent_id=body.to_agent_id,
+            to_skill=body.to_skill,
+        )
+    return await _conversation_out(request, conversation_id)
+
+
+@router.post(
+    "/conversations/{conversation_id}/classification",
+    response_model=ConversationOut,
+    tags=["conversations"],
+)
+async def post_correction(
+    conversation_id: uuid.UUID,
+    body: CorrectionIn,
+    principal: PrincipalDep,
+    request: Request,
+    uow: UowDep,
+) -> ConversationOut:
+    """The agent corrects priority, skill or language; re-routes if it no longer fits."""
+    principal.require(agent_scope(body.agent_id))
+    async with uow() as ctx:
+        await handlers.correct_classification(
+            ctx,
+            conversation_id=conversation_id,
+            agent_id=body.agent_id,
+            priority=body.priority,
+            skill=body.skill,
+            language=body.language,
+        )
+    return await _conversation_out(request, conversation_id)
+
+
+async def _conversation_out(request: Request, conversation_id: uuid.UUID) -> ConversationOut:
     async with reading(request.app.state.sessions) as store:
         conv = await store.conversation(conversation_id)
-        assert conv is not None
+        if conv is None:
+            raise NotFound(f"conversation {conversation_id} not found")
         messages = await store.messages_of([conv.id])
         return ConversationOut.of(conv, messages[conv.id])

@@ -7,11 +7,13 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 
 from services.router.api import router
 from services.router.consumer import inbound_handler, sweep_forever
+from services.router.context import Policy
 from services.router.outbox import OutboxRelay
 from services.router.routing.rules import RulesSource
 from services.router.settings import RouterSettings
@@ -39,12 +41,18 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         )
         await consumer.start()
         relay = OutboxRelay(sessions, producer)
-        uow = UnitOfWork(sessions, relay, settings.topics)
+        policy = Policy(
+            offer_timeout_s=dict(settings.offer_timeout_s),
+            max_missed_offers=settings.max_missed_offers,
+            reopen_window=timedelta(seconds=settings.reopen_window_s),
+            reroute_answered_on_leave=settings.reroute_answered_on_leave,
+        )
+        uow = UnitOfWork(sessions, relay, settings.topics, rules, policy)
         wakeups = AgentWakeups(async_url(settings.database_url).replace("+asyncpg", "", 1))
         loop = ConsumeLoop(
             consumer,
             producer,
-            handle=inbound_handler(uow, rules),
+            handle=inbound_handler(uow),
             dead_letter_topic=settings.topics.dead_letter,
             group_id=settings.consumer_group,
         )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiokafka import ConsumerRecord
 
-from services.router.handlers import receive_message, sweep_queue
-from services.router.routing.rules import RulesSource
+from services.router.assign import escalate_due, expire_offers, sweep_queue
+from services.router.context import Context
+from services.router.handlers import receive_message
 from services.router.uow import UnitOfWork
 from shared.events import InboundMessage
 from shared.kafka import RecordHandler, parse_record
@@ -17,27 +19,34 @@ from shared.kafka import RecordHandler, parse_record
 log = logging.getLogger(__name__)
 
 
-def inbound_handler(uow: UnitOfWork, rules: RulesSource) -> RecordHandler:
+def inbound_handler(uow: UnitOfWork) -> RecordHandler:
     """Parse (or reject as poison) and apply one inbound record; returns after the commit."""
 
     async def handle(record: ConsumerRecord[Any, Any]) -> None:
         message = parse_record(InboundMessage, record)
         async with uow() as ctx:
-            await receive_message(ctx, message, rules.current())
+            await receive_message(ctx, message)
 
     return handle
 
 
 async def sweep_forever(uow: UnitOfWork, interval_s: float) -> None:
-    """Periodically assign queued conversations that some agent can now take."""
+    """Periodically: move expired offers on, escalate conversations near their target, and
+    assign queued conversations that some agent can now take. Each in its own transaction."""
+    sweeps: dict[str, Callable[[Context], Awaitable[int]]] = {
+        "offers": expire_offers,
+        "escalation": escalate_due,
+        "queue": sweep_queue,
+    }
     while True:
         await asyncio.sleep(interval_s)
-        try:
-            async with uow() as ctx:
-                assigned = await sweep_queue(ctx)
-            if assigned:
-                log.info("queue sweep assigned conversations", extra={"assigned": assigned})
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("queue sweep failed", extra={"error": repr(exc)})
+        for name, sweep in sweeps.items():
+            try:
+                async with uow() as ctx:
+                    done = await sweep(ctx)
+                if done:
+                    log.info("sweep acted", extra={"sweep": name, "count": done})
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("sweep failed", extra={"sweep": name, "error": repr(exc)})

@@ -1,116 +1,153 @@
-"""What the router does, one function per use case. Handlers take a store and an explicit
-``now``; they never commit (the caller's unit of work does) and never talk to Kafka directly
-(events go to the outbox in the same transaction)."""
+"""What the router does, one function per use case. Handlers take a Context (store, topics,
+rules, policy, an explicit ``now``); they never commit (the caller's unit of work does) and
+never talk to Kafka (events go to the outbox in the same transaction)."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import replace
 
-from services.router.routing.classify import classify, escalate
-from services.router.routing.queue import next_for_agent
-from services.router.routing.rules import RuleSet
-from services.router.routing.select import Need, rank_candidates
-from services.router.store import Conversation, RouterStore
+from services.router.assign import (
+    change_status,
+    emit_assigned,
+    emit_queued,
+    give,
+    need_of,
+    pull_queued,
+    put_back,
+    try_assign,
+)
+from services.router.context import Context
+from services.router.routing.classify import Classification, classify, raise_on_followup
+from services.router.routing.select import is_eligible
+from services.router.store import Conversation
 from shared.events import (
     AgentReplied,
     AgentStatus,
-    AgentStatusChanged,
-    Assigned,
     Classified,
     ConversationOpened,
     InboundMessage,
     MessageReceived,
     OutboundReply,
-    Queued,
+    Priority,
+    Reopened,
     Resolved,
+    Skill,
+    Transferred,
     derived_id,
 )
-from shared.problems import Conflict, NotFound
-from shared.settings import Topics
-
-# How many queued conversations one pull looks at (and locks) at a time.
-QUEUE_WINDOW = 50
+from shared.problems import BadRequest, Conflict, NotFound
 
 
-@dataclass(frozen=True)
-class Context:
-    store: RouterStore
-    topics: Topics
-    now: datetime
-
-
-async def _emit_conversation(ctx: Context, conv: Conversation, event: object) -> None:
-    await ctx.store.enqueue(ctx.topics.conversation_events, str(conv.id), event)  # type: ignore[arg-type]
-
-
-async def receive_message(ctx: Context, message: InboundMessage, rules: RuleSet) -> None:
-    """Apply one inbound message: open or continue its conversation, classify, assign or queue.
-    A message already applied (a redelivery or a provider's retry) changes nothing."""
+async def receive_message(ctx: Context, message: InboundMessage) -> None:
+    """Apply one inbound message: continue its open conversation, reopen a recently resolved
+    one, or open a new one; classify; assign or queue. A message already applied (a
+    redelivery, a provider's retry) changes nothing."""
     store = ctx.store
     if await store.message_exists(message.message_id):
         return
-    conv = await store.open_conversation_for_key(message.conversation_key)
     found = classify(
         message.text,
+        rules=ctx.rules,
         tier=message.customer.tier,
         language_hint=message.customer.language,
-        rules=rules,
+        channel=message.channel,
+        category=message.category,
     )
-    if conv is None:
-        conv_id = derived_id("conversation", message.message_id)
-        await store.create_conversation(
-            cid=conv_id,
-            key=message.conversation_key,
-            channel=message.channel,
-            customer_id=message.customer.id,
-            tier=message.customer.tier,
-            classification=found,
-            opened_at=message.occurred_at,
-        )
-        conv = await store.conversation(conv_id)
-        assert conv is not None
-        await _emit_conversation(
-            ctx,
-            conv,
-            ConversationOpened(
-                event_id=derived_id("opened", conv.id),
-                occurred_at=message.occurred_at,
-                conversation_id=conv.id,
-                channel=conv.channel,
-                conversation_key=conv.conversation_key,
-                customer_id=conv.customer_id,
-                customer_tier=conv.customer_tier,
-            ),
-        )
-        await _add_inbound(ctx, conv, message)
-        await _emit_classified(ctx, conv, message.message_id)
-        if not await _assign(ctx, conv):
-            await _emit_conversation(
-                ctx,
-                conv,
-                Queued(
-                    event_id=derived_id("queued", conv.id, ctx.now.isoformat()),
-                    occurred_at=ctx.now,
-                    conversation_id=conv.id,
-                    channel=conv.channel,
-                    priority=conv.priority,
-                    skill=conv.skill,
-                    language=conv.language,
-                ),
-            )
+    conv = await store.open_conversation_for_key(message.conversation_key)
+    if conv is not None:
+        await _continue(ctx, conv, message, found)
         return
+    resolved = await store.recently_resolved(
+        message.conversation_key, ctx.now - ctx.policy.reopen_window
+    )
+    if resolved is not None:
+        await _reopen(ctx, resolved, message, found)
+        return
+    await _open(ctx, message, found)
+
+
+async def _open(ctx: Context, message: InboundMessage, found: Classification) -> None:
+    conv_id = derived_id("conversation", message.message_id)
+    await ctx.store.create_conversation(
+        cid=conv_id,
+        key=message.conversation_key,
+        channel=message.channel,
+        customer_id=message.customer.id,
+        tier=message.customer.tier,
+        category=message.category,
+        classification=found,
+        opened_at=message.occurred_at,
+    )
+    conv = await _reload(ctx, conv_id)
+    await ctx.emit(
+        conv,
+        ConversationOpened(
+            event_id=derived_id("opened", conv.id),
+            occurred_at=message.occurred_at,
+            conversation_id=conv.id,
+            channel=conv.channel,
+            conversation_key=conv.conversation_key,
+            customer_id=conv.customer_id,
+            customer_tier=conv.customer_tier,
+        ),
+    )
+    await _add_inbound(ctx, conv, message)
+    await _emit_classified(ctx, conv, message.message_id)
+    if not await try_assign(ctx, conv):
+        await emit_queued(ctx, conv, None)
+
+
+async def _continue(
+    ctx: Context, conv: Conversation, message: InboundMessage, found: Classification
+) -> None:
+    """A follow-up stays with the conversation's agent; while waiting, words of urgency raise
+    the priority (writing again by itself does not)."""
     await _add_inbound(ctx, conv, message)
     if conv.state == "assigned" and conv.agent_id is not None:
-        await store.wake_agent(conv.agent_id)
-    elif conv.state == "queued":
-        raised = escalate(conv.classification, found)
-        if raised != conv.classification:
-            await store.reclassify(conv.id, raised)
-            conv = await store.conversation(conv.id)
-            assert conv is not None
-            await _emit_classified(ctx, conv, message.message_id)
+        await ctx.store.wake_agent(conv.agent_id)
+        return
+    raised = raise_on_followup(conv.classification, found)
+    if raised != conv.classification:
+        await ctx.store.reclassify(conv.id, raised)
+        await _emit_classified(ctx, await _reload(ctx, conv.id), message.message_id)
+
+
+async def _reopen(
+    ctx: Context, conv: Conversation, message: InboundMessage, found: Classification
+) -> None:
+    """Back to the last agent if online with room (never to an offline one), else routed."""
+    last_agent = conv.last_agent_id or conv.agent_id
+    await ctx.store.reopen(conv.id, ctx.now)
+    conv = await _reload(ctx, conv.id)
+    await ctx.emit(
+        conv,
+        Reopened(
+            event_id=derived_id("reopened", message.message_id),
+            occurred_at=message.occurred_at,
+            conversation_id=conv.id,
+            channel=conv.channel,
+            message_id=message.message_id,
+            last_agent_id=last_agent,
+        ),
+    )
+    await _add_inbound(ctx, conv, message)
+    raised = raise_on_followup(conv.classification, found)
+    if raised != conv.classification:
+        await ctx.store.reclassify(conv.id, raised)
+        conv = await _reload(ctx, conv.id)
+        await _emit_classified(ctx, conv, message.message_id)
+    if last_agent is not None and await ctx.store.claim_slot(last_agent, conv.channel, ctx.now):
+        await give(ctx, conv, last_agent)
+    elif not await try_assign(ctx, conv):
+        await emit_queued(ctx, conv, "reopened")
+
+
+async def _reload(ctx: Context, conv_id: uuid.UUID) -> Conversation:
+    conv = await ctx.store.conversation(conv_id)
+    if conv is None:
+        raise NotFound(f"conversation {conv_id} not found")
+    return conv
 
 
 async def _add_inbound(ctx: Context, conv: Conversation, message: InboundMessage) -> None:
@@ -124,8 +161,7 @@ async def _add_inbound(ctx: Context, conv: Conversation, message: InboundMessage
         channel_message_id=message.channel_message_id,
         sent_at=message.sent_at,
     )
-    await _emit_conversation(
-        ctx,
+    await ctx.emit(
         conv,
         MessageReceived(
             event_id=derived_id("message_received", message.message_id),
@@ -137,9 +173,10 @@ async def _add_inbound(ctx: Context, conv: Conversation, message: InboundMessage
     )
 
 
-async def _emit_classified(ctx: Context, conv: Conversation, cause: uuid.UUID) -> None:
-    await _emit_conversation(
-        ctx,
+async def _emit_classified(
+    ctx: Context, conv: Conversation, cause: object, corrected_by: str | None = None
+) -> None:
+    await ctx.emit(
         conv,
         Classified(
             event_id=derived_id("classified", conv.id, cause),
@@ -150,63 +187,12 @@ async def _emit_classified(ctx: Context, conv: Conversation, cause: uuid.UUID) -
             skill=conv.skill,
             language=conv.language,
             rules_fired=list(conv.rules_fired),
+            corrected_by=corrected_by,
         ),
     )
 
 
-async def _assign(ctx: Context, conv: Conversation) -> bool:
-    """Assign a queued conversation to the best eligible agent whose slot can still be
-    claimed; False when nobody can take it now."""
-    need = Need(conv.channel, conv.skill, conv.language)
-    for agent in rank_candidates(await ctx.store.candidates(need), need):
-        if await ctx.store.claim_slot(agent.id, conv.channel, ctx.now):
-            await _give(ctx, conv, agent.id)
-            return True
-    return False
-
-
-async def _give(ctx: Context, conv: Conversation, agent_id: str) -> None:
-    if not await ctx.store.mark_assigned(conv.id, agent_id, ctx.now):
-        raise Conflict(f"conversation {conv.id} is no longer queued")
-    await ctx.store.wake_agent(agent_id)
-    await _emit_conversation(
-        ctx,
-        conv,
-        Assigned(
-            event_id=derived_id("assigned", conv.id, agent_id, ctx.now.isoformat()),
-            occurred_at=ctx.now,
-            conversation_id=conv.id,
-            channel=conv.channel,
-            agent_id=agent_id,
-        ),
-    )
-
-
-async def pull_queued(ctx: Context, agent_id: str) -> int:
-    """Fill the agent's free slots from the queue, most urgent and oldest first."""
-    pulled = 0
-    while True:
-        agent = await ctx.store.agent(agent_id)
-        if agent is None or agent.status != AgentStatus.ONLINE:
-            return pulled
-        window = await ctx.store.queued_for(agent, limit=QUEUE_WINDOW)
-        item = next_for_agent(window, agent)
-        if item is None or not await ctx.store.claim_slot(agent.id, item.channel, ctx.now):
-            return pulled
-        conv = await ctx.store.conversation(item.conversation_id)
-        assert conv is not None
-        await _give(ctx, conv, agent.id)
-        pulled += 1
-
-
-async def sweep_queue(ctx: Context, *, limit: int = 100) -> int:
-    """Try to assign the head of the queue (catches any wake-up that raced with a commit)."""
-    assigned = 0
-    for item in await ctx.store.queue_head(limit=limit):
-        conv = await ctx.store.conversation(item.conversation_id)
-        if conv is not None and await _assign(ctx, conv):
-            assigned += 1
-    return assigned
+# ---------------------------------------------------------------- agents
 
 
 async def upsert_agent(
@@ -217,6 +203,8 @@ async def upsert_agent(
     skills: dict[str, int],
     languages: list[str],
     capacity: dict[str, int],
+    team: str | None = None,
+    max_load: int | None = None,
 ) -> None:
     """Create or update an agent; raised capacity pulls queued work."""
     await ctx.store.upsert_agent(
@@ -225,26 +213,18 @@ async def upsert_agent(
         skills=skills,
         languages=sorted({lang.split("-")[0].lower() for lang in languages}),
         capacity=capacity,
+        team=team,
+        max_load=max_load,
     )
     await pull_queued(ctx, agent_id)
 
 
 async def set_status(ctx: Context, agent_id: str, status: AgentStatus) -> None:
-    """Change an agent's status; going online pulls queued work."""
-    if not await ctx.store.set_status(agent_id, status):
-        raise NotFound(f"agent {agent_id!r} does not exist")
-    await ctx.store.enqueue(
-        ctx.topics.agent_events,
-        agent_id,
-        AgentStatusChanged(
-            event_id=derived_id("agent_status", agent_id, status.value, ctx.now.isoformat()),
-            occurred_at=ctx.now,
-            agent_id=agent_id,
-            status=status,
-        ),
-    )
-    if status == AgentStatus.ONLINE:
-        await pull_queued(ctx, agent_id)
+    """Change an agent's status (see ``change_status``)."""
+    await change_status(ctx, agent_id, status)
+
+
+# ---------------------------------------------------------------- conversations
 
 
 async def _own_conversation(
@@ -252,18 +232,32 @@ async def _own_conversation(
 ) -> Conversation:
     conv = await ctx.store.conversation(conversation_id, for_update=True)
     # Another agent's conversation is reported as absent: nothing leaks that it exists.
-    if conv is None or conv.agent_id != agent_id:
+    if conv is None or conv.agent_id != agent_id or conv.state == "queued":
         raise NotFound(f"conversation {conversation_id} is not assigned to agent {agent_id!r}")
     if conv.state != "assigned":
         raise Conflict(f"conversation {conversation_id} is {conv.state}")
     return conv
 
 
+async def accept(ctx: Context, *, conversation_id: uuid.UUID, agent_id: str) -> None:
+    """The agent accepts an offered conversation (a no-op if already accepted)."""
+    conv = await _own_conversation(ctx, conversation_id, agent_id)
+    await _accept(ctx, conv)
+
+
+async def _accept(ctx: Context, conv: Conversation) -> None:
+    if conv.accepted_at is None and await ctx.store.mark_accepted(conv.id, ctx.now):
+        assert conv.agent_id is not None
+        await ctx.store.reset_missed_offers(conv.agent_id)
+        await emit_assigned(ctx, conv, conv.agent_id)
+
+
 async def reply(
     ctx: Context, *, conversation_id: uuid.UUID, agent_id: str, text: str, message_id: uuid.UUID
 ) -> None:
-    """Store an agent's reply and hand it to the channel for delivery."""
+    """Store an agent's reply (accepting an offer) and hand it to the channel for delivery."""
     conv = await _own_conversation(ctx, conversation_id, agent_id)
+    await _accept(ctx, conv)
     await ctx.store.add_message(
         message_id=message_id,
         conversation_id=conv.id,
@@ -273,8 +267,7 @@ async def reply(
         created_at=ctx.now,
     )
     await ctx.store.mark_first_response(conv.id, ctx.now)
-    await _emit_conversation(
-        ctx,
+    await ctx.emit(
         conv,
         AgentReplied(
             event_id=derived_id("agent_replied", message_id),
@@ -306,11 +299,10 @@ async def resolve(ctx: Context, *, conversation_id: uuid.UUID, agent_id: str) ->
     conv = await _own_conversation(ctx, conversation_id, agent_id)
     await ctx.store.mark_resolved(conv.id, ctx.now)
     await ctx.store.release_slot(agent_id, conv.channel)
-    await _emit_conversation(
-        ctx,
+    await ctx.emit(
         conv,
         Resolved(
-            event_id=derived_id("resolved", conv.id),
+            event_id=derived_id("resolved", conv.id, conv.reopened),
             occurred_at=ctx.now,
             conversation_id=conv.id,
             channel=conv.channel,
@@ -318,3 +310,81 @@ async def resolve(ctx: Context, *, conversation_id: uuid.UUID, agent_id: str) ->
         ),
     )
     await pull_queued(ctx, agent_id)
+
+
+async def transfer(
+    ctx: Context,
+    *,
+    conversation_id: uuid.UUID,
+    agent_id: str,
+    reason: str,
+    to_agent_id: str | None = None,
+    to_skill: Skill | None = None,
+) -> None:
+    """Move a conversation to another agent (who must be online with room) or to a skill's
+    queue (routed at once if someone can take it); the freed slot pulls from the queue."""
+    if (to_agent_id is None) == (to_skill is None):
+        raise BadRequest("transfer to exactly one of an agent or a skill")
+    conv = await _own_conversation(ctx, conversation_id, agent_id)
+    event = Transferred(
+        event_id=derived_id("transferred", conv.id, agent_id, ctx.now.isoformat()),
+        occurred_at=ctx.now,
+        conversation_id=conv.id,
+        channel=conv.channel,
+        from_agent_id=agent_id,
+        to_agent_id=to_agent_id,
+        to_skill=to_skill,
+        reason=reason,
+    )
+    if to_agent_id is not None:
+        if to_agent_id == agent_id:
+            raise BadRequest("a conversation cannot be transferred to its own agent")
+        await ctx.store.lock_agents([agent_id, to_agent_id])
+        if not await ctx.store.claim_slot(to_agent_id, conv.channel, ctx.now):
+            raise Conflict(f"agent {to_agent_id!r} is not online with room on {conv.channel}")
+        await ctx.store.release_slot(agent_id, conv.channel)
+        await ctx.store.requeue(conv.id, exclude=agent_id, now=ctx.now)
+        await ctx.emit(conv, event)
+        await give(ctx, await _reload(ctx, conv.id), to_agent_id)
+    else:
+        assert to_skill is not None
+        corrected = replace(conv.classification, skill=to_skill, min_level=1, team=None)
+        await ctx.store.reclassify(conv.id, corrected)
+        await ctx.emit(conv, event)
+        await put_back(ctx, await _reload(ctx, conv.id), reason="transferred", exclude=True)
+    await pull_queued(ctx, agent_id)
+
+
+async def correct_classification(
+    ctx: Context,
+    *,
+    conversation_id: uuid.UUID,
+    agent_id: str,
+    priority: Priority | None,
+    skill: Skill | None,
+    language: str | None,
+) -> None:
+    """An agent corrects priority, skill or language; if the agent no longer fits the
+    conversation it is re-routed."""
+    conv = await _own_conversation(ctx, conversation_id, agent_id)
+    old = conv.classification
+    corrected = replace(
+        old,
+        priority=priority or old.priority,
+        skill=skill or old.skill,
+        language=language or old.language,
+        rules_fired=(*old.rules_fired, f"corrected.by.{agent_id}"),
+        min_level=1 if skill and skill != old.skill else old.min_level,
+    )
+    await ctx.store.reclassify(conv.id, corrected)
+    conv = await _reload(ctx, conv.id)
+    await _emit_classified(ctx, conv, f"corrected:{ctx.now.isoformat()}", corrected_by=agent_id)
+    agent = await ctx.store.agent(agent_id)
+    assert agent is not None
+    # The agent's own slot is in use by this conversation: judge fitness with it freed.
+    freed = replace(
+        agent, load={**agent.load, conv.channel.value: agent.load.get(conv.channel.value, 1) - 1}
+    )
+    if not is_eligible(freed, need_of(ctx, conv)):
+        await put_back(ctx, conv, reason="reclassified", exclude=True)
+        await pull_queued(ctx, agent_id)

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.router.routing.select import AgentView
 from services.router.store import Conversation, StoredMessage
 from shared.events import AgentStatus, Channel, CustomerTier, Priority, Skill
 
@@ -26,6 +27,10 @@ class AgentIn(_In):
         min_length=1, max_length=50
     )
     capacity: dict[Channel, Annotated[int, Field(ge=0, le=1000)]] = Field(min_length=1)
+    max_load: int | None = Field(
+        default=None, ge=0, le=10_000, description="overall cap across channels"
+    )
+    team: str | None = Field(default=None, min_length=1, max_length=50, description="e.g. L1, L2")
 
 
 class StatusIn(_In):
@@ -41,6 +46,40 @@ class ResolveIn(_In):
     agent_id: AgentId
 
 
+class AcceptIn(_In):
+    agent_id: AgentId
+
+
+class TransferIn(_In):
+    """Exactly one of ``to_agent_id`` and ``to_skill``."""
+
+    agent_id: AgentId
+    to_agent_id: AgentId | None = None
+    to_skill: Skill | None = None
+    reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TransferIn:
+        if (self.to_agent_id is None) == (self.to_skill is None):
+            raise ValueError("give exactly one of to_agent_id and to_skill")
+        return self
+
+
+class CorrectionIn(_In):
+    """At least one of priority, skill, language."""
+
+    agent_id: AgentId
+    priority: Priority | None = None
+    skill: Skill | None = None
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
+
+    @model_validator(mode="after")
+    def _something(self) -> CorrectionIn:
+        if self.priority is None and self.skill is None and self.language is None:
+            raise ValueError("give at least one of priority, skill, language")
+        return self
+
+
 class AgentOut(BaseModel):
     id: str
     status: AgentStatus
@@ -48,6 +87,31 @@ class AgentOut(BaseModel):
     languages: list[str]
     capacity: dict[str, int]
     load: dict[str, int]
+    team: str | None
+    max_load: int | None
+    total_load: int
+
+    @classmethod
+    def of(cls, a: AgentView) -> AgentOut:
+        return cls(
+            id=a.id,
+            status=a.status,
+            skills=dict(a.skills),
+            languages=sorted(a.languages),
+            capacity=dict(a.capacity),
+            load=dict(a.load),
+            team=a.team,
+            max_load=a.max_load,
+            total_load=a.total_load,
+        )
+
+
+class QueueOut(BaseModel):
+    skill: Skill
+    language: str
+    depth: int
+    oldest_wait_s: float
+    priorities: dict[Priority, int]
 
 
 class MessageOut(BaseModel):
@@ -75,6 +139,8 @@ class ClassificationOut(BaseModel):
     skill: Skill
     language: str
     rules_fired: list[str]
+    min_level: int
+    team: str | None
 
 
 class ConversationOut(BaseModel):
@@ -86,10 +152,14 @@ class ConversationOut(BaseModel):
     customer_tier: CustomerTier
     classification: ClassificationOut
     agent_id: str | None
+    category: str | None
     opened_at: datetime
     assigned_at: datetime | None
+    accepted_at: datetime | None
     first_response_at: datetime | None
+    escalated_at: datetime | None
     resolved_at: datetime | None
+    reopened: int
     messages: list[MessageOut]
 
     @classmethod
@@ -106,12 +176,18 @@ class ConversationOut(BaseModel):
                 skill=c.skill,
                 language=c.language,
                 rules_fired=list(c.rules_fired),
+                min_level=c.min_level,
+                team=c.team,
             ),
             agent_id=c.agent_id,
+            category=c.category,
             opened_at=c.opened_at,
             assigned_at=c.assigned_at,
+            accepted_at=c.accepted_at,
             first_response_at=c.first_response_at,
+            escalated_at=c.escalated_at,
             resolved_at=c.resolved_at,
+            reopened=c.reopened,
             messages=[MessageOut.of(m) for m in messages],
         )
 

@@ -14,7 +14,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.routing.classify import UNKNOWN_LANGUAGE, Classification
-from services.router.routing.queue import QueuedConversation
 from services.router.routing.select import AgentView, Need
 from shared.events import AgentStatus, Channel, CustomerTier, Priority, Skill
 
@@ -39,10 +38,21 @@ class Conversation:
     assigned_at: datetime | None
     first_response_at: datetime | None
     resolved_at: datetime | None
+    category: str | None = None
+    min_level: int = 1
+    team: str | None = None
+    offered_at: datetime | None = None
+    accepted_at: datetime | None = None
+    escalated_at: datetime | None = None
+    excluded_agents: tuple[str, ...] = ()
+    last_agent_id: str | None = None
+    reopened: int = 0
 
     @property
     def classification(self) -> Classification:
-        return Classification(self.priority, self.skill, self.language, self.rules_fired)
+        return Classification(
+            self.priority, self.skill, self.language, self.rules_fired, self.min_level, self.team
+        )
 
 
 @dataclass(frozen=True)
@@ -58,7 +68,9 @@ class StoredMessage:
 
 _CONVERSATION_COLUMNS = """
     id, conversation_key, channel, customer_id, customer_tier, state, priority, skill, language,
-    rules_fired, agent_id, opened_at, queued_at, assigned_at, first_response_at, resolved_at
+    rules_fired, agent_id, opened_at, queued_at, assigned_at, first_response_at, resolved_at,
+    category, min_level, team, offered_at, accepted_at, escalated_at, excluded_agents,
+    last_agent_id, reopened
 """
 
 
@@ -81,23 +93,20 @@ def _conversation(row: Any) -> Conversation:
         assigned_at=m["assigned_at"],
         first_response_at=m["first_response_at"],
         resolved_at=m["resolved_at"],
-    )
-
-
-def _queued(row: Any) -> QueuedConversation:
-    m = row._mapping
-    return QueuedConversation(
-        conversation_id=m["id"],
-        channel=Channel(m["channel"]),
-        priority=Priority(m["priority"]),
-        skill=Skill(m["skill"]),
-        language=m["language"],
-        queued_at=m["queued_at"],
+        category=m["category"],
+        min_level=m["min_level"],
+        team=m["team"],
+        offered_at=m["offered_at"],
+        accepted_at=m["accepted_at"],
+        escalated_at=m["escalated_at"],
+        excluded_agents=tuple(m["excluded_agents"]),
+        last_agent_id=m["last_agent_id"],
+        reopened=m["reopened"],
     )
 
 
 _AGENT_VIEW = """
-    SELECT a.id, a.status, a.skills, a.languages, a.last_assigned_at,
+    SELECT a.id, a.name, a.status, a.skills, a.languages, a.last_assigned_at, a.team, a.max_load,
            coalesce(jsonb_object_agg(s.channel, s.capacity)
                     FILTER (WHERE s.channel IS NOT NULL), '{}') AS capacity,
            coalesce(jsonb_object_agg(s.channel, s.load)
@@ -116,6 +125,8 @@ def _agent_view(row: Any) -> AgentView:
         capacity=dict(m["capacity"]),
         load=dict(m["load"]),
         last_assigned_at=m["last_assigned_at"],
+        team=m["team"],
+        max_load=m["max_load"],
     )
 
 
@@ -194,10 +205,13 @@ class RouterStore:
         found = row.first()
         return _conversation(found) if found else None
 
-    async def open_conversations_of(self, agent_id: str) -> list[Conversation]:
+    async def open_conversations_of(
+        self, agent_id: str, *, for_update: bool = False
+    ) -> list[Conversation]:
+        lock = " FOR UPDATE" if for_update else ""
         rows = await self._exec(
             f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
-                WHERE agent_id = :agent AND state = 'assigned' ORDER BY assigned_at""",
+                WHERE agent_id = :agent AND state = 'assigned' ORDER BY assigned_at{lock}""",
             agent=agent_id,
         )
         return [_conversation(r) for r in rows]
@@ -210,6 +224,7 @@ class RouterStore:
         channel: Channel,
         customer_id: str,
         tier: CustomerTier,
+        category: str | None,
         classification: Classification,
         opened_at: datetime,
     ) -> None:
@@ -217,53 +232,125 @@ class RouterStore:
         await self._exec(
             """INSERT INTO router.conversations
                (id, conversation_key, channel, customer_id, customer_tier, state, priority,
-                priority_rank, skill, language, rules_fired, opened_at, queued_at)
+                priority_rank, skill, language, rules_fired, min_level, team, category,
+                opened_at, queued_at)
                VALUES (:id, :key, :channel, :customer, :tier, 'queued', :priority, :rank,
-                       :skill, :language, :rules, :opened_at, :opened_at)""",
+                       :skill, :language, :rules, :min_level, :team, :category,
+                       :opened_at, :opened_at)""",
             id=cid,
             key=key,
             channel=channel.value,
             customer=customer_id,
             tier=tier.value,
-            priority=classification.priority.value,
-            rank=classification.priority.rank,
-            skill=classification.skill.value,
-            language=classification.language,
-            rules=list(classification.rules_fired),
+            category=category,
             opened_at=opened_at,
+            **self._classification(classification),
         )
+
+    @staticmethod
+    def _classification(c: Classification) -> dict[str, Any]:
+        return {
+            "priority": c.priority.value,
+            "rank": c.priority.rank,
+            "skill": c.skill.value,
+            "language": c.language,
+            "rules": list(c.rules_fired),
+            "min_level": c.min_level,
+            "team": c.team,
+        }
 
     async def reclassify(self, cid: uuid.UUID, classification: Classification) -> None:
         await self._exec(
             """UPDATE router.conversations SET priority = :priority, priority_rank = :rank,
-                      skill = :skill, language = :language, rules_fired = :rules
+                      skill = :skill, language = :language, rules_fired = :rules,
+                      min_level = :min_level, team = :team
                WHERE id = :id""",
             id=cid,
-            priority=classification.priority.value,
-            rank=classification.priority.rank,
-            skill=classification.skill.value,
-            language=classification.language,
-            rules=list(classification.rules_fired),
+            **self._classification(classification),
         )
 
-    async def mark_assigned(self, cid: uuid.UUID, agent_id: str, now: datetime) -> bool:
-        """Give a queued conversation to an agent; False if it is no longer queued."""
+    async def mark_assigned(
+        self, cid: uuid.UUID, agent_id: str, now: datetime, *, accepted: bool
+    ) -> bool:
+        """Give a queued conversation to an agent (as an offer to accept unless ``accepted``);
+        False if it is no longer queued."""
         result = await self._exec(
             """UPDATE router.conversations
-               SET state = 'assigned', agent_id = :agent, assigned_at = :now
+               SET state = 'assigned', agent_id = :agent, assigned_at = :now, offered_at = :now,
+                   accepted_at = CASE WHEN :accepted THEN CAST(:now AS timestamptz) END
                WHERE id = :id AND state = 'queued' AND agent_id IS NULL""",
             id=cid,
             agent=agent_id,
             now=now,
+            accepted=accepted,
         )
         return bool(result.rowcount == 1)
 
+    async def mark_accepted(self, cid: uuid.UUID, now: datetime) -> bool:
+        result = await self._exec(
+            """UPDATE router.conversations SET accepted_at = :now
+               WHERE id = :id AND state = 'assigned' AND accepted_at IS NULL""",
+            id=cid,
+            now=now,
+        )
+        return bool(result.rowcount == 1)
+
+    async def requeue(
+        self, cid: uuid.UUID, *, exclude: str | None, now: datetime, keep_age: bool = True
+    ) -> None:
+        """Take a conversation from its agent and put it back in the queue; by default at its
+        original age, so being bounced costs the customer no place in line."""
+        await self._exec(
+            """UPDATE router.conversations
+               SET state = 'queued', last_agent_id = agent_id, agent_id = NULL,
+                   offered_at = NULL, accepted_at = NULL,
+                   queued_at = CASE WHEN :keep_age THEN queued_at ELSE :now END,
+                   excluded_agents = CASE WHEN CAST(:exclude AS text) IS NULL THEN excluded_agents
+                                          ELSE array_append(excluded_agents, :exclude) END
+               WHERE id = :id""",
+            id=cid,
+            exclude=exclude,
+            now=now,
+            keep_age=keep_age,
+        )
+
     async def mark_resolved(self, cid: uuid.UUID, now: datetime) -> None:
         await self._exec(
-            """UPDATE router.conversations SET state = 'resolved', resolved_at = :now
+            """UPDATE router.conversations
+               SET state = 'resolved', resolved_at = :now, last_agent_id = agent_id,
+                   accepted_at = coalesce(accepted_at, :now)
                WHERE id = :id""",
             id=cid,
             now=now,
+        )
+
+    async def reopen(self, cid: uuid.UUID, now: datetime) -> None:
+        """A resolved conversation the customer wrote to again: back in the queue, fresh."""
+        await self._exec(
+            """UPDATE router.conversations
+               SET state = 'queued', agent_id = NULL, resolved_at = NULL, queued_at = :now,
+                   offered_at = NULL, accepted_at = NULL, escalated_at = NULL,
+                   excluded_agents = '{}', reopened = reopened + 1
+               WHERE id = :id""",
+            id=cid,
+            now=now,
+        )
+
+    async def recently_resolved(self, key: str, since: datetime) -> Conversation | None:
+        """The latest conversation of ``key`` resolved at or after ``since``, locked."""
+        row = await self._exec(
+            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+                WHERE conversation_key = :key AND state = 'resolved' AND resolved_at >= :since
+                ORDER BY resolved_at DESC LIMIT 1 FOR UPDATE""",
+            key=key,
+            since=since,
+        )
+        found = row.first()
+        return _conversation(found) if found else None
+
+    async def mark_escalated(self, cid: uuid.UUID, now: datetime) -> None:
+        await self._exec(
+            "UPDATE router.conversations SET escalated_at = :now WHERE id = :id", id=cid, now=now
         )
 
     async def mark_first_response(self, cid: uuid.UUID, now: datetime) -> None:
@@ -274,35 +361,106 @@ class RouterStore:
             now=now,
         )
 
-    async def queued_for(self, agent: AgentView, *, limit: int) -> list[QueuedConversation]:
-        """The first ``limit`` queued conversations in queue order on the agent's channels with
-        room, skills and languages, locked (others skip them) until the transaction ends."""
+    async def queued_for(
+        self, agent: AgentView, *, per_priority: int, widen_to_level: int, widen_teams: bool
+    ) -> list[Conversation]:
+        """The heads of the queue (up to ``per_priority`` of each priority, oldest first) on the
+        agent's channels with room, skills, languages and team, locked until the transaction
+        ends; rows another transaction holds are skipped."""
         channels = [c for c in agent.capacity if agent.room(Channel(c)) > 0]
-        rows = await self._exec(
-            """SELECT id, channel, priority, skill, language, queued_at
-               FROM router.conversations
-               WHERE state = 'queued' AND channel = ANY(:channels) AND skill = ANY(:skills)
-                 AND (language = ANY(:languages) OR language = :unknown)
-               ORDER BY priority_rank, queued_at, id
-               LIMIT :limit FOR UPDATE SKIP LOCKED""",
-            channels=channels,
-            skills=list(agent.skills),
-            languages=list(agent.languages),
-            unknown=UNKNOWN_LANGUAGE,
-            limit=limit,
-        )
-        return [_queued(r) for r in rows]
+        if not channels:
+            return []
+        found: list[Conversation] = []
+        for rank in range(len(Priority)):
+            rows = await self._exec(
+                f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+                    WHERE state = 'queued' AND priority_rank = :rank
+                      AND channel = ANY(:channels)
+                      AND coalesce((CAST(:skills AS jsonb) ->> skill)::int, 0) >=
+                          CASE WHEN escalated_at IS NULL THEN min_level
+                               ELSE LEAST(min_level, :widen_level) END
+                      AND (language = ANY(:languages) OR language = :unknown)
+                      AND (team IS NULL OR team = :team
+                           OR (escalated_at IS NOT NULL AND :widen_teams))
+                      AND NOT (:agent = ANY(excluded_agents))
+                    ORDER BY queued_at, id
+                    LIMIT :limit FOR UPDATE SKIP LOCKED""",
+                rank=rank,
+                channels=channels,
+                skills=json.dumps(dict(agent.skills)),
+                widen_level=widen_to_level,
+                languages=list(agent.languages),
+                unknown=UNKNOWN_LANGUAGE,
+                team=agent.team,
+                widen_teams=widen_teams,
+                agent=agent.id,
+                limit=per_priority,
+            )
+            found += [_conversation(r) for r in rows]
+        return found
 
-    async def queue_head(self, *, limit: int) -> list[QueuedConversation]:
-        """The first ``limit`` queued conversations in queue order, locked (SKIP LOCKED)."""
+    async def queue_heads(self, *, per_priority: int) -> list[Conversation]:
+        """The oldest ``per_priority`` queued conversations of each priority, locked (SKIP
+        LOCKED)."""
+        found: list[Conversation] = []
+        for rank in range(len(Priority)):
+            rows = await self._exec(
+                f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+                    WHERE state = 'queued' AND priority_rank = :rank
+                    ORDER BY queued_at, id LIMIT :limit FOR UPDATE SKIP LOCKED""",
+                rank=rank,
+                limit=per_priority,
+            )
+            found += [_conversation(r) for r in rows]
+        return found
+
+    async def expired_offers(
+        self, timeouts: dict[str, float], now: datetime, *, limit: int
+    ) -> list[Conversation]:
+        """Offers not accepted within their channel's timeout, locked (SKIP LOCKED)."""
+        if not timeouts:
+            return []
         rows = await self._exec(
-            """SELECT id, channel, priority, skill, language, queued_at
-               FROM router.conversations WHERE state = 'queued'
-               ORDER BY priority_rank, queued_at, id
-               LIMIT :limit FOR UPDATE SKIP LOCKED""",
+            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations c
+                JOIN jsonb_each_text(CAST(:timeouts AS jsonb)) t ON t.key = c.channel
+                WHERE c.state = 'assigned' AND c.accepted_at IS NULL
+                  AND c.offered_at + make_interval(secs => t.value::float) <= :now
+                ORDER BY c.offered_at LIMIT :limit FOR UPDATE OF c SKIP LOCKED""",
+            timeouts=json.dumps(timeouts),
+            now=now,
             limit=limit,
         )
-        return [_queued(r) for r in rows]
+        return [_conversation(r) for r in rows]
+
+    async def due_for_escalation(
+        self, due_s: dict[str, float], now: datetime, *, limit: int
+    ) -> list[Conversation]:
+        """Queued, not yet escalated conversations that waited ``due_s[priority]`` seconds."""
+        rows = await self._exec(
+            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations c
+                JOIN jsonb_each_text(CAST(:due AS jsonb)) d ON d.key = c.priority
+                WHERE c.state = 'queued' AND c.escalated_at IS NULL
+                  AND c.queued_at + make_interval(secs => d.value::float) <= :now
+                ORDER BY c.queued_at LIMIT :limit FOR UPDATE OF c SKIP LOCKED""",
+            due=json.dumps(due_s),
+            now=now,
+            limit=limit,
+        )
+        return [_conversation(r) for r in rows]
+
+    async def queue_stats(self, now: datetime) -> list[dict[str, Any]]:
+        """Depth, oldest wait and priority mix of each (skill, language) queue."""
+        rows = await self._exec(
+            """SELECT skill, language, sum(n)::int AS depth,
+                      extract(epoch FROM (:now - min(oldest)))::float AS oldest_wait_s,
+                      jsonb_object_agg(priority, n) AS priorities
+               FROM (SELECT skill, language, priority, count(*) AS n, min(queued_at) AS oldest
+                     FROM router.conversations WHERE state = 'queued'
+                     GROUP BY skill, language, priority) q
+               GROUP BY skill, language ORDER BY skill, language""",
+            now=now,
+        )
+        return [dict(r._mapping) for r in rows]
 
     # ------------------------------------------------------------ agents
 
@@ -314,16 +472,21 @@ class RouterStore:
         skills: dict[str, int],
         languages: list[str],
         capacity: dict[str, int],
+        team: str | None,
+        max_load: int | None,
     ) -> None:
         await self._exec(
-            """INSERT INTO router.agents (id, name, skills, languages)
-               VALUES (:id, :name, CAST(:skills AS jsonb), :languages)
+            """INSERT INTO router.agents (id, name, skills, languages, team, max_load)
+               VALUES (:id, :name, CAST(:skills AS jsonb), :languages, :team, :max_load)
                ON CONFLICT (id) DO UPDATE SET name = excluded.name, skills = excluded.skills,
-                   languages = excluded.languages, updated_at = now()""",
+                   languages = excluded.languages, team = excluded.team,
+                   max_load = excluded.max_load, updated_at = now()""",
             id=agent_id,
             name=name,
             skills=json.dumps(skills),
             languages=languages,
+            team=team,
+            max_load=max_load,
         )
         # Channels left out keep their load (open conversations stay) but get no new ones.
         await self._exec(
@@ -345,12 +508,31 @@ class RouterStore:
         return row.first() is not None
 
     async def set_status(self, agent_id: str, status: AgentStatus) -> bool:
+        """Set the status (locking the agent row, so no slot is claimed meanwhile)."""
         result = await self._exec(
-            "UPDATE router.agents SET status = :status, updated_at = now() WHERE id = :id",
+            """UPDATE router.agents SET status = :status, updated_at = now(),
+                      missed_offers = CASE WHEN :status = 'online' THEN 0 ELSE missed_offers END
+               WHERE id = :id""",
             id=agent_id,
             status=status.value,
         )
         return bool(result.rowcount == 1)
+
+    async def count_missed_offer(self, agent_id: str) -> int:
+        """One more offer missed in a row; the new count."""
+        row = await self._exec(
+            """UPDATE router.agents SET missed_offers = missed_offers + 1 WHERE id = :id
+               RETURNING missed_offers""",
+            id=agent_id,
+        )
+        return int(row.scalar_one())
+
+    async def reset_missed_offers(self, agent_id: str) -> None:
+        await self._exec("UPDATE router.agents SET missed_offers = 0 WHERE id = :id", id=agent_id)
+
+    async def agents(self) -> list[AgentView]:
+        rows = await self._exec(_AGENT_VIEW + " GROUP BY a.id ORDER BY a.id")
+        return [_agent_view(r) for r in rows]
 
     async def agent(self, agent_id: str) -> AgentView | None:
         row = await self._exec(_AGENT_VIEW + " WHERE a.id = :id GROUP BY a.id", id=agent_id)
@@ -365,12 +547,15 @@ class RouterStore:
         return dict(found._mapping) if found else None
 
     async def candidates(self, need: Need) -> list[AgentView]:
-        """Online agents with the skill, the language and room on the channel (unlocked: a
-        slot is claimed with ``claim_slot``, which re-checks)."""
+        """Online agents with the skill, the language, the team and room on the channel
+        (unlocked: a slot is claimed with ``claim_slot``, which re-checks)."""
         rows = await self._exec(
             _AGENT_VIEW
             + """ WHERE a.status = 'online' AND (a.skills ->> :skill)::int >= :level
                     AND (:language = :unknown OR :language = ANY(a.languages))
+                    AND (CAST(:team AS text) IS NULL OR a.team = :team)
+                    AND NOT (a.id = ANY(:excluded))
+                    AND (a.max_load IS NULL OR a.total_load < a.max_load)
                     AND EXISTS (SELECT 1 FROM router.agent_slots f WHERE f.agent_id = a.id
                                 AND f.channel = :channel AND f.load < f.capacity)
                   GROUP BY a.id""",
@@ -379,30 +564,56 @@ class RouterStore:
             language=need.language,
             unknown=UNKNOWN_LANGUAGE,
             channel=need.channel.value,
+            team=need.team,
+            excluded=list(need.excluded),
         )
         return [_agent_view(r) for r in rows]
 
     async def claim_slot(self, agent_id: str, channel: Channel, now: datetime) -> bool:
-        """Take one slot of an online agent on ``channel``, atomically; False if full or not
-        online. Concurrent claims serialize on the slot row, and the WHERE is re-checked."""
-        result = await self._exec(
-            """UPDATE router.agent_slots s SET load = s.load + 1
-               FROM router.agents a
-               WHERE s.agent_id = :agent AND s.channel = :channel AND s.load < s.capacity
-                 AND a.id = s.agent_id AND a.status = 'online'""",
-            agent=agent_id,
-            channel=channel.value,
-        )
-        if result.rowcount != 1:
-            return False
-        await self._exec(
-            "UPDATE router.agents SET last_assigned_at = :now WHERE id = :agent",
+        """Take one slot of an online agent on ``channel``, within its overall cap, atomically;
+        False if full or not online.
+
+        The agent row is updated first, then the channel's slot row (every writer of slots
+        holds the agent row, so this order never deadlocks), and each UPDATE re-checks its
+        condition after waiting for a concurrent one. A failed claim rolls back to a savepoint,
+        which releases the agent's row lock at once: a transaction only keeps locks on agents
+        it actually assigned to, so trying candidates in rank order cannot deadlock."""
+        savepoint = await self.session.begin_nested()
+        agent = await self._exec(
+            """UPDATE router.agents SET total_load = total_load + 1, last_assigned_at = :now
+               WHERE id = :agent AND status = 'online'
+                 AND (max_load IS NULL OR total_load < max_load)""",
             agent=agent_id,
             now=now,
         )
+        slot = None
+        if agent.rowcount == 1:
+            slot = await self._exec(
+                """UPDATE router.agent_slots SET load = load + 1
+                   WHERE agent_id = :agent AND channel = :channel AND load < capacity""",
+                agent=agent_id,
+                channel=channel.value,
+            )
+        if slot is None or slot.rowcount != 1:
+            await savepoint.rollback()
+            return False
+        await savepoint.commit()
         return True
 
+    async def lock_agents(self, agent_ids: list[str]) -> None:
+        """Lock several agents' rows in id order (the one order every multi-agent writer uses)."""
+        await self._exec(
+            "SELECT id FROM router.agents WHERE id = ANY(:ids) ORDER BY id FOR UPDATE",
+            ids=agent_ids,
+        )
+
     async def release_slot(self, agent_id: str, channel: Channel) -> None:
+        """Give back one slot (agent row first, as in ``claim_slot``)."""
+        await self._exec(
+            """UPDATE router.agents SET total_load = total_load - 1
+               WHERE id = :agent AND total_load > 0""",
+            agent=agent_id,
+        )
         await self._exec(
             """UPDATE router.agent_slots SET load = load - 1
                WHERE agent_id = :agent AND channel = :channel AND load > 0""",

@@ -9,25 +9,40 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.router.handlers import Context
+from services.router.context import Context, Policy
 from services.router.outbox import OutboxRelay
+from services.router.routing.rules import RulesSource
 from services.router.store import RouterStore
 from shared.settings import Topics
 
 
 class UnitOfWork:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], relay: OutboxRelay, topics: Topics
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        relay: OutboxRelay,
+        topics: Topics,
+        rules: RulesSource,
+        policy: Policy,
     ) -> None:
         self.sessions = sessions
         self.relay = relay
         self.topics = topics
+        self.rules = rules
+        self.policy = policy
 
     @asynccontextmanager
     async def __call__(self, now: datetime | None = None) -> AsyncIterator[Context]:
+        """A transaction with the rules in force and the time it runs at."""
         async with self.sessions() as session:
             async with session.begin():
-                yield Context(RouterStore(session), self.topics, now or datetime.now(UTC))
+                yield Context(
+                    RouterStore(session),
+                    self.topics,
+                    self.rules.current(),
+                    self.policy,
+                    now or datetime.now(UTC),
+                )
         self.relay.wake()
 
 

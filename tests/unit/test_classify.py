@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from services.router.routing.classify import classify, escalate
+from services.router.routing.classify import classify, raise_on_followup
 from services.router.routing.rules import (
     DEFAULT_RULES_PATH,
     RulesError,
@@ -10,13 +10,13 @@ from services.router.routing.rules import (
     load_rules,
     parse_rules,
 )
-from shared.events import CustomerTier, Priority, Skill
+from shared.events import Channel, CustomerTier, Priority, Skill
 
 RULES = load_rules(DEFAULT_RULES_PATH)
 
 
 def decide(text: str, tier: CustomerTier = CustomerTier.STANDARD, hint: str | None = None):
-    return classify(text, tier=tier, language_hint=hint, rules=RULES)
+    return classify(text, rules=RULES, tier=tier, language_hint=hint)
 
 
 @pytest.mark.parametrize(
@@ -67,11 +67,11 @@ def test_the_customer_language_hint_decides_latin_text_but_not_an_unambiguous_sc
 
 def test_a_followup_with_urgent_words_raises_a_waiting_conversation():
     waiting = decide("hello")
-    assert escalate(waiting, decide("still waiting?")) == waiting
-    raised = escalate(waiting, decide("now my account got hacked"))
+    assert raise_on_followup(waiting, decide("still waiting?")) == waiting
+    raised = raise_on_followup(waiting, decide("now my account got hacked"))
     assert raised.priority == Priority.URGENT
     assert "security.account-compromise" in raised.rules_fired
-    assert escalate(decide("hacked"), decide("thanks")).priority == Priority.URGENT
+    assert raise_on_followup(decide("hacked"), decide("thanks")).priority == Priority.URGENT
 
 
 @pytest.mark.parametrize(
@@ -112,3 +112,30 @@ def _bump_mtime(path: Path) -> None:
 
     stat = path.stat()
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+
+
+def test_rules_can_match_on_channel_form_category_and_tier():
+    rules = parse_rules("""
+rules:
+  - {id: form.security, priority: urgent, skill: security, categories: [account_security]}
+  - {id: x.public, priority: high, skill: general, channels: [x], patterns: [scam]}
+  - {id: vip.api, priority: high, skill: api, tiers: [vip], patterns: ['\\bapi\\b'],
+     min_level: 3, team: L2}
+""")
+    form = classify("please help", rules=rules, channel=Channel.FORM, category="account_security")
+    assert (form.priority, form.skill, form.rules_fired[0]) == (
+        "urgent",
+        "security",
+        "form.security",
+    )
+    assert classify("please help", rules=rules, channel=Channel.FORM).rules_fired[0] == "default"
+    assert classify("a scam!", rules=rules, channel=Channel.X).priority == "high"
+    assert classify("a scam!", rules=rules, channel=Channel.CHAT).priority == "normal"
+    vip = classify("api down", rules=rules, tier=CustomerTier.VIP)
+    assert (vip.skill, vip.min_level, vip.team) == ("api", 3, "L2")
+    assert classify("api down", rules=rules).skill == "general"
+
+
+def test_a_rule_without_any_condition_is_refused():
+    with pytest.raises(RulesError, match="no condition"):
+        parse_rules("rules: [{id: empty, priority: low, skill: general}]")

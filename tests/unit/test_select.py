@@ -1,3 +1,5 @@
+import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -144,46 +146,77 @@ queued_strategy = st.lists(
     st.builds(
         QueuedConversation,
         conversation_id=st.uuids(),
-        channel=st.just(Channel.CHAT),
         priority=st.sampled_from(list(Priority)),
-        skill=st.sampled_from([Skill.GENERAL, Skill.FUNDS]),
-        language=st.sampled_from(["en", "zh"]),
-        queued_at=st.integers(0, 1000).map(lambda s: T0 + timedelta(seconds=s)),
+        queued_at=st.integers(0, 3000).map(lambda s: T0 + timedelta(seconds=s)),
+        need=st.builds(
+            Need,
+            channel=st.just(Channel.CHAT),
+            skill=st.sampled_from([Skill.GENERAL, Skill.FUNDS]),
+            language=st.sampled_from(["en", "zh"]),
+        ),
     ),
     max_size=20,
 )
+NOW = T0 + timedelta(hours=1)
+STEP = 600.0
+
+
+def reference_effective_rank(item):
+    """Aging by the documented rule: one level per full step waited, never above urgent."""
+    waited = (NOW - item.queued_at).total_seconds()
+    rank = item.priority.rank
+    while waited >= STEP and rank > 0:
+        rank, waited = rank - 1, waited - STEP
+    return rank
 
 
 @given(queued_strategy, agents_strategy.filter(bool))
-def test_a_freed_agent_pulls_the_most_urgent_then_oldest_item_it_can_take(queued, agents):
+def test_a_freed_agent_pulls_the_first_item_in_aged_queue_order_it_can_take(queued, agents):
     taker = agents[0]
-    pulled = next_for_agent(queued, taker)
+    pulled = next_for_agent(queued, taker, now=NOW, step_s=STEP)
     takeable = [q for q in queued if is_eligible(taker, q.need)]
     assert (pulled is None) == (not takeable)
     if pulled is not None:
         for other in takeable:
-            assert (pulled.priority.rank, pulled.queued_at) <= (
-                other.priority.rank,
+            assert (reference_effective_rank(pulled), pulled.queued_at) <= (
+                reference_effective_rank(other),
                 other.queued_at,
             )
 
 
+def item(priority, queued_at):
+    return QueuedConversation(uuid.uuid4(), priority, queued_at, CHAT_GENERAL_EN)
+
+
 def test_urgent_conversations_are_served_before_older_low_ones():
-    old_low = QueuedConversation(
-        conversation_id=__import__("uuid").uuid4(),
-        channel=Channel.CHAT,
-        priority=Priority.LOW,
-        skill=Skill.GENERAL,
-        language="en",
-        queued_at=T0,
-    )
-    new_urgent = QueuedConversation(
-        conversation_id=__import__("uuid").uuid4(),
-        channel=Channel.CHAT,
-        priority=Priority.URGENT,
-        skill=Skill.GENERAL,
-        language="en",
-        queued_at=T0 + timedelta(hours=1),
-    )
-    assert sorted([old_low, new_urgent], key=queue_key) == [new_urgent, old_low]
-    assert next_for_agent([old_low, new_urgent], agent("a")) == new_urgent
+    old_low = item(Priority.LOW, NOW - timedelta(minutes=5))
+    new_urgent = item(Priority.URGENT, NOW - timedelta(minutes=1))
+    order = sorted([old_low, new_urgent], key=lambda q: queue_key(q, now=NOW, step_s=STEP))
+    assert order == [new_urgent, old_low]
+    assert next_for_agent([old_low, new_urgent], agent("a"), now=NOW, step_s=STEP) == new_urgent
+
+
+def test_a_low_item_that_waited_long_enough_goes_before_newer_urgent_ones():
+    starving = item(Priority.LOW, NOW - timedelta(seconds=3 * STEP + 1))
+    fresh_urgent = [item(Priority.URGENT, NOW - timedelta(seconds=s)) for s in range(0, 100, 10)]
+    first = next_for_agent([*fresh_urgent, starving], agent("a"), now=NOW, step_s=STEP)
+    assert first == starving
+    half_way = item(Priority.LOW, NOW - timedelta(seconds=2 * STEP))  # ranks as high now
+    first = next_for_agent([*fresh_urgent, half_way], agent("a"), now=NOW, step_s=STEP)
+    assert first in fresh_urgent
+
+
+def test_team_exclusions_and_the_overall_cap_limit_eligibility():
+    l2 = Need(Channel.CHAT, Skill.GENERAL, "en", team="L2")
+    assert not is_eligible(agent("a"), l2)
+    assert is_eligible(replace(agent("a"), team="L2"), l2)
+    assert not is_eligible(agent("a"), replace(CHAT_GENERAL_EN, excluded=frozenset({"a"})))
+    capped = replace(agent("a", load=1, capacity=5), max_load=1)
+    assert capped.room(Channel.CHAT) == 0
+    assert not is_eligible(capped, CHAT_GENERAL_EN)
+
+
+def test_skill_level_must_reach_the_required_level():
+    need = Need(Channel.CHAT, Skill.SECURITY, "en", min_level=3)
+    assert not is_eligible(agent("junior", skills={"security": 2}), need)
+    assert is_eligible(agent("senior", skills={"security": 3}), need)

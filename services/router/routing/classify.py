@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 
 from services.router.routing.rules import RuleSet
-from shared.events import CustomerTier, Priority, Skill
+from shared.events import Channel, CustomerTier, Priority, Skill
 
 UNKNOWN_LANGUAGE = "und"
 
@@ -17,6 +17,8 @@ class Classification:
     skill: Skill
     language: str
     rules_fired: tuple[str, ...]
+    min_level: int = 1
+    team: str | None = None
 
 
 # Scripts that name their language unambiguously; checked in this order, since Japanese text
@@ -51,13 +53,25 @@ def detect_language(text: str, hint: str | None) -> tuple[str, str]:
 
 
 def classify(
-    text: str, *, tier: CustomerTier, language_hint: str | None, rules: RuleSet
+    text: str,
+    *,
+    rules: RuleSet,
+    tier: CustomerTier = CustomerTier.STANDARD,
+    language_hint: str | None = None,
+    channel: Channel = Channel.CHAT,
+    category: str | None = None,
 ) -> Classification:
     """Classify one customer message against ``rules``."""
-    fired = [rule for rule in rules.rules if rule.regex.search(text)]
+    fired = [
+        rule
+        for rule in rules.rules
+        if rule.fires(text, channel=channel, category=category, tier=tier)
+    ]
+    min_level, team = 1, None
     if fired:
         priority = min((r.priority for r in fired), key=lambda p: p.rank)
-        skill = next(r.skill for r in fired if r.priority == priority)
+        decisive = next(r for r in fired if r.priority == priority)
+        skill, min_level, team = decisive.skill, decisive.min_level, decisive.team
     else:
         priority, skill = rules.default.priority, rules.default.skill
     names = [r.id for r in fired] or ["default"]
@@ -66,10 +80,10 @@ def classify(
         names.append(f"tier.{tier.value}")
     language, language_rule = detect_language(text, language_hint)
     names.append(language_rule)
-    return Classification(priority, skill, language, tuple(names))
+    return Classification(priority, skill, language, tuple(names), min_level, team)
 
 
-def escalate(current: Classification, followup: Classification) -> Classification:
+def raise_on_followup(current: Classification, followup: Classification) -> Classification:
     """A waiting conversation's classification after another message: a message with words of
     urgency raises the priority; writing again by itself does not, and nothing lowers it."""
     if followup.priority.rank >= current.priority.rank:

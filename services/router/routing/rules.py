@@ -9,9 +9,16 @@ from functools import cached_property
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from shared.events import CustomerTier, Priority, Skill
+from shared.events import Channel, CustomerTier, Priority, Skill
 
 log = logging.getLogger(__name__)
 
@@ -23,12 +30,27 @@ class RulesError(ValueError):
 
 
 class Rule(BaseModel):
+    """Fires when every condition it names holds: a pattern matches the text, the channel is
+    listed, the form's category is listed, the customer's tier is listed."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: str = Field(min_length=1)
     priority: Priority
     skill: Skill
-    patterns: list[str] = Field(min_length=1)
+    patterns: list[str] = []
+    channels: list[Channel] = []
+    categories: list[str] = []
+    tiers: list[CustomerTier] = []
+    # The skill level an agent needs, and the team that takes it (None: any team).
+    min_level: int = Field(default=1, ge=1, le=5)
+    team: str | None = None
+
+    @model_validator(mode="after")
+    def _has_a_condition(self) -> Rule:
+        if not (self.patterns or self.channels or self.categories or self.tiers):
+            raise ValueError(f"rule {self.id!r} has no condition (patterns, channels, ...)")
+        return self
 
     @field_validator("patterns")
     @classmethod
@@ -41,8 +63,20 @@ class Rule(BaseModel):
         return patterns
 
     @cached_property
-    def regex(self) -> re.Pattern[str]:
+    def regex(self) -> re.Pattern[str] | None:
+        if not self.patterns:
+            return None
         return re.compile("|".join(f"(?:{p})" for p in self.patterns), re.IGNORECASE)
+
+    def fires(
+        self, text: str, *, channel: Channel, category: str | None, tier: CustomerTier
+    ) -> bool:
+        return (
+            (self.regex is None or self.regex.search(text) is not None)
+            and (not self.channels or channel in self.channels)
+            and (not self.categories or (category is not None and category in self.categories))
+            and (not self.tiers or tier in self.tiers)
+        )
 
 
 class Default(BaseModel):
@@ -51,12 +85,43 @@ class Default(BaseModel):
     skill: Skill = Skill.GENERAL
 
 
+class Aging(BaseModel):
+    """A waiting conversation ranks one priority level higher for every ``step_s`` it has
+    waited (up to urgent), so a low-priority item cannot starve behind a stream of urgent ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    step_s: float = Field(default=600, gt=0)
+
+
+class Escalation(BaseModel):
+    """A waiting conversation past ``at`` of its first-response target is escalated: it may go
+    to agents with a skill level down to ``widen_to_level`` and to any team."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    first_response_target_s: dict[Priority, float] = {
+        Priority.URGENT: 60,
+        Priority.HIGH: 300,
+        Priority.NORMAL: 1800,
+        Priority.LOW: 14400,
+    }
+    at: float = Field(default=0.8, gt=0, le=1)
+    widen_to_level: int = Field(default=1, ge=1, le=5)
+    widen_teams: bool = True
+
+    def due(self, priority: Priority) -> float | None:
+        """Seconds of waiting after which a conversation of ``priority`` is escalated."""
+        target = self.first_response_target_s.get(priority)
+        return None if target is None else target * self.at
+
+
 class RuleSet(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     version: int = 1
     default: Default = Default()
     vip_tiers: list[CustomerTier] = [CustomerTier.VIP]
+    aging: Aging = Aging()
+    escalation: Escalation = Escalation()
     rules: list[Rule]
 
     @field_validator("rules")

@@ -18,6 +18,8 @@ class Need:
     skill: Skill
     language: str
     min_level: int = 1
+    team: str | None = None  # None: any team
+    excluded: frozenset[str] = frozenset()  # agents it must not go to (timed out, transferred)
 
 
 @dataclass(frozen=True)
@@ -31,9 +33,19 @@ class AgentView:
     capacity: Mapping[str, int]  # per channel
     load: Mapping[str, int] = field(default_factory=dict)  # open conversations per channel
     last_assigned_at: datetime | None = None  # None: never assigned, the longest idle of all
+    team: str | None = None
+    max_load: int | None = None  # overall cap across channels (None: only per-channel caps)
+
+    @property
+    def total_load(self) -> int:
+        return sum(self.load.values())
 
     def room(self, channel: Channel) -> int:
-        return self.capacity.get(channel.value, 0) - self.load.get(channel.value, 0)
+        """Conversations the agent can still take on ``channel`` (the overall cap included)."""
+        room = self.capacity.get(channel.value, 0) - self.load.get(channel.value, 0)
+        if self.max_load is not None:
+            room = min(room, self.max_load - self.total_load)
+        return room
 
     def occupancy(self, channel: Channel) -> float:
         """Load ÷ capacity on ``channel`` (1.0 or more: full)."""
@@ -42,11 +54,14 @@ class AgentView:
 
 
 def is_eligible(agent: AgentView, need: Need) -> bool:
-    """Online, skilled enough, speaks the language (unknown language: anyone), and has room."""
+    """Online, skilled enough, speaks the language (unknown language: anyone), in the team the
+    conversation needs (if any), not excluded from it, and has room on the channel."""
     return (
         agent.status == AgentStatus.ONLINE
         and agent.skills.get(need.skill.value, 0) >= need.min_level
         and (need.language == UNKNOWN_LANGUAGE or need.language in agent.languages)
+        and (need.team is None or agent.team == need.team)
+        and agent.id not in need.excluded
         and agent.room(need.channel) > 0
     )
 

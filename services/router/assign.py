@@ -1,0 +1,234 @@
+"""Assignment mechanics shared by the use cases: who may take a conversation, giving it,
+putting it back, pulling from the queue, and the periodic sweeps (queue, offers, escalation)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from services.router.context import Context
+from services.router.routing.queue import QueuedConversation, next_for_agent, queue_key
+from services.router.routing.select import Need, rank_candidates
+from services.router.store import Conversation
+from shared.events import (
+    AgentStatus,
+    AgentStatusChanged,
+    Assigned,
+    Escalated,
+    Offered,
+    OfferTimedOut,
+    Queued,
+    derived_id,
+)
+from shared.problems import Conflict, NotFound
+
+# How many queued conversations of each priority one pull looks at (and locks) at a time.
+QUEUE_WINDOW = 25
+
+
+def need_of(ctx: Context, conv: Conversation) -> Need:
+    """What the conversation needs of its agent; escalation widens level and team."""
+    min_level, team = conv.min_level, conv.team
+    if conv.escalated_at is not None:
+        min_level = min(min_level, ctx.rules.escalation.widen_to_level)
+        if ctx.rules.escalation.widen_teams:
+            team = None
+    return Need(
+        conv.channel, conv.skill, conv.language, min_level, team, frozenset(conv.excluded_agents)
+    )
+
+
+def as_queued(ctx: Context, conv: Conversation) -> QueuedConversation:
+    assert conv.queued_at is not None
+    return QueuedConversation(conv.id, conv.priority, conv.queued_at, need_of(ctx, conv))
+
+
+async def try_assign(ctx: Context, conv: Conversation) -> bool:
+    """Give a queued conversation to the best eligible agent whose slot can still be claimed
+    (the next best if a concurrent claim took it); False when nobody can take it now."""
+    need = need_of(ctx, conv)
+    for agent in rank_candidates(await ctx.store.candidates(need), need):
+        if await ctx.store.claim_slot(agent.id, conv.channel, ctx.now):
+            await give(ctx, conv, agent.id)
+            return True
+    return False
+
+
+async def give(ctx: Context, conv: Conversation, agent_id: str) -> None:
+    """Hand a queued conversation to an agent whose slot was just claimed."""
+    offer = ctx.policy.needs_acceptance(conv.channel)
+    if not await ctx.store.mark_assigned(conv.id, agent_id, ctx.now, accepted=not offer):
+        raise Conflict(f"conversation {conv.id} is no longer queued")
+    await ctx.store.wake_agent(agent_id)
+    stamp = ctx.now.isoformat()
+    if offer:
+        expires = ctx.now + timedelta(seconds=ctx.policy.offer_timeout_s[conv.channel])
+        await ctx.emit(
+            conv,
+            Offered(
+                event_id=derived_id("offered", conv.id, agent_id, stamp),
+                occurred_at=ctx.now,
+                conversation_id=conv.id,
+                channel=conv.channel,
+                agent_id=agent_id,
+                expires_at=expires,
+            ),
+        )
+    else:
+        await emit_assigned(ctx, conv, agent_id)
+
+
+async def emit_assigned(ctx: Context, conv: Conversation, agent_id: str) -> None:
+    await ctx.emit(
+        conv,
+        Assigned(
+            event_id=derived_id("assigned", conv.id, agent_id, ctx.now.isoformat()),
+            occurred_at=ctx.now,
+            conversation_id=conv.id,
+            channel=conv.channel,
+            agent_id=agent_id,
+        ),
+    )
+
+
+async def emit_queued(ctx: Context, conv: Conversation, reason: str | None) -> None:
+    await ctx.emit(
+        conv,
+        Queued(
+            event_id=derived_id("queued", conv.id, ctx.now.isoformat(), reason),
+            occurred_at=ctx.now,
+            conversation_id=conv.id,
+            channel=conv.channel,
+            priority=conv.priority,
+            skill=conv.skill,
+            language=conv.language,
+            reason=reason,
+        ),
+    )
+
+
+async def put_back(ctx: Context, conv: Conversation, *, reason: str, exclude: bool) -> bool:
+    """Take a conversation from its agent (freeing the slot), queue it again at its original
+    age, and route it at once if someone can take it; True if it was re-assigned."""
+    assert conv.agent_id is not None
+    await ctx.store.release_slot(conv.agent_id, conv.channel)
+    await ctx.store.requeue(conv.id, exclude=conv.agent_id if exclude else None, now=ctx.now)
+    fresh = await ctx.store.conversation(conv.id)
+    assert fresh is not None
+    await emit_queued(ctx, fresh, reason)
+    return await try_assign(ctx, fresh)
+
+
+async def pull_queued(ctx: Context, agent_id: str) -> int:
+    """Fill the agent's free slots from the queue, in queue order (priority with aging, age)."""
+    pulled = 0
+    while True:
+        agent = await ctx.store.agent(agent_id)
+        if agent is None or agent.status != AgentStatus.ONLINE:
+            return pulled
+        window = await ctx.store.queued_for(
+            agent,
+            per_priority=QUEUE_WINDOW,
+            widen_to_level=ctx.rules.escalation.widen_to_level,
+            widen_teams=ctx.rules.escalation.widen_teams,
+        )
+        by_id = {c.id: c for c in window}
+        item = next_for_agent(
+            [as_queued(ctx, c) for c in window],
+            agent,
+            now=ctx.now,
+            step_s=ctx.rules.aging.step_s,
+        )
+        if item is None or not await ctx.store.claim_slot(agent.id, item.need.channel, ctx.now):
+            return pulled
+        await give(ctx, by_id[item.conversation_id], agent.id)
+        pulled += 1
+
+
+async def sweep_queue(ctx: Context, *, per_priority: int = 25) -> int:
+    """Try to assign the heads of the queue, in queue order (catches any wake-up that raced
+    with a commit, and conversations that escalation made eligible)."""
+    heads = await ctx.store.queue_heads(per_priority=per_priority)
+    heads.sort(
+        key=lambda c: queue_key(as_queued(ctx, c), now=ctx.now, step_s=ctx.rules.aging.step_s)
+    )
+    return sum([await try_assign(ctx, conv) for conv in heads])
+
+
+async def change_status(
+    ctx: Context, agent_id: str, status: AgentStatus, *, reason: str | None = None
+) -> None:
+    """Set an agent's status. Going online pulls queued work; going away or offline re-routes
+    the agent's unanswered conversations (all of them if the policy says so)."""
+    # Conversations before the agent row: the order every other writer takes them in.
+    held = await ctx.store.open_conversations_of(agent_id, for_update=True)
+    if not await ctx.store.set_status(agent_id, status):
+        raise NotFound(f"agent {agent_id!r} does not exist")
+    await ctx.store.enqueue(
+        ctx.topics.agent_events,
+        agent_id,
+        AgentStatusChanged(
+            event_id=derived_id("agent_status", agent_id, status.value, ctx.now.isoformat()),
+            occurred_at=ctx.now,
+            agent_id=agent_id,
+            status=status,
+            reason=reason,
+        ),
+    )
+    if status == AgentStatus.ONLINE:
+        await pull_queued(ctx, agent_id)
+        return
+    for conv in held:
+        if conv.first_response_at is None or ctx.policy.reroute_answered_on_leave:
+            await put_back(ctx, conv, reason=f"agent_{status.value}", exclude=False)
+
+
+async def expire_offers(ctx: Context, *, limit: int = 100) -> int:
+    """Offers not accepted in time go to the next agent; an agent who missed too many offers
+    in a row is set away (and its other unaccepted offers move on too)."""
+    timeouts = {c.value: s for c, s in ctx.policy.offer_timeout_s.items()}
+    expired = await ctx.store.expired_offers(timeouts, ctx.now, limit=limit)
+    for conv in expired:
+        assert conv.agent_id is not None
+        await ctx.emit(
+            conv,
+            OfferTimedOut(
+                event_id=derived_id("offer_timed_out", conv.id, conv.agent_id, conv.offered_at),
+                occurred_at=ctx.now,
+                conversation_id=conv.id,
+                channel=conv.channel,
+                agent_id=conv.agent_id,
+            ),
+        )
+        missed = await ctx.store.count_missed_offer(conv.agent_id)
+        await put_back(ctx, conv, reason="offer_timed_out", exclude=True)
+        if missed >= ctx.policy.max_missed_offers:
+            await change_status(ctx, conv.agent_id, AgentStatus.AWAY, reason="missed_offers")
+    return len(expired)
+
+
+async def escalate_due(ctx: Context, *, limit: int = 100) -> int:
+    """Escalate waiting conversations near their first-response target, then route them with
+    the widened need."""
+    due = {
+        p.value: s
+        for p in ctx.rules.escalation.first_response_target_s
+        if (s := ctx.rules.escalation.due(p)) is not None
+    }
+    convs = await ctx.store.due_for_escalation(due, ctx.now, limit=limit)
+    for conv in convs:
+        await ctx.store.mark_escalated(conv.id, ctx.now)
+        await ctx.emit(
+            conv,
+            Escalated(
+                event_id=derived_id("escalated", conv.id, conv.reopened),
+                occurred_at=ctx.now,
+                conversation_id=conv.id,
+                channel=conv.channel,
+                waited_s=(ctx.now - (conv.queued_at or conv.opened_at)).total_seconds(),
+                target_s=ctx.rules.escalation.first_response_target_s[conv.priority],
+            ),
+        )
+        fresh = await ctx.store.conversation(conv.id)
+        assert fresh is not None
+        await try_assign(ctx, fresh)
+    return len(convs)

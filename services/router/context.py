@@ -1,0 +1,39 @@
+"""What every router use case is given: the store, the topics, the rules, the policy and now."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+
+from services.router.routing.rules import RuleSet
+from services.router.store import Conversation, RouterStore
+from shared.events import Channel
+from shared.settings import Topics
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Routing settings that are not rules: offers, reopening, leaving."""
+
+    offer_timeout_s: dict[Channel, float] = field(default_factory=dict)
+    max_missed_offers: int = 3
+    reopen_window: timedelta = timedelta(days=1)
+    reroute_answered_on_leave: bool = False
+
+    def needs_acceptance(self, channel: Channel) -> bool:
+        return channel in self.offer_timeout_s
+
+
+@dataclass(frozen=True)
+class Context:
+    store: RouterStore
+    topics: Topics
+    rules: RuleSet
+    policy: Policy
+    now: datetime
+
+    async def emit(self, conv: Conversation, event: BaseModel) -> None:
+        """Publish a conversation event once the transaction commits."""
+        await self.store.enqueue(self.topics.conversation_events, str(conv.id), event)
