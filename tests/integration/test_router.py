@@ -2,41 +2,20 @@
 
 import asyncio
 import json
-import uuid
-from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import text
 
 from services.router.app import create_app
 from services.router.settings import RouterSettings
 from shared.db import make_engine
-from shared.events import Channel, Customer, InboundMessage, conversation_key_for, message_id_for
 from tests.conftest import eventually, produce, read_topic, running
-
-
-def inbound(
-    ref: str, text_: str, *, channel=Channel.CHAT, language=None, tier="standard", provider_id=None
-) -> InboundMessage:
-    mid = message_id_for(channel, provider_id or uuid.uuid4().hex)
-    return InboundMessage(
-        event_id=mid,
-        occurred_at=datetime.now(UTC),
-        message_id=mid,
-        channel=channel,
-        channel_message_id=provider_id or mid.hex,
-        conversation_key=conversation_key_for(channel, ref),
-        customer=Customer(id=f"cust-{ref}", tier=tier, language=language),
-        text=text_,
-    )
-
-
-async def send(broker, topics, *messages: InboundMessage) -> None:
-    await produce(
-        broker.bootstrap,
-        topics.inbound,
-        [(m.conversation_key, m.model_dump_json().encode()) for m in messages],
-    )
+from tests.integration.routerkit import (
+    assignments,
+    inbound,
+    put_agent,
+    scalar,
+    send,
+)
 
 
 @pytest.fixture
@@ -49,49 +28,6 @@ async def db(database_url):
     engine = make_engine(database_url, pool_size=2)
     yield engine
     await engine.dispose()
-
-
-async def scalar(db, sql, **params):
-    async with db.connect() as conn:
-        return (await conn.execute(text(sql), params)).scalar()
-
-
-async def put_agent(
-    client, ids, agent_id, *, skills=None, languages=("en",), capacity=None, online=True
-):
-    answer = await client.put(
-        f"/v1/agents/{agent_id}",
-        headers=ids.as_ops,
-        json={
-            "name": agent_id,
-            "skills": skills or {"general": 2, "funds": 2, "security": 2},
-            "languages": list(languages),
-            "capacity": capacity or {"chat": 2, "email": 5},
-        },
-    )
-    assert answer.status_code == 200, answer.text
-    if online:
-        answer = await client.put(
-            f"/v1/agents/{agent_id}/status",
-            headers=ids.as_agent(agent_id),
-            json={"status": "online"},
-        )
-        assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
-async def assignments(client, ids, agent_id, **params):
-    answer = await client.get(
-        f"/v1/agents/{agent_id}/assignments", params=params, headers=ids.as_agent(agent_id)
-    )
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-
-
-async def conversation_of(db, key):
-    return await scalar(
-        db, "SELECT id FROM router.conversations WHERE conversation_key = :k", k=key
-    )
 
 
 async def test_a_message_goes_to_the_least_loaded_eligible_agent(
