@@ -371,3 +371,33 @@ async def test_queue_view_shows_depth_oldest_wait_and_priority_mix_and_aging_app
         await set_status(client, ids, agent, "online")
         got = await assignments(client, ids, agent, wait=5)
         assert [c["conversation_key"] for c in got["conversations"]] == ["chat:old-low"]
+
+
+async def test_vip_ranks_higher_and_only_urgent_words_raise_a_waiting_conversation(
+    common, ids, broker, topics, db
+):
+    async with running(app_with(common)) as client:
+        await send(
+            broker,
+            topics,
+            inbound("vip", "hello", tier="vip"),
+            inbound("waiting", "hello"),
+        )
+        vip = await state(client, ids, await conversation_id(db, "vip"))
+        assert vip["classification"]["priority"] == "high"
+        assert "tier.vip" in vip["classification"]["rules_fired"]
+        waiting = await conversation_id(db, "waiting")
+        await send(broker, topics, inbound("waiting", "hello?? anyone??"))
+        await eventually(lambda: _messages(db, waiting, 2), what="the nudge applied")
+        assert (await state(client, ids, waiting))["classification"]["priority"] == "normal"
+        await send(broker, topics, inbound("waiting", "now my account got hacked"))
+        await eventually(lambda: _messages(db, waiting, 3), what="the urgent follow-up applied")
+        raised = (await state(client, ids, waiting))["classification"]
+        assert raised["priority"] == "urgent" and raised["skill"] == "security"
+
+
+async def _messages(db, conversation_id, n):
+    count = await scalar(
+        db, "SELECT count(*) FROM router.messages WHERE conversation_id = :c", c=conversation_id
+    )
+    return count == n
