@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint format clean
+.PHONY: install run demo test lint format clean bench bench-quick
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "[switchboard] creating $(VENV) and installing pinned dependencies"
@@ -27,7 +27,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services devtools
+	$(BIN)/mypy shared services devtools bench
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest
@@ -38,3 +38,9 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick

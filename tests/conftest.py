@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from fastapi import FastAPI
 
 from devtools.stack import Broker, Postgres, create_database, drop_database, migrate, unique_name
+from devtools.topics import produce, read_topic  # noqa: F401 (used by tests)
 from shared.auth import INGEST, OPS, agent_scope, hash_key, new_key
 from shared.settings import ApiKeyEntry, Topics
 
@@ -142,43 +142,3 @@ async def eventually(
             return last
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
-
-
-async def read_topic(bootstrap: str, topic: str, *, settle: float = 0.3) -> list[Any]:
-    """Every record on ``topic`` now, read without a consumer group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=5)
-    await consumer.start()
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await consumer._client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
-        if not tps:
-            return []
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        end = await consumer.end_offsets(tps)
-        records: list[Any] = []
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            positions = [await consumer.position(tp) for tp in tps]
-            if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
-                break
-            batch = await consumer.getmany(timeout_ms=int(settle * 1000))
-            for recs in batch.values():
-                records.extend(recs)
-        return records
-    finally:
-        await consumer.stop()
-
-
-async def produce(bootstrap: str, topic: str, items: list[tuple[str, bytes]]) -> None:
-    """Put raw records on a topic, as another service (or a bad actor) would."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    await producer.start()
-    try:
-        for key, value in items:
-            await producer.send_and_wait(topic, value, key=key.encode())
-    finally:
-        await producer.stop()

