@@ -20,10 +20,12 @@ def async_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An engine whose pool drops dead connections (a restarted database) before use."""
+def make_engine(url: str, *, pool_size: int = 10, pre_ping: bool = False) -> AsyncEngine:
+    """An engine with a pool. Without ``pre_ping`` (one extra round trip per checkout), a
+    connection broken by a database restart fails once and is discarded: consumers retry the
+    record, the API answers 503 with Retry-After."""
     return create_async_engine(
-        async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+        async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=pre_ping
     )
 
 

@@ -178,23 +178,35 @@ class ConsumeLoop:
             )
 
     async def run(self) -> None:
-        """Consume until cancelled."""
+        """Consume until cancelled. The partitions of a batch are applied concurrently (each
+        in its own order, one record at a time), then their offsets committed together."""
         while True:
             batch = await self.consumer.getmany(timeout_ms=200)
-            for tp, records in batch.items():
-                await self._apply_partition(tp, records)
+            if not batch:
+                continue
+            applied = await asyncio.gather(
+                *(self._apply_partition(tp, records) for tp, records in batch.items())
+            )
+            offsets = {tp: offset for tp, offset in applied if offset is not None}
+            if offsets:
+                try:
+                    await self.consumer.commit(offsets)
+                except KafkaError as exc:
+                    # A rebalance took partitions away: their new owner re-reads from the last
+                    # commit and applies nothing twice (the handlers are idempotent).
+                    log.warning("offset commit failed", extra={"error": repr(exc)})
 
     async def _apply_partition(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
-    ) -> None:
+    ) -> tuple[TopicPartition, int | None]:
+        """Apply records in order; the offset to commit (None: nothing applied)."""
         next_offset: int | None = None
         for record in records:
             if not await self._apply_one(record):
                 self.consumer.seek(tp, record.offset)
                 break
             next_offset = record.offset + 1
-        if next_offset is not None:
-            await self.consumer.commit({tp: next_offset})
+        return tp, next_offset
 
     async def _apply_one(self, record: ConsumerRecord[Any, Any]) -> bool:
         """Apply or dead-letter one record; False when it must be retried later."""

@@ -163,7 +163,7 @@ async def change_status(
     held = await ctx.store.open_conversations_of(agent_id, for_update=True)
     if not await ctx.store.set_status(agent_id, status):
         raise NotFound(f"agent {agent_id!r} does not exist")
-    await ctx.store.enqueue(
+    ctx.publish(
         ctx.topics.agent_events,
         agent_id,
         AgentStatusChanged(

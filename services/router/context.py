@@ -33,7 +33,13 @@ class Context:
     rules: RuleSet
     policy: Policy
     now: datetime
+    # Events to write to the outbox (in one statement) just before the transaction commits.
+    outbox: list[tuple[str, str, BaseModel]] = field(default_factory=list)
 
     async def emit(self, conv: Conversation, event: BaseModel) -> None:
         """Publish a conversation event once the transaction commits."""
-        await self.store.enqueue(self.topics.conversation_events, str(conv.id), event)
+        self.publish(self.topics.conversation_events, str(conv.id), event)
+
+    def publish(self, topic: str, key: str, event: BaseModel) -> None:
+        """Publish ``event`` on ``topic`` once the transaction commits."""
+        self.outbox.append((topic, key, event))

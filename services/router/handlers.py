@@ -54,23 +54,20 @@ async def receive_message(ctx: Context, message: InboundMessage) -> None:
         channel=message.channel,
         category=message.category,
     )
-    conv = await store.open_conversation_for_key(message.conversation_key)
-    if conv is not None:
-        await _continue(ctx, conv, message, found)
-        return
-    resolved = await store.recently_resolved(
+    conv = await store.conversation_for_key(
         message.conversation_key, ctx.now - ctx.policy.reopen_window
     )
-    if resolved is not None:
-        await _reopen(ctx, resolved, message, found)
-        return
-    await _open(ctx, message, found)
+    if conv is None:
+        await _open(ctx, message, found)
+    elif conv.state == "resolved":
+        await _reopen(ctx, conv, message, found)
+    else:
+        await _continue(ctx, conv, message, found)
 
 
 async def _open(ctx: Context, message: InboundMessage, found: Classification) -> None:
-    conv_id = derived_id("conversation", message.message_id)
-    await ctx.store.create_conversation(
-        cid=conv_id,
+    conv = await ctx.store.create_conversation(
+        cid=derived_id("conversation", message.message_id),
         key=message.conversation_key,
         channel=message.channel,
         customer_id=message.customer.id,
@@ -79,7 +76,6 @@ async def _open(ctx: Context, message: InboundMessage, found: Classification) ->
         classification=found,
         opened_at=message.occurred_at,
     )
-    conv = await _reload(ctx, conv_id)
     await ctx.emit(
         conv,
         ConversationOpened(
@@ -278,7 +274,7 @@ async def reply(
             message_id=message_id,
         ),
     )
-    await ctx.store.enqueue(
+    ctx.publish(
         ctx.topics.outbound,
         str(conv.id),
         OutboundReply(

@@ -7,10 +7,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.routing.classify import UNKNOWN_LANGUAGE, Classification
@@ -130,12 +131,18 @@ def _agent_view(row: Any) -> AgentView:
     )
 
 
+@lru_cache(maxsize=512)
+def _statement(sql: str) -> TextClause:
+    """Parse each SQL text once (the profile showed text() construction on every call)."""
+    return text(sql)
+
+
 class RouterStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
     async def _exec(self, sql: str, **params: Any) -> Any:
-        return await self.session.execute(text(sql), params)
+        return await self.session.execute(_statement(sql), params)
 
     # ------------------------------------------------------------ messages
 
@@ -185,11 +192,17 @@ class RouterStore:
 
     # ------------------------------------------------------------ conversations
 
-    async def open_conversation_for_key(self, key: str) -> Conversation | None:
+    async def conversation_for_key(self, key: str, resolved_since: datetime) -> Conversation | None:
+        """The thread's open conversation, else its latest one resolved at or after
+        ``resolved_since`` (to reopen), locked; None: a new conversation is due."""
         row = await self._exec(
             f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
-                WHERE conversation_key = :key AND state <> 'resolved' FOR UPDATE""",
+                WHERE conversation_key = :key
+                  AND (state <> 'resolved' OR resolved_at >= :since)
+                ORDER BY (state <> 'resolved') DESC, resolved_at DESC
+                LIMIT 1 FOR UPDATE""",
             key=key,
+            since=resolved_since,
         )
         found = row.first()
         return _conversation(found) if found else None
@@ -227,16 +240,18 @@ class RouterStore:
         category: str | None,
         classification: Classification,
         opened_at: datetime,
-    ) -> None:
+    ) -> Conversation:
         """A new conversation, queued until it is assigned (in the same transaction)."""
-        await self._exec(
+        row = await self._exec(
             """INSERT INTO router.conversations
                (id, conversation_key, channel, customer_id, customer_tier, state, priority,
                 priority_rank, skill, language, rules_fired, min_level, team, category,
                 opened_at, queued_at)
                VALUES (:id, :key, :channel, :customer, :tier, 'queued', :priority, :rank,
                        :skill, :language, :rules, :min_level, :team, :category,
-                       :opened_at, :opened_at)""",
+                       :opened_at, :opened_at)
+               RETURNING """
+            + _CONVERSATION_COLUMNS,
             id=cid,
             key=key,
             channel=channel.value,
@@ -246,6 +261,7 @@ class RouterStore:
             opened_at=opened_at,
             **self._classification(classification),
         )
+        return _conversation(row.one())
 
     @staticmethod
     def _classification(c: Classification) -> dict[str, Any]:
@@ -335,18 +351,6 @@ class RouterStore:
             id=cid,
             now=now,
         )
-
-    async def recently_resolved(self, key: str, since: datetime) -> Conversation | None:
-        """The latest conversation of ``key`` resolved at or after ``since``, locked."""
-        row = await self._exec(
-            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
-                WHERE conversation_key = :key AND state = 'resolved' AND resolved_at >= :since
-                ORDER BY resolved_at DESC LIMIT 1 FOR UPDATE""",
-            key=key,
-            since=since,
-        )
-        found = row.first()
-        return _conversation(found) if found else None
 
     async def mark_escalated(self, cid: uuid.UUID, now: datetime) -> None:
         await self._exec(
@@ -632,11 +636,13 @@ class RouterStore:
 
     # ------------------------------------------------------------ outbox
 
-    async def enqueue(self, topic: str, key: str, event: BaseModel) -> None:
-        """Publish ``event`` once this transaction commits (the outbox relay sends it)."""
+    async def enqueue(self, events: list[tuple[str, str, BaseModel]]) -> None:
+        """Write (topic, key, event) rows for the outbox relay, in one statement."""
         await self._exec(
-            "INSERT INTO router.outbox (topic, key, payload) VALUES (:topic, :key, :payload)",
-            topic=topic,
-            key=key,
-            payload=event.model_dump_json(),
+            """INSERT INTO router.outbox (topic, key, payload)
+               SELECT * FROM unnest(CAST(:topics AS text[]), CAST(:keys AS text[]),
+                                    CAST(:payloads AS text[]))""",
+            topics=[t for t, _, _ in events],
+            keys=[k for _, k, _ in events],
+            payloads=[e.model_dump_json() for _, _, e in events],
         )

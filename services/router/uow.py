@@ -36,14 +36,18 @@ class UnitOfWork:
         """A transaction with the rules in force and the time it runs at."""
         async with self.sessions() as session:
             async with session.begin():
-                yield Context(
+                ctx = Context(
                     RouterStore(session),
                     self.topics,
                     self.rules.current(),
                     self.policy,
                     now or datetime.now(UTC),
                 )
-        self.relay.wake()
+                yield ctx
+                if ctx.outbox:
+                    await ctx.store.enqueue(ctx.outbox)
+        if ctx.outbox:
+            self.relay.wake()
 
 
 @asynccontextmanager
