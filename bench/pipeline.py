@@ -8,6 +8,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import uuid
@@ -69,6 +70,15 @@ class Desk:
 
     def headers(self, name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[name]}"}
+
+    def pause(self, names: list[str]) -> None:
+        """Freeze services (SIGSTOP) so another stage can be measured alone."""
+        for name in names:
+            self.processes[name].send_signal(signal.SIGSTOP)
+
+    def resume(self, names: list[str]) -> None:
+        for name in names:
+            self.processes[name].send_signal(signal.SIGCONT)
 
     def peak_rss_mb(self) -> dict[str, float | None]:
         """Peak resident memory of each service (VmHWM), in MiB."""

@@ -121,7 +121,7 @@ async def put_back(ctx: Context, conv: Conversation, *, reason: str, exclude: bo
 async def pull_queued(ctx: Context, agent_id: str) -> int:
     """Fill the agent's free slots from the queue, in queue order (priority with aging, age)."""
     pulled = 0
-    while True:
+    while await ctx.store.anything_queued():
         agent = await ctx.store.agent(agent_id)
         if agent is None or agent.status != AgentStatus.ONLINE:
             return pulled
@@ -142,11 +142,14 @@ async def pull_queued(ctx: Context, agent_id: str) -> int:
             return pulled
         await give(ctx, by_id[item.conversation_id], agent.id)
         pulled += 1
+    return pulled
 
 
 async def sweep_queue(ctx: Context, *, per_priority: int = 25) -> int:
     """Try to assign the heads of the queue, in queue order (catches any wake-up that raced
     with a commit, and conversations that escalation made eligible)."""
+    if not await ctx.store.anything_queued():
+        return 0
     heads = await ctx.store.queue_heads(per_priority=per_priority)
     heads.sort(
         key=lambda c: queue_key(as_queued(ctx, c), now=ctx.now, step_s=ctx.rules.aging.step_s)

@@ -403,6 +403,13 @@ class RouterStore:
             found += [_conversation(r) for r in rows]
         return found
 
+    async def anything_queued(self) -> bool:
+        """Whether any conversation waits (one index probe; skips the per-priority reads)."""
+        row = await self._exec(
+            "SELECT EXISTS (SELECT 1 FROM router.conversations WHERE state = 'queued')"
+        )
+        return bool(row.scalar())
+
     async def queue_heads(self, *, per_priority: int) -> list[Conversation]:
         """The oldest ``per_priority`` queued conversations of each priority, locked (SKIP
         LOCKED)."""
@@ -629,10 +636,11 @@ class RouterStore:
         """Something new for the agent: bump its inbox cursor and notify every replica (the
         notification is delivered when the transaction commits, and only then)."""
         await self._exec(
-            "UPDATE router.agents SET inbox_version = inbox_version + 1 WHERE id = :agent",
+            f"""WITH woken AS (UPDATE router.agents SET inbox_version = inbox_version + 1
+                               WHERE id = :agent RETURNING id)
+                SELECT pg_notify('{AGENT_CHANNEL}', id) FROM woken""",
             agent=agent_id,
         )
-        await self._exec(f"SELECT pg_notify('{AGENT_CHANNEL}', :agent)", agent=agent_id)
 
     # ------------------------------------------------------------ outbox
 
