@@ -207,7 +207,8 @@ async def simulated_agents(desk: Desk, stop: asyncio.Event, think_s: float) -> A
             cursor: int | None = None
             busy: dict[str, asyncio.Task[None]] = {}
             while not stop.is_set():
-                params: dict[str, Any] = {"wait": 1} | ({"since": cursor} if cursor else {})
+                # A long wait: an idle agent costs the router one request per 10 s, not per 1 s.
+                params: dict[str, Any] = {"wait": 10} | ({"since": cursor} if cursor else {})
                 try:
                     answer = await http.get(
                         f"{desk.urls['router']}/v1/agents/{agent}/assignments",
@@ -227,7 +228,12 @@ async def simulated_agents(desk: Desk, stop: asyncio.Event, think_s: float) -> A
                         busy[key] = asyncio.create_task(work(agent, conv))
             await asyncio.gather(*busy.values(), return_exceptions=True)
 
-        await asyncio.gather(*(agent_loop(a) for a in desk.agents))
+        loops = [asyncio.create_task(agent_loop(a)) for a in desk.agents]
+        await stop.wait()
+        await asyncio.sleep(1.0)  # let work in hand finish
+        for loop in loops:
+            loop.cancel()
+        await asyncio.gather(*loops, return_exceptions=True)
     return stats
 
 

@@ -311,7 +311,7 @@ def write_docs(out: dict[str, Any], path: Path) -> None:
         + ". Everything (load generator, agents, three services, broker, "
         "database) shares the same machine.\n\n"
         + table(out)
-        + "\n\nRaw figures: `bench/results/latest.json`.\n"
+        + "\n\nRaw figures of this run: `docs/benchmarks.json`.\n"
     )
 
 
@@ -342,6 +342,7 @@ def main() -> int:
     print(table(out), flush=True)
     if args.profile == "full":
         write_docs(out, ROOT / "docs" / "benchmarks.md")
+        (ROOT / "docs" / "benchmarks.json").write_text(json.dumps(out, indent=2))
         say("wrote docs/benchmarks.md")
     say(f"wrote {args.out / 'latest.json'}")
     return 0
