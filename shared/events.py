@@ -83,6 +83,15 @@ class Customer(_Model):
     language: str | None = None
 
 
+class Attachment(_Model):
+    """What a customer attached, as metadata: the content stays with the provider."""
+
+    name: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+    ref: str | None = None  # the provider's id or URL for the file
+
+
 class Event(_Model):
     """Fields every event carries."""
 
@@ -108,6 +117,10 @@ class InboundMessage(Event):
     sent_at: AwareDatetime | None = None
     # The category the customer chose on a web form, if any (a classification input).
     category: str | None = None
+    subject: str | None = None
+    attachments: list[Attachment] = []
+    # A human-readable reference the customer can quote (web form tickets).
+    ticket: str | None = None
 
 
 def message_id_for(channel: Channel, channel_message_id: str) -> uuid.UUID:

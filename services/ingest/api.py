@@ -10,11 +10,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Request
 
-from services.ingest.normalize import Accepted, MessageIn, normalize
+from services.ingest.channels.base import to_event
+from services.ingest.normalize import Accepted, MessageIn, to_incoming
 from services.ingest.settings import IngestSettings
 from shared.auth import INGEST, PrincipalDep
 from shared.events import InboundMessage
-from shared.kafka import publish
 from shared.problems import ServiceUnavailable
 
 router = APIRouter()
@@ -30,17 +30,28 @@ class InboundPublisher:
         self.retry_after = settings.retry_after_s
 
     async def publish(self, message: InboundMessage) -> None:
+        await self.publish_many([message])
+
+    async def publish_many(self, messages: list[InboundMessage]) -> None:
+        """Publish in order (one conversation's messages keep theirs) and wait for every ack."""
         try:
-            await asyncio.wait_for(
-                publish(self.producer, self.topic, message.conversation_key, message),
-                self.timeout,
-            )
+            await asyncio.wait_for(self._send_all(messages), self.timeout)
         except (KafkaError, TimeoutError) as exc:
             raise ServiceUnavailable(
                 f"message broker did not acknowledge the message ({type(exc).__name__}); "
                 "retry later",
                 retry_after=self.retry_after,
             ) from exc
+
+    async def _send_all(self, messages: list[InboundMessage]) -> None:
+        sent = [
+            await self.producer.send(
+                self.topic, m.model_dump_json().encode(), key=m.conversation_key.encode()
+            )
+            for m in messages
+        ]
+        for delivery in sent:
+            await delivery
 
 
 def get_publisher(request: Request) -> InboundPublisher:
@@ -57,6 +68,6 @@ async def post_message(
 ) -> Accepted:
     """Accept a customer message from any channel; 202 once the broker has it."""
     principal.require(INGEST)
-    event = normalize(message, received_at=datetime.now(UTC))
+    event = to_event(to_incoming(message), received_at=datetime.now(UTC))
     await publisher.publish(event)
     return Accepted(message_id=event.message_id, conversation_key=event.conversation_key)

@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from services.ingest.api import InboundPublisher, router
 from services.ingest.settings import IngestSettings
+from services.ingest.webhooks import router as channel_router
 from shared.auth import KeyRing
 from shared.kafka import broker_reachable, ensure_topics, make_producer
 from shared.service import install_common
@@ -38,4 +39,5 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         max_body_bytes=settings.max_body_bytes,
     )
     app.include_router(router)
+    app.include_router(channel_router)
     return app

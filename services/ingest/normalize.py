@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from shared.events import (
-    Channel,
-    Customer,
-    CustomerTier,
-    InboundMessage,
-    conversation_key_for,
-    message_id_for,
-)
+from services.ingest.channels.base import Incoming
+from shared.events import Channel, Customer, CustomerTier
 
 
 class _Strict(BaseModel):
@@ -54,16 +47,12 @@ class Accepted(BaseModel):
     conversation_key: str
 
 
-def normalize(message: MessageIn, *, received_at: datetime) -> InboundMessage:
-    """The inbound event for ``message``, stamped with ingest's receive time."""
-    message_id = message_id_for(message.channel, message.channel_message_id)
-    return InboundMessage(
-        event_id=message_id,
-        occurred_at=received_at,
-        message_id=message_id,
+def to_incoming(message: MessageIn) -> Incoming:
+    """The generic message as an adapter-neutral incoming message."""
+    return Incoming(
         channel=message.channel,
         channel_message_id=message.channel_message_id,
-        conversation_key=conversation_key_for(message.channel, message.conversation_ref),
+        conversation_ref=message.conversation_ref,
         customer=Customer(**message.customer.model_dump()),
         text=message.text,
         sent_at=message.sent_at,

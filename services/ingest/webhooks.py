@@ -1,0 +1,219 @@
+"""Channel routes: each provider's native webhook, and our own chat widget and web form.
+A route checks the caller, parses the provider's payload, and publishes every customer message
+in it (a provider's retry yields the same message ids, so the router applies it once)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ValidationError
+
+from services.ingest.api import PublisherDep
+from services.ingest.channels import meta, telegram, web, x
+from services.ingest.channels.base import (
+    Incoming,
+    check_shared_token,
+    check_signature,
+    require_secret,
+    sha256_b64_signature,
+    sha256_hex_signature,
+    to_event,
+)
+from services.ingest.settings import IngestSettings
+from shared.auth import INGEST, PrincipalDep
+from shared.problems import BadRequest, Forbidden, Problem
+
+router = APIRouter(prefix="/v1/channels", tags=["channels"])
+M = TypeVar("M", bound=BaseModel)
+
+
+class Unprocessable(Problem):
+    status, title = 422, "Unprocessable Content"
+
+
+class DeliveryOut(BaseModel):
+    accepted: int
+    message_ids: list[str]
+
+
+class TicketOut(BaseModel):
+    ticket: str
+    message_id: str
+    conversation_key: str
+
+
+def _settings(request: Request) -> IngestSettings:
+    settings: IngestSettings = request.app.state.settings
+    return settings
+
+
+def _parse(model: type[M], body: bytes, what: str) -> M:
+    """Parse a provider's JSON body, or a 422 that says what is wrong with it."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise Unprocessable(f"not a valid {what}: {problems}") from exc
+
+
+async def _publish(publisher: Any, items: list[Incoming]) -> DeliveryOut:
+    received_at = datetime.now(UTC)
+    events = [to_event(i, received_at=received_at) for i in items]
+    await publisher.publish_many(events)
+    return DeliveryOut(accepted=len(events), message_ids=[str(e.message_id) for e in events])
+
+
+def _read(reader: Any, parsed: Any, what: str) -> list[Incoming]:
+    try:
+        items: list[Incoming] = reader(parsed)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise Unprocessable(f"not a valid {what}: {exc}") from exc
+    return items
+
+
+# ---------------------------------------------------------------- Telegram
+
+
+@router.post("/telegram/webhook", response_model=DeliveryOut)
+async def telegram_webhook(
+    request: Request,
+    publisher: PublisherDep,
+    secret: Annotated[str | None, Header(alias=telegram.SECRET_HEADER)] = None,
+) -> DeliveryOut:
+    """Telegram Bot API ``Update`` (set as the bot's webhook with the same secret token)."""
+    configured = require_secret(_settings(request).telegram_secret_token, "Telegram")
+    check_shared_token(configured, secret, telegram.SECRET_HEADER)
+    update = _parse(telegram.Update, await request.body(), "Telegram Update")
+    return await _publish(publisher, _read(telegram.read_update, update, "Telegram Update"))
+
+
+# ---------------------------------------------------------------- WhatsApp and Messenger
+
+
+def _meta_handshake(
+    request: Request, mode: str | None, token: str | None, challenge: str | None
+) -> PlainTextResponse:
+    configured = require_secret(_settings(request).meta_verify_token, "Meta")
+    if mode != "subscribe" or not challenge:
+        raise BadRequest("expected hub.mode=subscribe and a hub.challenge")
+    if token is None or not _equal(configured, token):
+        raise Forbidden("hub.verify_token does not match")
+    return PlainTextResponse(challenge)
+
+
+def _equal(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+async def _meta_delivery(request: Request, signature: str | None, obj: str) -> meta.Notification:
+    secret = require_secret(_settings(request).meta_app_secret, "Meta")
+    body = await request.body()
+    check_signature(sha256_hex_signature(secret, body), signature, meta.SIGNATURE_HEADER)
+    notification = _parse(meta.Notification, body, "Meta webhook notification")
+    if notification.object != obj:
+        raise Unprocessable(f"expected object {obj!r}, got {notification.object!r}")
+    return notification
+
+
+HubMode = Annotated[str | None, Query(alias="hub.mode")]
+HubToken = Annotated[str | None, Query(alias="hub.verify_token")]
+HubChallenge = Annotated[str | None, Query(alias="hub.challenge", max_length=200)]
+HubSignature = Annotated[str | None, Header(alias=meta.SIGNATURE_HEADER)]
+
+
+@router.get("/whatsapp/webhook", response_class=PlainTextResponse)
+async def whatsapp_verify(
+    request: Request, mode: HubMode = None, token: HubToken = None, challenge: HubChallenge = None
+) -> PlainTextResponse:
+    """Meta's verification handshake: echo hub.challenge when the verify token matches."""
+    return _meta_handshake(request, mode, token, challenge)
+
+
+@router.post("/whatsapp/webhook", response_model=DeliveryOut)
+async def whatsapp_webhook(
+    request: Request, publisher: PublisherDep, signature: HubSignature = None
+) -> DeliveryOut:
+    """WhatsApp Cloud API notifications; statuses are accepted and ignored."""
+    notification = await _meta_delivery(request, signature, "whatsapp_business_account")
+    items = _read(meta.read_whatsapp, notification, "WhatsApp notification")
+    return await _publish(publisher, items)
+
+
+@router.get("/messenger/webhook", response_class=PlainTextResponse)
+async def messenger_verify(
+    request: Request, mode: HubMode = None, token: HubToken = None, challenge: HubChallenge = None
+) -> PlainTextResponse:
+    """Meta's verification handshake: echo hub.challenge when the verify token matches."""
+    return _meta_handshake(request, mode, token, challenge)
+
+
+@router.post("/messenger/webhook", response_model=DeliveryOut)
+async def messenger_webhook(
+    request: Request, publisher: PublisherDep, signature: HubSignature = None
+) -> DeliveryOut:
+    """Messenger Page notifications; echoes, deliveries and reads are accepted and ignored."""
+    notification = await _meta_delivery(request, signature, "page")
+    return await _publish(
+        publisher, _read(meta.read_messenger, notification, "Messenger notification")
+    )
+
+
+# ---------------------------------------------------------------- X
+
+
+@router.get("/x/webhook")
+async def x_crc(
+    request: Request, crc_token: Annotated[str, Query(min_length=1, max_length=500)]
+) -> dict[str, str]:
+    """The Challenge-Response Check: prove we hold the consumer secret."""
+    secret = require_secret(_settings(request).x_consumer_secret, "X")
+    return {"response_token": sha256_b64_signature(secret, crc_token.encode())}
+
+
+@router.post("/x/webhook", response_model=DeliveryOut)
+async def x_webhook(
+    request: Request,
+    publisher: PublisherDep,
+    signature: Annotated[str | None, Header(alias=x.SIGNATURE_HEADER)] = None,
+) -> DeliveryOut:
+    """Account Activity deliveries: direct messages to the account."""
+    secret = require_secret(_settings(request).x_consumer_secret, "X")
+    body = await request.body()
+    check_signature(sha256_b64_signature(secret, body), signature, x.SIGNATURE_HEADER)
+    delivery = _parse(x.Delivery, body, "Account Activity delivery")
+    return await _publish(publisher, _read(x.read_delivery, delivery, "X delivery"))
+
+
+# ---------------------------------------------------------------- our own: chat and form
+
+
+@router.post("/chat/messages", status_code=202, response_model=DeliveryOut)
+async def chat_message(
+    message: web.ChatMessageIn, principal: PrincipalDep, publisher: PublisherDep
+) -> DeliveryOut:
+    """A message from the live-chat widget, relayed by the integrator's backend."""
+    principal.require(INGEST)
+    return await _publish(publisher, [web.read_chat(message)])
+
+
+@router.post("/form/tickets", status_code=202, response_model=TicketOut)
+async def form_ticket(
+    form: web.FormIn, principal: PrincipalDep, publisher: PublisherDep
+) -> TicketOut:
+    """A web-form ticket; answers with the ticket number the customer can quote."""
+    principal.require(INGEST)
+    incoming = web.read_form(form)
+    out = await _publish(publisher, [incoming])
+    assert incoming.ticket is not None
+    return TicketOut(
+        ticket=incoming.ticket,
+        message_id=out.message_ids[0],
+        conversation_key=f"form:{incoming.conversation_ref}",
+    )
