@@ -121,6 +121,9 @@ class InboundMessage(Event):
     attachments: list[Attachment] = []
     # A human-readable reference the customer can quote (web form tickets).
     ticket: str | None = None
+    # What the router classifies when it differs from ``text`` (email: the subject and the
+    # new part of a reply, without quotes and signature); ``text`` stays whole for the agent.
+    text_for_routing: str | None = None
 
 
 def message_id_for(channel: Channel, channel_message_id: str) -> uuid.UUID:

@@ -12,7 +12,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ValidationError
 
 from services.ingest.api import PublisherDep
-from services.ingest.channels import meta, telegram, web, x
+from services.ingest.channels import email, meta, telegram, web, x
 from services.ingest.channels.base import (
     Incoming,
     check_shared_token,
@@ -37,6 +37,7 @@ class Unprocessable(Problem):
 class DeliveryOut(BaseModel):
     accepted: int
     message_ids: list[str]
+    ignored: str | None = None  # why a delivery opened nothing (auto-reply, bounce)
 
 
 class TicketOut(BaseModel):
@@ -217,3 +218,27 @@ async def form_ticket(
         message_id=out.message_ids[0],
         conversation_key=f"form:{incoming.conversation_ref}",
     )
+
+
+# ---------------------------------------------------------------- email
+
+
+@router.post("/email/inbound", response_model=DeliveryOut)
+async def email_inbound(
+    request: Request, principal: PrincipalDep, publisher: PublisherDep
+) -> DeliveryOut:
+    """An inbound email: raw ``message/rfc822``, or an email provider's multipart/form-data
+    inbound parse post. Auto-replies and bounces are accepted and open nothing."""
+    principal.require(INGEST)
+    content_type = request.headers.get("content-type", "")
+    body = await request.body()
+    try:
+        if content_type.startswith("message/rfc822"):
+            incoming = email.parse_raw(body)
+        else:
+            incoming = email.parse_inbound_form(content_type, body)
+    except email.AutoReply:
+        return DeliveryOut(accepted=0, message_ids=[], ignored="auto-reply or bounce")
+    except (email.NotAnEmail, ValueError, UnicodeError) as exc:
+        raise Unprocessable(f"not a readable email: {exc}") from exc
+    return await _publish(publisher, [incoming])

@@ -47,7 +47,7 @@ async def receive_message(ctx: Context, message: InboundMessage) -> None:
     if await store.message_exists(message.message_id):
         return
     found = classify(
-        message.text,
+        message.text_for_routing or message.text,
         rules=ctx.rules,
         tier=message.customer.tier,
         language_hint=message.customer.language,

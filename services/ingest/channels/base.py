@@ -39,8 +39,10 @@ class Incoming:
     subject: str | None = None
     category: str | None = None
     ticket: str | None = None
-    # Text to classify when it differs from what the agent sees (email: quotes stripped).
+    # Text to detect the language of, and to route on, when it differs from what the agent
+    # sees (email: quoted replies and signatures stripped; subject included for routing).
     text_for_language: str | None = None
+    text_for_routing: str | None = None
 
 
 def to_event(incoming: Incoming, *, received_at: datetime) -> InboundMessage:
@@ -64,6 +66,7 @@ def to_event(incoming: Incoming, *, received_at: datetime) -> InboundMessage:
         subject=incoming.subject,
         attachments=incoming.attachments,
         ticket=incoming.ticket,
+        text_for_routing=incoming.text_for_routing,
     )
 
 
