@@ -206,6 +206,23 @@ class Escalated(ConversationEvent):
     target_s: float
 
 
+class ReplyDelivered(ConversationEvent):
+    """The channel's provider accepted an agent's reply."""
+
+    type: Literal["conversation.reply_delivered"] = "conversation.reply_delivered"
+    message_id: uuid.UUID
+    attempts: int
+
+
+class ReplyFailed(ConversationEvent):
+    """An agent's reply could not be delivered (the provider refused it, or retries ran out)."""
+
+    type: Literal["conversation.reply_failed"] = "conversation.reply_failed"
+    message_id: uuid.UUID
+    attempts: int
+    reason: str
+
+
 class Reopened(ConversationEvent):
     """The customer wrote again within the reopen window after it was resolved."""
 
@@ -243,6 +260,8 @@ _CONVERSATION_EVENTS = (
     AgentReplied,
     Resolved,
     Reopened,
+    ReplyDelivered,
+    ReplyFailed,
 )
 AnyConversationEvent = Annotated[
     ConversationOpened
@@ -256,7 +275,9 @@ AnyConversationEvent = Annotated[
     | Escalated
     | AgentReplied
     | Resolved
-    | Reopened,
+    | Reopened
+    | ReplyDelivered
+    | ReplyFailed,
     Field(discriminator="type"),
 ]
 conversation_event_adapter: TypeAdapter[AnyConversationEvent] = TypeAdapter(AnyConversationEvent)
@@ -285,6 +306,7 @@ class OutboundReply(Event):
     message_id: uuid.UUID
     agent_id: str
     text: str
+    customer_id: str | None = None
 
 
 # ---------------------------------------------------------------- dead letters

@@ -118,6 +118,8 @@ def common(broker: Broker, database_url: str, topics: Topics, ids: Identities) -
         "api_keys": ids.entries(),
         "consumer_group": f"group-{run}",
         "kafka_session_timeout_ms": 3000,
+        # Only the tests of replies going out need ingest's dispatcher (and its group join).
+        "dispatcher_enabled": False,
     }
 
 

@@ -1,18 +1,38 @@
-"""Ingest's app factory: the producer lives in the lifespan, nowhere else."""
+"""Ingest's app factory: the producer, the reply dispatcher and its HTTP client live in the
+lifespan, nowhere else."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import httpx
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from services.ingest.api import InboundPublisher, router
+from services.ingest.outbound.dispatcher import Dispatcher
+from services.ingest.outbound.senders import make_senders
 from services.ingest.settings import IngestSettings
 from services.ingest.webhooks import router as channel_router
 from shared.auth import KeyRing
-from shared.kafka import broker_reachable, ensure_topics, make_producer
+from shared.kafka import (
+    ConsumeLoop,
+    broker_reachable,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+)
 from shared.service import install_common
+
+
+async def _start_dispatch(
+    consumer: AIOKafkaConsumer, loop: ConsumeLoop, settings: IngestSettings
+) -> None:
+    if settings.dispatcher_enabled:
+        await consumer.start()
+        loop.start()
 
 
 def create_app(settings: IngestSettings | None = None) -> FastAPI:
@@ -25,9 +45,34 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         await producer.start()
         app.state.producer = producer
         app.state.publisher = InboundPublisher(producer, settings)
+        http = httpx.AsyncClient(timeout=settings.delivery_timeout_s)
+        dispatcher = Dispatcher(
+            make_senders(settings, http),
+            producer,
+            settings.topics,
+            max_attempts=settings.delivery_max_attempts,
+            backoff_s=settings.delivery_backoff_s,
+        )
+        consumer = make_consumer(
+            settings, settings.topics.outbound, group_id=settings.dispatcher_group
+        )
+        loop = ConsumeLoop(
+            consumer,
+            producer,
+            handle=dispatcher.handler(),
+            dead_letter_topic=settings.topics.dead_letter,
+            group_id=settings.dispatcher_group,
+        )
+        # Joining the group takes a few seconds on some brokers: ingest answers meanwhile.
+        starting = asyncio.create_task(_start_dispatch(consumer, loop, settings))
         try:
             yield
         finally:
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            await loop.stop()
+            await consumer.stop()
+            await http.aclose()
             await producer.stop()
 
     app = FastAPI(title="Switchboard ingest", lifespan=lifespan)

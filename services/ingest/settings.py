@@ -16,3 +16,25 @@ class IngestSettings(CommonSettings):
     meta_app_secret: str | None = None  # signs WhatsApp and Messenger deliveries
     meta_verify_token: str | None = None  # the token of Meta's GET handshake
     x_consumer_secret: str | None = None  # signs X deliveries and CRC answers
+
+    # Outbound: where agents' replies go. Base URLs are settings so tests use local stand-ins.
+    dispatcher_enabled: bool = True
+    dispatcher_group: str = "switchboard-dispatcher"
+    delivery_max_attempts: int = 5
+    delivery_backoff_s: float = 0.5  # doubled after each failed attempt
+    delivery_timeout_s: float = 10.0
+    telegram_bot_token: str | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+    meta_access_token: str | None = None
+    graph_api_base: str = "https://graph.facebook.com/v21.0"
+    x_access_token: str | None = None
+    x_api_base: str = "https://api.twitter.com"
+    chat_webhook_url: str | None = None
+    form_webhook_url: str | None = None
+    webhook_signing_secret: str | None = (
+        None  # signs chat/form deliveries (X-Switchboard-Signature)
+    )
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "support@localhost"
+    smtp_timeout_s: float = 10.0

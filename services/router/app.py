@@ -12,7 +12,7 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from services.router.api import router
-from services.router.consumer import inbound_handler, sweep_forever
+from services.router.consumer import delivery_handler, inbound_handler, sweep_forever
 from services.router.context import Policy
 from services.router.outbox import OutboxRelay
 from services.router.routing.rules import RulesSource
@@ -39,7 +39,6 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         consumer = make_consumer(
             settings, settings.topics.inbound, group_id=settings.consumer_group
         )
-        await consumer.start()
         relay = OutboxRelay(sessions, producer)
         policy = Policy(
             offer_timeout_s=dict(settings.offer_timeout_s),
@@ -56,6 +55,20 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             dead_letter_topic=settings.topics.dead_letter,
             group_id=settings.consumer_group,
         )
+        deliveries_group = f"{settings.consumer_group}-deliveries"
+        deliveries_consumer = make_consumer(
+            settings, settings.topics.conversation_events, group_id=deliveries_group
+        )
+        # Both groups join at once: a join can take seconds.
+        await asyncio.gather(consumer.start(), deliveries_consumer.start())
+        deliveries = ConsumeLoop(
+            deliveries_consumer,
+            producer,
+            handle=delivery_handler(uow),
+            dead_letter_topic=settings.topics.dead_letter,
+            group_id=deliveries_group,
+        )
+        deliveries.start()
         app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
         app.state.uow, app.state.wakeups, app.state.consume_loop = uow, wakeups, loop
         loop.start()
@@ -70,6 +83,8 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             yield
         finally:
             await loop.stop()
+            await deliveries.stop()
+            await deliveries_consumer.stop()
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -13,7 +13,12 @@ from services.router.assign import escalate_due, expire_offers, sweep_queue
 from services.router.context import Context
 from services.router.handlers import receive_message
 from services.router.uow import UnitOfWork
-from shared.events import InboundMessage
+from shared.events import (
+    InboundMessage,
+    ReplyDelivered,
+    ReplyFailed,
+    conversation_event_adapter,
+)
 from shared.kafka import RecordHandler, parse_record
 
 log = logging.getLogger(__name__)
@@ -26,6 +31,26 @@ def inbound_handler(uow: UnitOfWork) -> RecordHandler:
         message = parse_record(InboundMessage, record)
         async with uow() as ctx:
             await receive_message(ctx, message)
+
+    return handle
+
+
+def delivery_handler(uow: UnitOfWork) -> RecordHandler:
+    """Record the delivery status the dispatcher reports on the conversation-events topic;
+    every other event there is the router's own and is skipped."""
+
+    async def handle(record: ConsumerRecord[Any, Any]) -> None:
+        if b'"conversation.reply_' not in (record.value or b""):
+            return
+        event = parse_record(conversation_event_adapter, record)
+        if isinstance(event, ReplyDelivered):
+            status, detail = "sent", f"delivered after {event.attempts} attempt(s)"
+        elif isinstance(event, ReplyFailed):
+            status, detail = "failed", event.reason
+        else:
+            return
+        async with uow() as ctx:
+            await ctx.store.set_delivery(event.message_id, status, detail)
 
     return handle
 

@@ -286,6 +286,7 @@ async def reply(
             message_id=message_id,
             agent_id=agent_id,
             text=text,
+            customer_id=conv.customer_id,
         ),
     )
 

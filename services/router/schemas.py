@@ -121,6 +121,8 @@ class MessageOut(BaseModel):
     text: str
     sent_at: datetime | None
     created_at: datetime
+    delivery_status: str | None = Field(description="replies: sent or failed, once known")
+    delivery_detail: str | None
 
     @classmethod
     def of(cls, m: StoredMessage) -> MessageOut:
@@ -131,6 +133,8 @@ class MessageOut(BaseModel):
             text=m.text,
             sent_at=m.sent_at,
             created_at=m.created_at,
+            delivery_status=m.delivery_status,
+            delivery_detail=m.delivery_detail,
         )
 
 

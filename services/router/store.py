@@ -65,6 +65,8 @@ class StoredMessage:
     text: str
     sent_at: datetime | None
     created_at: datetime
+    delivery_status: str | None = None
+    delivery_detail: str | None = None
 
 
 _CONVERSATION_COLUMNS = """
@@ -177,11 +179,24 @@ class RouterStore:
             created_at=created_at,
         )
 
+    async def set_delivery(self, message_id: uuid.UUID, status: str, detail: str | None) -> None:
+        """Record what the channel said of an agent's reply (a later 'sent' wins over
+        'failed': a reply is delivered once it has been delivered)."""
+        await self._exec(
+            """UPDATE router.messages SET delivery_status = :status, delivery_detail = :detail
+               WHERE id = :id AND direction = 'outbound'
+                 AND (delivery_status IS NULL OR delivery_status <> 'sent')""",
+            id=message_id,
+            status=status,
+            detail=detail,
+        )
+
     async def messages_of(
         self, conversation_ids: Sequence[uuid.UUID]
     ) -> dict[uuid.UUID, list[StoredMessage]]:
         rows = await self._exec(
-            """SELECT id, conversation_id, direction, author, text, sent_at, created_at
+            """SELECT id, conversation_id, direction, author, text, sent_at, created_at,
+                      delivery_status, delivery_detail
                FROM router.messages WHERE conversation_id = ANY(:ids) ORDER BY seq""",
             ids=list(conversation_ids),
         )

@@ -1,0 +1,1 @@
+"""Agent replies back out: one sender per channel, and the dispatcher that retries them."""
