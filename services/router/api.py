@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 
 from services.router import handlers
 from services.router.schemas import (
@@ -276,3 +276,18 @@ async def _conversation_out(request: Request, conversation_id: uuid.UUID) -> Con
             raise NotFound(f"conversation {conversation_id} not found")
         messages = await store.messages_of([conv.id])
         return ConversationOut.of(conv, messages[conv.id])
+
+
+@router.get("/tickets/{ticket}", response_model=ConversationOut, tags=["conversations"])
+async def get_ticket(
+    ticket: Annotated[str, Path(pattern=r"^SB-[A-Z2-7]{4}-[A-Z2-7]{4}$")],
+    principal: PrincipalDep,
+    request: Request,
+) -> ConversationOut:
+    """The conversation of a web-form ticket number a customer quotes (ops)."""
+    principal.require(OPS)
+    async with reading(request.app.state.sessions) as store:
+        conv = await store.latest_for_key(f"form:{ticket}")
+    if conv is None:
+        raise NotFound(f"ticket {ticket} not found")
+    return await _conversation_out(request, conv.id)

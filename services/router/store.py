@@ -207,6 +207,16 @@ class RouterStore:
 
     # ------------------------------------------------------------ conversations
 
+    async def latest_for_key(self, key: str) -> Conversation | None:
+        """The most recent conversation of a thread (any state)."""
+        row = await self._exec(
+            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+                WHERE conversation_key = :key ORDER BY opened_at DESC LIMIT 1""",
+            key=key,
+        )
+        found = row.first()
+        return _conversation(found) if found else None
+
     async def conversation_for_key(self, key: str, resolved_since: datetime) -> Conversation | None:
         """The thread's open conversation, else its latest one resolved at or after
         ``resolved_since`` (to reopen), locked; None: a new conversation is due."""

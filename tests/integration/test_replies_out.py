@@ -295,3 +295,22 @@ async def test_5xx_is_retried_4xx_is_not_and_failures_are_dead_lettered(
     letters = [json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.dead_letter)]
     assert len(letters) == 1 and "not delivered" in letters[0]["reason"]
     assert letters[0]["source_topic"] == topics.outbound
+
+
+async def test_a_ticket_number_finds_its_conversation(common, ids):
+    agent = ids.agent_ids[0]
+    async with (
+        running(create_ingest(settings(common, {}))) as ingest,
+        running(create_router(RouterSettings(**common))) as router,
+    ):
+        await put_agent(router, ids, agent, skills={"general": 1}, capacity=ALL_CHANNELS)
+        path, content, headers = form_in()
+        answer = await ingest.post(path, content=content, headers={**headers, **ids.as_ingest})
+        ticket = answer.json()["ticket"]
+        got = await assignments(router, ids, agent, wait=15)
+        found = await router.get(f"/v1/tickets/{ticket}", headers=ids.as_ops)
+        unknown = await router.get("/v1/tickets/SB-AAAA-AAAA", headers=ids.as_ops)
+        malformed = await router.get("/v1/tickets/nope", headers=ids.as_ops)
+    assert found.status_code == 200
+    assert found.json()["id"] == got["conversations"][0]["id"]
+    assert unknown.status_code == 404 and malformed.status_code == 422
