@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.auth import KeyRing
+from shared.db import database_reachable
+from shared.kafka import broker_reachable
 from shared.problems import install_problem_handlers, problem_response
+from shared.settings import CommonSettings
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 def install_common(
@@ -71,3 +77,30 @@ class BodySizeLimit:
 
     def _detail(self) -> str:
         return f"request body exceeds {self.max_bytes} bytes"
+
+
+def service_app(
+    title: str,
+    settings: CommonSettings,
+    lifespan: Lifespan,
+    checks: Callable[[FastAPI], dict[str, ReadinessCheck]],
+    *routers: APIRouter,
+) -> FastAPI:
+    """A service's FastAPI app: its settings and keys on the state, errors as problems, body
+    size limit, health endpoints, and its routes."""
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.keyring = KeyRing(settings.api_keys)
+    install_common(app, checks, max_body_bytes=settings.max_body_bytes)
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def stateful_checks(app: FastAPI) -> dict[str, ReadinessCheck]:
+    """Readiness of a service with a database and a consumer (router, metrics)."""
+    return {
+        "broker": lambda: broker_reachable(app.state.producer),
+        "database": lambda: database_reachable(app.state.engine),
+        "consumer": lambda: app.state.consume_loop.ready(),
+    }

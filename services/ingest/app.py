@@ -16,7 +16,6 @@ from services.ingest.outbound.dispatcher import Dispatcher
 from services.ingest.outbound.senders import make_senders
 from services.ingest.settings import IngestSettings
 from services.ingest.webhooks import router as channel_router
-from shared.auth import KeyRing
 from shared.kafka import (
     ConsumeLoop,
     broker_reachable,
@@ -24,7 +23,7 @@ from shared.kafka import (
     make_consumer,
     make_producer,
 )
-from shared.service import install_common
+from shared.service import service_app
 
 
 async def _start_dispatch(
@@ -75,14 +74,11 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             await http.aclose()
             await producer.stop()
 
-    app = FastAPI(title="Switchboard ingest", lifespan=lifespan)
-    app.state.settings = settings
-    app.state.keyring = KeyRing(settings.api_keys)
-    install_common(
-        app,
+    return service_app(
+        "Switchboard ingest",
+        settings,
+        lifespan,
         lambda a: {"broker": lambda: broker_reachable(a.state.producer)},
-        max_body_bytes=settings.max_body_bytes,
+        router,
+        channel_router,
     )
-    app.include_router(router)
-    app.include_router(channel_router)
-    return app

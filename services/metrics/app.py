@@ -11,10 +11,9 @@ from fastapi import FastAPI
 from services.metrics.api import router
 from services.metrics.consumer import event_handler
 from services.metrics.settings import MetricsSettings
-from shared.auth import KeyRing
-from shared.db import database_reachable, make_engine, make_sessionmaker
-from shared.kafka import ConsumeLoop, broker_reachable, ensure_topics, make_consumer, make_producer
-from shared.service import install_common
+from shared.db import make_engine, make_sessionmaker
+from shared.kafka import ConsumeLoop, ensure_topics, make_consumer, make_producer
+from shared.service import service_app, stateful_checks
 
 
 def create_app(settings: MetricsSettings | None = None) -> FastAPI:
@@ -49,17 +48,4 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             await producer.stop()
             await engine.dispose()
 
-    app = FastAPI(title="Switchboard metrics", lifespan=lifespan)
-    app.state.settings = settings
-    app.state.keyring = KeyRing(settings.api_keys)
-    install_common(
-        app,
-        lambda a: {
-            "broker": lambda: broker_reachable(a.state.producer),
-            "database": lambda: database_reachable(a.state.engine),
-            "consumer": lambda: a.state.consume_loop.ready(),
-        },
-        max_body_bytes=settings.max_body_bytes,
-    )
-    app.include_router(router)
-    return app
+    return service_app("Switchboard metrics", settings, lifespan, stateful_checks, router)

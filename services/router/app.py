@@ -19,10 +19,9 @@ from services.router.routing.rules import RulesSource
 from services.router.settings import RouterSettings
 from services.router.uow import UnitOfWork
 from services.router.wakeups import AgentWakeups
-from shared.auth import KeyRing
-from shared.db import async_url, database_reachable, make_engine, make_sessionmaker
-from shared.kafka import ConsumeLoop, broker_reachable, ensure_topics, make_consumer, make_producer
-from shared.service import install_common
+from shared.db import async_url, make_engine, make_sessionmaker
+from shared.kafka import ConsumeLoop, ensure_topics, make_consumer, make_producer
+from shared.service import service_app, stateful_checks
 
 
 def create_app(settings: RouterSettings | None = None) -> FastAPI:
@@ -95,17 +94,4 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             await producer.stop()
             await engine.dispose()
 
-    app = FastAPI(title="Switchboard router", lifespan=lifespan)
-    app.state.settings = settings
-    app.state.keyring = KeyRing(settings.api_keys)
-    install_common(
-        app,
-        lambda a: {
-            "broker": lambda: broker_reachable(a.state.producer),
-            "database": lambda: database_reachable(a.state.engine),
-            "consumer": lambda: a.state.consume_loop.ready(),
-        },
-        max_body_bytes=settings.max_body_bytes,
-    )
-    app.include_router(router)
-    return app
+    return service_app("Switchboard router", settings, lifespan, stateful_checks, router)
