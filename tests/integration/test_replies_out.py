@@ -314,3 +314,43 @@ async def test_a_ticket_number_finds_its_conversation(common, ids):
     assert found.status_code == 200
     assert found.json()["id"] == got["conversations"][0]["id"]
     assert unknown.status_code == 404 and malformed.status_code == 422
+
+
+async def test_an_email_thread_stays_one_conversation_with_its_agent(common, ids):
+    agent = ids.agent_ids[0]
+    root = uuid.uuid4().hex
+
+    def email(n: int, refs: list[str]) -> bytes:
+        headers = f"References: {' '.join(f'<{r}@mail.example>' for r in refs)}\r\n" if refs else ""
+        return (
+            f"From: Mei <mei@example.com>\r\nTo: support@exchange.example\r\n"
+            f"Subject: deposit\r\nMessage-ID: <{root if n == 0 else uuid.uuid4().hex}"
+            f"@mail.example>\r\n{headers}Content-Type: text/plain; charset=utf-8\r\n\r\n"
+            f"message {n}\r\n\r\n> quoted earlier text\r\n"
+        ).encode()
+
+    async with (
+        running(create_ingest(settings(common, {}))) as ingest,
+        running(create_router(RouterSettings(**common))) as router,
+    ):
+        await put_agent(router, ids, agent, skills={"general": 1}, capacity=ALL_CHANNELS)
+        for n, refs in enumerate([[], [root], [root, "reply-1"]]):
+            answer = await ingest.post(
+                "/v1/channels/email/inbound",
+                content=email(n, refs),
+                headers={**ids.as_ingest, "content-type": "message/rfc822"},
+            )
+            assert answer.status_code == 200
+
+        async def three_messages():
+            got = await assignments(router, ids, agent, wait=5)
+            convs = got["conversations"]
+            return convs if convs and len(convs[0]["messages"]) == 3 else None
+
+        (conv,) = await eventually(three_messages, what="one conversation with three messages")
+    assert [m["text"].split("\n")[0] for m in conv["messages"]] == [
+        "message 0",
+        "message 1",
+        "message 2",
+    ]
+    assert conv["conversation_key"] == f"email:{root}@mail.example"

@@ -186,11 +186,13 @@ def decode_part(part: Message) -> str:
 
 
 def _text(payload: bytes, charset: str) -> str:
+    """Decoded text with plain newlines (mail travels with CRLF)."""
     codec = _CODECS.get(charset.lower(), charset.lower())
     try:
-        return payload.decode(codec, errors="replace")
+        text = payload.decode(codec, errors="replace")
     except LookupError:  # an unknown label: UTF-8 is the best guess left
-        return payload.decode("utf-8", errors="replace")
+        text = payload.decode("utf-8", errors="replace")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def attachments_of(msg: EmailMessage) -> list[Attachment]:
