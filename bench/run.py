@@ -16,7 +16,9 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from bench import baselines, scaling
+from sqlalchemy import text
+
+from bench import baselines, metrics_report, scaling
 from bench.loadgen import run_load
 from bench.pipeline import (
     MessageMix,
@@ -32,6 +34,7 @@ from bench.pipeline import (
 from bench.stats import pct
 from devtools.run import stop_all
 from devtools.stack import ROOT, Broker, Postgres, create_database, free_port, migrate, unique_name
+from shared.db import make_engine
 
 
 def say(message: str) -> None:
@@ -40,6 +43,7 @@ def say(message: str) -> None:
 
 PROFILES = {
     "quick": {
+        "report_rows": 100_000,
         "agents_sizes": [100, 1000, 10_000],
         "queued": 10_000,
         "kafka": 2000,
@@ -62,6 +66,7 @@ PROFILES = {
         "saturate_rate": 1000,
         "saturate_s": 3,
         "ramp": [10, 25, 50, 75, 100, 150, 200, 300],
+        "report_rows": 1_000_000,
     },
 }
 
@@ -86,6 +91,13 @@ async def run(profile: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     await asyncio.to_thread(migrate, database_url)
     desk = None
     try:
+        say(f"metrics reports over {profile['report_rows']:,} conversations")
+        out["metrics_reports"] = await metrics_report.run(database_url, profile["report_rows"])
+        scratch = make_engine(database_url, pool_size=1)
+        async with scratch.begin() as conn:
+            await conn.execute(text("TRUNCATE metrics.conversations"))
+        await scratch.dispose()
+
         say(f"baseline: bare aiokafka produce→consume, {profile['kafka']} messages")
         out["baseline_kafka"] = await baselines.kafka_loop(broker, profile["kafka"])
         say(f"baseline: one PostgreSQL transaction per message, {profile['pg']} messages")
@@ -292,6 +304,9 @@ def table(out: dict[str, Any]) -> str:
         f"{out['invariants']['nothing_lost_or_doubled']} |",
         f"| peak RSS (MiB) | {out['peak_rss_mb']} |",
     ]
+    reports = out["metrics_reports"]
+    for name, ms in reports["best_ms"].items():
+        lines.append(f"| metrics {name}, {reports['conversations']:,} conversations (ms) | {ms} |")
     return "\n".join(lines)
 
 

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel
 
-from services.metrics.exposition import families, render
-from services.metrics.figures import Figures, present, summarize
+from services.metrics.exposition import BUCKETS_S, families, render
+from services.metrics.figures import Figures
+from services.metrics.report import ReportRow
 from services.metrics.store import Filters, MetricsStore
 from shared.auth import OPS, PrincipalDep
-from shared.events import Channel, Priority, Skill
+from shared.events import Channel, CustomerTier, Priority, Skill
 from shared.problems import BadRequest
 
 router = APIRouter()
+
+Dimension = Literal["channel", "priority", "skill", "language", "agent_id", "customer_tier"]
 
 
 class FiguresOut(BaseModel):
@@ -33,17 +37,49 @@ class FiguresOut(BaseModel):
         return cls(**asdict(f))
 
 
-class SummaryOut(BaseModel):
+class FigureSet(BaseModel):
+    """Every figure of a set of conversations (times in seconds)."""
+
     conversations: int
     first_response_s: FiguresOut
     resolution_s: FiguresOut
     queue_wait_s: FiguresOut
+    reassignments_mean: float | None
+    messages_per_conversation_mean: float | None
+
+    @classmethod
+    def of(cls, row: ReportRow | None) -> FigureSet:
+        empty = Figures(0, None, None, None, None, None, None, None)
+        measures = row.measures if row else {}
+        return cls(
+            conversations=row.conversations if row else 0,
+            first_response_s=FiguresOut.of(measures.get("first_response_s", empty)),
+            resolution_s=FiguresOut.of(measures.get("resolution_s", empty)),
+            queue_wait_s=FiguresOut.of(measures.get("queue_wait_s", empty)),
+            reassignments_mean=row.reassignments_mean if row else None,
+            messages_per_conversation_mean=row.messages_mean if row else None,
+        )
 
 
-@router.get("/v1/metrics/summary", response_model=SummaryOut, tags=["metrics"])
-async def summary(
-    principal: PrincipalDep,
-    request: Request,
+class GroupOut(FigureSet):
+    group: dict[str, str | None]
+
+
+class SummaryOut(FigureSet):
+    groups: list[GroupOut]
+
+
+class BucketOut(FigureSet):
+    start: datetime
+    group: dict[str, str | None]
+
+
+class TimeseriesOut(BaseModel):
+    interval: str
+    buckets: list[BucketOut]
+
+
+def report_filters(
     start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
     channel: Channel | None = None,
@@ -51,13 +87,12 @@ async def summary(
     skill: Skill | None = None,
     language: Annotated[str | None, Query(max_length=20)] = None,
     agent_id: Annotated[str | None, Query(max_length=100)] = None,
-) -> SummaryOut:
-    """First-response, resolution and queue-wait figures (seconds) of the conversations opened
-    in [from, to) that match the filters."""
-    principal.require(OPS)
+    customer_tier: CustomerTier | None = None,
+) -> Filters:
+    """Conversations opened in [from, to) matching every given filter."""
     if start is not None and end is not None and end <= start:
         raise BadRequest("'to' must be later than 'from'")
-    filters = Filters(
+    return Filters(
         start=start,
         end=end,
         channel=channel.value if channel else None,
@@ -65,14 +100,56 @@ async def summary(
         skill=skill.value if skill else None,
         language=language,
         agent_id=agent_id,
+        customer_tier=customer_tier.value if customer_tier else None,
     )
+
+
+FiltersDep = Annotated[Filters, Depends(report_filters)]
+GroupBy = Annotated[list[Dimension], Query(description="dimensions to group by")]
+
+
+@router.get("/v1/metrics/summary", response_model=SummaryOut, tags=["metrics"])
+async def summary(
+    principal: PrincipalDep,
+    request: Request,
+    filters: FiltersDep,
+    group_by: GroupBy = [],  # noqa: B006
+) -> SummaryOut:
+    """First-response, resolution and queue-wait figures (count, mean, min, max, exact
+    p50/p90/p95/p99), reassignments and messages per conversation, overall and per group."""
+    principal.require(OPS)
     async with request.app.state.sessions() as session:
-        facts = await MetricsStore(session).facts(filters)
+        store = MetricsStore(session)
+        (total,) = await store.report(filters)
+        groups = (
+            await store.report(filters, group_by=tuple(dict.fromkeys(group_by))) if group_by else []
+        )
     return SummaryOut(
-        conversations=len(facts),
-        first_response_s=FiguresOut.of(summarize(present(f.first_response_s for f in facts))),
-        resolution_s=FiguresOut.of(summarize(present(f.resolution_s for f in facts))),
-        queue_wait_s=FiguresOut.of(summarize(present(f.queue_wait_s for f in facts))),
+        **FigureSet.of(total).model_dump(),
+        groups=[GroupOut(group=row.group, **FigureSet.of(row).model_dump()) for row in groups],
+    )
+
+
+@router.get("/v1/metrics/timeseries", response_model=TimeseriesOut, tags=["metrics"])
+async def timeseries(
+    principal: PrincipalDep,
+    request: Request,
+    filters: FiltersDep,
+    interval: Literal["5m", "1h", "1d"] = "1h",
+    group_by: GroupBy = [],  # noqa: B006
+) -> TimeseriesOut:
+    """The same figures per time bucket of the conversations' opening time."""
+    principal.require(OPS)
+    async with request.app.state.sessions() as session:
+        rows = await MetricsStore(session).report(
+            filters, group_by=tuple(dict.fromkeys(group_by)), interval=interval
+        )
+    return TimeseriesOut(
+        interval=interval,
+        buckets=[
+            BucketOut(start=row.bucket, group=row.group, **FigureSet.of(row).model_dump())
+            for row in rows
+        ],
     )
 
 
@@ -82,8 +159,9 @@ async def prometheus(principal: PrincipalDep, request: Request) -> Response:
     principal.require(OPS)
     async with request.app.state.sessions() as session:
         store = MetricsStore(session)
-        facts = await store.facts(Filters())
-        messages = await store.customer_messages_by_channel()
+        histograms = await store.histograms(BUCKETS_S)
+        counts = await store.counts_by_channel()
     return Response(
-        render(families(facts, messages)), media_type="text/plain; version=0.0.4; charset=utf-8"
+        render(families(histograms, counts)),
+        media_type="text/plain; version=0.0.4; charset=utf-8",
     )

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
-
-from services.metrics.figures import ConversationFacts
 
 # Support work spans seconds (urgent chat) to days (email backlogs).
 BUCKETS_S: tuple[float, ...] = (
@@ -32,17 +30,22 @@ BUCKETS_S: tuple[float, ...] = (
 )
 
 
-def _histogram(
-    name: str, doc: str, samples: Iterable[tuple[tuple[str, str], float]]
-) -> HistogramMetricFamily:
-    by_labels: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for labels, value in samples:
-        by_labels[labels].append(value)
+@dataclass(frozen=True)
+class HistogramRow:
+    """One label set of a histogram: cumulative counts per bound of BUCKETS_S."""
+
+    labels: tuple[str, str]  # (channel, priority)
+    cumulative: list[int]
+    count: int
+    total: float
+
+
+def _histogram(name: str, doc: str, rows: Iterable[HistogramRow]) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc, labels=["channel", "priority"])
-    for labels, values in sorted(by_labels.items()):
-        cumulative = [(_le(b), float(sum(1 for v in values if v <= b))) for b in BUCKETS_S]
-        cumulative.append(("+Inf", float(len(values))))
-        family.add_metric(list(labels), cumulative, sum_value=sum(values))
+    for row in rows:
+        buckets = [(_le(b), float(n)) for b, n in zip(BUCKETS_S, row.cumulative, strict=True)]
+        buckets.append(("+Inf", float(row.count)))
+        family.add_metric(list(row.labels), buckets, sum_value=row.total)
     return family
 
 
@@ -50,47 +53,36 @@ def _le(bound: float) -> str:
     return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
 
 
-def _counter(name: str, doc: str, keys: Iterable[str]) -> CounterMetricFamily:
-    counts: dict[str, int] = defaultdict(int)
-    for k in keys:
-        counts[k] += 1
+def _counter(name: str, doc: str, per_channel: dict[str, int]) -> CounterMetricFamily:
     family = CounterMetricFamily(name, doc, labels=["channel"])
-    for channel, n in sorted(counts.items()):
+    for channel, n in sorted(per_channel.items()):
         family.add_metric([channel], n)
     return family
 
 
-def families(facts: Sequence[ConversationFacts], customer_messages: dict[str, int]) -> list[Metric]:
-    """Every metric family of one scrape, computed from the conversation facts."""
+def families(
+    histograms: dict[str, list[HistogramRow]], counts: dict[str, dict[str, int]]
+) -> list[Metric]:
+    """Every metric family of one scrape, from aggregates (label sets stay bounded: channel and
+    priority only, never a conversation or a customer)."""
 
-    def labels(f: ConversationFacts) -> tuple[str, str]:
-        return (f.channel, f.priority or "unclassified")
+    def per(kind: str) -> dict[str, int]:
+        return {channel: c[kind] for channel, c in counts.items()}
 
-    frt = [(labels(f), v) for f in facts if (v := f.first_response_s) is not None]
-    resolution = [(labels(f), v) for f in facts if (v := f.resolution_s) is not None]
-    messages = CounterMetricFamily(
-        "switchboard_customer_messages", "Customer messages received.", labels=["channel"]
-    )
-    for channel, n in sorted(customer_messages.items()):
-        messages.add_metric([channel], n)
     return [
         _histogram(
             "switchboard_first_response_seconds",
             "First agent reply minus first customer message.",
-            frt,
+            histograms.get("first_response_s", []),
         ),
-        _histogram("switchboard_resolution_seconds", "Resolved minus opened.", resolution),
-        _counter(
-            "switchboard_conversations_opened",
-            "Conversations opened.",
-            (f.channel for f in facts if f.opened_at is not None),
+        _histogram(
+            "switchboard_resolution_seconds",
+            "Resolved minus opened.",
+            histograms.get("resolution_s", []),
         ),
-        _counter(
-            "switchboard_conversations_resolved",
-            "Conversations resolved.",
-            (f.channel for f in facts if f.resolved_at is not None),
-        ),
-        messages,
+        _counter("switchboard_conversations_opened", "Conversations opened.", per("opened")),
+        _counter("switchboard_conversations_resolved", "Conversations resolved.", per("resolved")),
+        _counter("switchboard_customer_messages", "Customer messages received.", per("messages")),
     ]
 
 

@@ -9,7 +9,16 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.metrics.figures import ConversationFacts
+from services.metrics.exposition import HistogramRow
+from services.metrics.report import (
+    DIMENSIONS,
+    INTERVALS,
+    MEASURES,
+    ReportRow,
+    aggregate_columns,
+    figures_of,
+    measure_columns,
+)
 from shared.events import (
     AgentReplied,
     AnyConversationEvent,
@@ -50,6 +59,9 @@ _FOLD: dict[type, str] = {
 }
 
 
+REPORT_WORK_MEM = "256MB"
+
+
 @dataclass(frozen=True)
 class Filters:
     start: datetime | None = None
@@ -59,6 +71,25 @@ class Filters:
     skill: str | None = None
     language: str | None = None
     agent_id: str | None = None
+    customer_tier: str | None = None
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """The WHERE clause (bound parameters only) selecting conversations opened in
+        [start, end) that match every given filter."""
+        clauses = ["opened_at IS NOT NULL"]
+        params: dict[str, Any] = {}
+        if self.start is not None:
+            clauses.append("opened_at >= :start")
+            params["start"] = self.start
+        if self.end is not None:
+            clauses.append("opened_at < :end")
+            params["end"] = self.end
+        for dimension in DIMENSIONS:
+            value = getattr(self, dimension)
+            if value is not None:
+                clauses.append(f"{dimension} = :{dimension}")
+                params[dimension] = value
+        return " AND ".join(clauses), params
 
 
 class MetricsStore:
@@ -95,35 +126,97 @@ class MetricsStore:
             await self.session.execute(text(sql), params)
         return True
 
-    async def facts(self, filters: Filters) -> list[ConversationFacts]:
-        """Conversations opened in [start, end) that match every given filter."""
-        rows = await self.session.execute(
-            text("""SELECT conversation_id, channel, priority, skill, language, agent_id,
-                           opened_at, first_message_at, first_assigned_at, first_response_at,
-                           resolved_at
-                    FROM metrics.conversations
-                    WHERE (CAST(:start AS timestamptz) IS NULL OR opened_at >= :start)
-                      AND (CAST(:end AS timestamptz) IS NULL OR opened_at < :end)
-                      AND (CAST(:channel AS text) IS NULL OR channel = :channel)
-                      AND (CAST(:priority AS text) IS NULL OR priority = :priority)
-                      AND (CAST(:skill AS text) IS NULL OR skill = :skill)
-                      AND (CAST(:language AS text) IS NULL OR language = :language)
-                      AND (CAST(:agent AS text) IS NULL OR agent_id = :agent)"""),
-            {
-                "start": filters.start,
-                "end": filters.end,
-                "channel": filters.channel,
-                "priority": filters.priority,
-                "skill": filters.skill,
-                "language": filters.language,
-                "agent": filters.agent_id,
-            },
+    async def report(
+        self, filters: Filters, *, group_by: tuple[str, ...] = (), interval: str | None = None
+    ) -> list[ReportRow]:
+        """Figures of every measure, per group (and per time bucket), computed in SQL."""
+        unknown = [g for g in group_by if g not in DIMENSIONS]
+        if unknown or (interval is not None and interval not in INTERVALS):
+            raise ValueError(f"cannot group by {unknown or interval}")
+        keys = list(group_by)
+        if interval is not None:
+            keys.insert(0, "bucket")
+        where, params = filters.where()
+        bucket = (
+            f"date_bin(INTERVAL '{INTERVALS[interval]}', opened_at, "
+            "TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,"
+            if interval is not None
+            else ""
         )
-        return [ConversationFacts(**r._mapping) for r in rows]
+        group_sql = f"GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
+        select_keys = "".join(f"{k}, " for k in keys)
+        # Exact percentiles sort every value: let the sort happen in memory, not on disk.
+        await self.session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
+        rows = await self.session.execute(
+            text(f"""SELECT {select_keys} count(*) AS conversations,
+                            avg(GREATEST(assignments - 1, 0))::float8 AS reassignments_mean,
+                            avg(customer_messages + agent_replies)::float8 AS messages_mean,
+                            {aggregate_columns()}
+                     FROM (SELECT {bucket} {", ".join(DIMENSIONS)}, assignments,
+                                  customer_messages, agent_replies, {measure_columns()}
+                           FROM metrics.conversations WHERE {where}) c
+                     {group_sql}"""),
+            params,
+        )
+        out = []
+        for r in rows:
+            m = dict(r._mapping)
+            out.append(
+                ReportRow(
+                    group={g: m[g] for g in group_by},
+                    conversations=int(m["conversations"]),
+                    measures={name: figures_of(m, name) for name in MEASURES},
+                    reassignments_mean=m["reassignments_mean"],
+                    messages_mean=m["messages_mean"],
+                    bucket=m.get("bucket"),
+                )
+            )
+        return out
 
-    async def customer_messages_by_channel(self) -> dict[str, int]:
+    async def histograms(self, bounds: tuple[float, ...]) -> dict[str, list[HistogramRow]]:
+        """Cumulative bucket counts of each measure per (channel, priority), for /metrics."""
+        result: dict[str, list[HistogramRow]] = {}
+        for name in ("first_response_s", "resolution_s"):
+            buckets = ", ".join(
+                f"count(*) FILTER (WHERE {name} <= {float(b)!r}) AS le_{i}"
+                for i, b in enumerate(bounds)
+            )
+            rows = await self.session.execute(
+                text(
+                    f"""SELECT channel, coalesce(priority, 'unclassified') AS priority,
+                           count({name}) AS n, coalesce(sum({name}), 0)::float8 AS total,
+                           {buckets}
+                    FROM (SELECT channel, priority, {measure_columns()}
+                          FROM metrics.conversations) c
+                    WHERE {name} IS NOT NULL
+                    GROUP BY 1, 2 ORDER BY 1, 2"""
+                )
+            )
+            result[name] = [
+                HistogramRow(
+                    labels=(r.channel, r.priority),
+                    cumulative=[int(r._mapping[f"le_{i}"]) for i in range(len(bounds))],
+                    count=int(r.n),
+                    total=float(r.total),
+                )
+                for r in rows
+            ]
+        return result
+
+    async def counts_by_channel(self) -> dict[str, dict[str, int]]:
+        """Conversations opened and resolved, and customer messages, per channel."""
         rows = await self.session.execute(
-            text("""SELECT channel, sum(customer_messages)::bigint AS n
-                    FROM metrics.conversations GROUP BY channel""")
+            text(
+                """SELECT channel, count(opened_at) AS opened, count(resolved_at) AS resolved,
+                      coalesce(sum(customer_messages), 0)::bigint AS messages
+               FROM metrics.conversations GROUP BY channel ORDER BY channel"""
+            )
         )
-        return {r.channel: int(r.n) for r in rows}
+        return {
+            r.channel: {
+                "opened": int(r.opened),
+                "resolved": int(r.resolved),
+                "messages": int(r.messages),
+            }
+            for r in rows
+        }

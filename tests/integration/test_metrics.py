@@ -183,3 +183,58 @@ async def test_reports_need_the_ops_scope_and_check_their_parameters(metrics_app
         "status": "ready",
         "checks": {"broker": "ok", "database": "ok", "consumer": "ok"},
     }
+
+
+async def test_sql_figures_equal_the_pure_definitions_grouped_and_bucketed(
+    metrics_app, ids, broker, topics
+):
+    import random
+
+    from services.metrics.figures import summarize
+
+    rng = random.Random(4)
+    plan = []
+    events = []
+    for i in range(120):
+        channel = rng.choice([Channel.CHAT, Channel.EMAIL])
+        frt = round(rng.uniform(1, 3000), 3)
+        resolution = frt + round(rng.uniform(0, 90000), 3)
+        convo = conversation(
+            frt,
+            resolution,
+            channel=channel,
+            agent=f"ag-{i % 3}",
+            priority=rng.choice([Priority.URGENT, Priority.LOW]),
+        )
+        shift = timedelta(hours=rng.randint(0, 47))
+        events += [e.model_copy(update={"occurred_at": e.occurred_at + shift}) for e in convo]
+        plan.append((channel.value, frt, resolution, T0 + shift))
+    async with running(metrics_app) as client:
+        await publish(broker, topics, events)
+
+        async def all_in():
+            s = await summary(client, ids)
+            return s if s["resolution_s"]["count"] == 120 else None
+
+        total = await eventually(all_in, what="120 conversations")
+        grouped = await client.get(
+            "/v1/metrics/summary", headers=ids.as_ops, params=[("group_by", "channel")]
+        )
+        series = await client.get(
+            "/v1/metrics/timeseries", headers=ids.as_ops, params={"interval": "1d"}
+        )
+    expected = summarize(frt for _, frt, _, _ in plan)
+    assert total["first_response_s"]["p50"] == pytest.approx(expected.p50)
+    assert total["first_response_s"]["p99"] == pytest.approx(expected.p99)
+    assert total["first_response_s"]["mean"] == pytest.approx(expected.mean)
+    for group in grouped.json()["groups"]:
+        mine = summarize(r for c, _, r, _ in plan if c == group["group"]["channel"])
+        assert group["resolution_s"]["p90"] == pytest.approx(mine.p90)
+        assert group["resolution_s"]["count"] == mine.count
+    days = {}
+    for _, frt, _, opened in plan:
+        days.setdefault(opened.date(), []).append(frt)
+    buckets = series.json()["buckets"]
+    assert [b["conversations"] for b in buckets] == [len(v) for _, v in sorted(days.items())]
+    for bucket, (_, values) in zip(buckets, sorted(days.items()), strict=True):
+        assert bucket["first_response_s"]["p95"] == pytest.approx(summarize(values).p95)
