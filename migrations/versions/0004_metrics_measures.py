@@ -22,7 +22,9 @@ def upgrade() -> None:
     for name, expr in MEASURES.items():
         op.execute(
             f"ALTER TABLE metrics.conversations ADD COLUMN {name} double precision "
-            f"GENERATED ALWAYS AS (GREATEST(date_part('epoch', {expr}), 0)) STORED"
+            # Not GREATEST(x, 0): it ignores NULL, and a missing time must stay missing.
+            f"GENERATED ALWAYS AS (CASE WHEN date_part('epoch', {expr}) < 0 THEN 0 "
+            f"ELSE date_part('epoch', {expr}) END) STORED"
         )
 
 

@@ -238,3 +238,20 @@ async def test_sql_figures_equal_the_pure_definitions_grouped_and_bucketed(
     assert [b["conversations"] for b in buckets] == [len(v) for _, v in sorted(days.items())]
     for bucket, (_, values) in zip(buckets, sorted(days.items()), strict=True):
         assert bucket["first_response_s"]["p95"] == pytest.approx(summarize(values).p95)
+
+
+async def test_a_conversation_without_a_reply_or_resolution_has_no_such_time(
+    metrics_app, ids, broker, topics
+):
+    waiting = conversation(10, 20)[:4]  # opened, received, classified, assigned: no reply yet
+    async with running(metrics_app) as client:
+        await publish(broker, topics, waiting)
+
+        async def counted():
+            s = await summary(client, ids)
+            return s if s["queue_wait_s"]["count"] == 1 else None
+
+        figures = await eventually(counted, what="the waiting conversation counted")
+    assert figures["conversations"] == 1
+    assert figures["first_response_s"]["count"] == 0
+    assert figures["resolution_s"]["count"] == 0
