@@ -223,6 +223,24 @@ class ReplyFailed(ConversationEvent):
     reason: str
 
 
+class SlaAtRisk(ConversationEvent):
+    """A live conversation used 80% of its first-response target (published by metrics)."""
+
+    type: Literal["conversation.sla_at_risk"] = "conversation.sla_at_risk"
+    priority: Priority | None
+    target_s: float
+    elapsed_s: float
+
+
+class SlaBreached(ConversationEvent):
+    """A live conversation passed its first-response target (published by metrics)."""
+
+    type: Literal["conversation.sla_breached"] = "conversation.sla_breached"
+    priority: Priority | None
+    target_s: float
+    elapsed_s: float
+
+
 class Reopened(ConversationEvent):
     """The customer wrote again within the reopen window after it was resolved."""
 
@@ -262,6 +280,8 @@ _CONVERSATION_EVENTS = (
     Reopened,
     ReplyDelivered,
     ReplyFailed,
+    SlaAtRisk,
+    SlaBreached,
 )
 AnyConversationEvent = Annotated[
     ConversationOpened
@@ -277,7 +297,9 @@ AnyConversationEvent = Annotated[
     | Resolved
     | Reopened
     | ReplyDelivered
-    | ReplyFailed,
+    | ReplyFailed
+    | SlaAtRisk
+    | SlaBreached,
     Field(discriminator="type"),
 ]
 conversation_event_adapter: TypeAdapter[AnyConversationEvent] = TypeAdapter(AnyConversationEvent)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.metrics.exposition import BUCKETS_S, families, render
 from services.metrics.figures import Figures
 from services.metrics.report import ReportRow
 from services.metrics.store import Filters, MetricsStore
-from shared.auth import OPS, PrincipalDep
+from shared.auth import INGEST, OPS, PrincipalDep
 from shared.events import Channel, CustomerTier, Priority, Skill
-from shared.problems import BadRequest
+from shared.problems import BadRequest, Conflict, NotFound
 
 router = APIRouter()
 
@@ -46,11 +47,16 @@ class FigureSet(BaseModel):
     queue_wait_s: FiguresOut
     reassignments_mean: float | None
     messages_per_conversation_mean: float | None
+    sla_first_response_attainment: float | None
+    sla_resolution_attainment: float | None
+    csat_count: int
+    csat_mean: float | None
 
     @classmethod
     def of(cls, row: ReportRow | None) -> FigureSet:
         empty = Figures(0, None, None, None, None, None, None, None)
         measures = row.measures if row else {}
+        extra = row.extra if row else {}
         return cls(
             conversations=row.conversations if row else 0,
             first_response_s=FiguresOut.of(measures.get("first_response_s", empty)),
@@ -58,6 +64,10 @@ class FigureSet(BaseModel):
             queue_wait_s=FiguresOut.of(measures.get("queue_wait_s", empty)),
             reassignments_mean=row.reassignments_mean if row else None,
             messages_per_conversation_mean=row.messages_mean if row else None,
+            sla_first_response_attainment=extra.get("sla_first_response_attainment"),
+            sla_resolution_attainment=extra.get("sla_resolution_attainment"),
+            csat_count=int(extra.get("csat_count") or 0),
+            csat_mean=extra.get("csat_mean"),
         )
 
 
@@ -161,7 +171,108 @@ async def prometheus(principal: PrincipalDep, request: Request) -> Response:
         store = MetricsStore(session)
         histograms = await store.histograms(BUCKETS_S)
         counts = await store.counts_by_channel()
+        breaches = await store.breaches_by_label()
+        queues = await store.live_queues(datetime.now(UTC))
     return Response(
-        render(families(histograms, counts)),
+        render(families(histograms, counts, breaches, queues)),
         media_type="text/plain; version=0.0.4; charset=utf-8",
     )
+
+
+class PolicyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    first_response_target_s: float = Field(gt=0, le=30 * 86400)
+    resolution_target_s: float = Field(gt=0, le=365 * 86400)
+
+
+class PolicyOut(PolicyIn):
+    priority: Priority
+    channel: str
+
+
+@router.put("/v1/sla-policies/{priority}/{channel}", response_model=PolicyOut, tags=["sla"])
+async def put_policy(
+    priority: Priority,
+    channel: Annotated[str, Path(pattern=r"^(\*|chat|email|form|telegram|messenger|whatsapp|x)$")],
+    body: PolicyIn,
+    principal: PrincipalDep,
+    request: Request,
+) -> PolicyOut:
+    """Set the first-response and resolution targets of a priority on a channel ('*': any
+    channel without its own policy)."""
+    principal.require(OPS)
+    async with request.app.state.sessions() as session, session.begin():
+        await MetricsStore(session).put_policy(
+            priority.value, channel, body.first_response_target_s, body.resolution_target_s
+        )
+    return PolicyOut(priority=priority, channel=channel, **body.model_dump())
+
+
+@router.get("/v1/sla-policies", response_model=list[PolicyOut], tags=["sla"])
+async def get_policies(principal: PrincipalDep, request: Request) -> list[PolicyOut]:
+    principal.require(OPS)
+    async with request.app.state.sessions() as session:
+        return [PolicyOut(**p) for p in await MetricsStore(session).policies()]
+
+
+class AtRiskOut(BaseModel):
+    conversation_id: uuid.UUID
+    channel: str
+    priority: str | None
+    agent_id: str | None
+    first_message_at: datetime
+    target_s: float
+    elapsed_s: float
+    time_left_s: float
+
+
+@router.get("/v1/sla/at-risk", response_model=list[AtRiskOut], tags=["sla"])
+async def at_risk(
+    principal: PrincipalDep,
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AtRiskOut]:
+    """Live conversations awaiting a first response, least time left first (negative: breached)."""
+    principal.require(OPS)
+    async with request.app.state.sessions() as session:
+        rows = await MetricsStore(session).at_risk(datetime.now(UTC), limit=limit)
+    return [AtRiskOut(**r) for r in rows]
+
+
+class CsatIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    score: int = Field(ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+@router.post("/v1/conversations/{conversation_id}/csat", status_code=204, tags=["csat"])
+async def post_csat(
+    conversation_id: uuid.UUID, body: CsatIn, principal: PrincipalDep, request: Request
+) -> Response:
+    """A customer's satisfaction score (1-5) for a resolved conversation; a new score replaces
+    the previous one (integrators: ingest scope)."""
+    principal.require(INGEST, OPS)
+    async with request.app.state.sessions() as session, session.begin():
+        outcome = await MetricsStore(session).put_csat(
+            conversation_id, body.score, body.comment, datetime.now(UTC)
+        )
+    if outcome == "unknown":
+        raise NotFound(f"conversation {conversation_id} is not known to metrics")
+    if outcome == "unresolved":
+        raise Conflict(f"conversation {conversation_id} is not resolved yet")
+    return Response(status_code=204)
+
+
+class QueueOut(BaseModel):
+    channel: str
+    priority: str
+    depth: int
+    oldest_wait_s: float
+
+
+@router.get("/v1/live/queues", response_model=list[QueueOut], tags=["live"])
+async def live_queues(principal: PrincipalDep, request: Request) -> list[QueueOut]:
+    """Conversations waiting for an agent now, per channel and priority, with the oldest wait."""
+    principal.require(OPS)
+    async with request.app.state.sessions() as session:
+        return [QueueOut(**q) for q in await MetricsStore(session).live_queues(datetime.now(UTC))]

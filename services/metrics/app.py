@@ -3,6 +3,7 @@ the lifespan."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from services.metrics.api import router
 from services.metrics.consumer import event_handler
 from services.metrics.settings import MetricsSettings
+from services.metrics.sla import sla_forever
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import ConsumeLoop, ensure_topics, make_consumer, make_producer
 from shared.service import service_app, stateful_checks
@@ -40,9 +42,14 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
         app.state.consume_loop = loop
         loop.start()
+        sla = asyncio.create_task(
+            sla_forever(sessions, producer, settings.topics, settings.sla_sweep_interval_s)
+        )
         try:
             yield
         finally:
+            sla.cancel()
+            await asyncio.gather(sla, return_exceptions=True)
             await loop.stop()
             await consumer.stop()
             await producer.stop()

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 from prometheus_client.utils import floatToGoString
@@ -61,7 +67,10 @@ def _counter(name: str, doc: str, per_channel: dict[str, int]) -> CounterMetricF
 
 
 def families(
-    histograms: dict[str, list[HistogramRow]], counts: dict[str, dict[str, int]]
+    histograms: dict[str, list[HistogramRow]],
+    counts: dict[str, dict[str, int]],
+    breaches: dict[tuple[str, str], int] | None = None,
+    queues: list[dict[str, Any]] | None = None,
 ) -> list[Metric]:
     """Every metric family of one scrape, from aggregates (label sets stay bounded: channel and
     priority only, never a conversation or a customer)."""
@@ -83,7 +92,34 @@ def families(
         _counter("switchboard_conversations_opened", "Conversations opened.", per("opened")),
         _counter("switchboard_conversations_resolved", "Conversations resolved.", per("resolved")),
         _counter("switchboard_customer_messages", "Customer messages received.", per("messages")),
+        *_sla_and_queues(breaches or {}, queues or []),
     ]
+
+
+def _sla_and_queues(
+    breaches: dict[tuple[str, str], int], queues: list[dict[str, Any]]
+) -> list[Metric]:
+    breached = CounterMetricFamily(
+        "switchboard_sla_breaches",
+        "Conversations past their first-response target.",
+        labels=["channel", "priority"],
+    )
+    for (channel, priority), n in sorted(breaches.items()):
+        breached.add_metric([channel, priority], n)
+    depth = GaugeMetricFamily(
+        "switchboard_queue_depth",
+        "Conversations waiting for an agent.",
+        labels=["channel", "priority"],
+    )
+    oldest = GaugeMetricFamily(
+        "switchboard_queue_oldest_wait_seconds",
+        "Wait of the oldest conversation waiting for an agent.",
+        labels=["channel", "priority"],
+    )
+    for q in queues:
+        depth.add_metric([q["channel"], q["priority"]], q["depth"])
+        oldest.add_metric([q["channel"], q["priority"]], q["oldest_wait_s"])
+    return [breached, depth, oldest]
 
 
 class _Fixed(Collector):

@@ -69,3 +69,15 @@ def aggregate_columns() -> str:
 
 def measure_columns() -> str:
     return ", ".join(MEASURES)
+
+
+def sla_columns() -> str:
+    """Share of conversations with a target that met it (None when none has a target)."""
+    return ",\n".join(
+        f"avg(CASE WHEN {target} IS NOT NULL AND {measure} IS NOT NULL "
+        f"THEN ({measure} <= {target})::int END)::float8 AS sla_{name}_attainment"
+        for name, measure, target in (
+            ("first_response", "first_response_s", "first_response_target_s"),
+            ("resolution", "resolution_s", "resolution_target_s"),
+        )
+    )

@@ -9,3 +9,5 @@ class MetricsSettings(CommonSettings):
     host: str = "127.0.0.1"
     port: int = 8003
     consumer_group: str = "switchboard-metrics"
+    # How often live conversations are checked against their first-response targets.
+    sla_sweep_interval_s: float = 1.0

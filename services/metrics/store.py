@@ -18,6 +18,7 @@ from services.metrics.report import (
     aggregate_columns,
     figures_of,
     measure_columns,
+    sla_columns,
 )
 from shared.events import (
     AgentReplied,
@@ -60,6 +61,13 @@ _FOLD: dict[type, str] = {
 
 
 REPORT_WORK_MEM = "256MB"
+
+# The SLA policy of a conversation: its priority's policy for its channel, else for any ('*').
+TARGET_JOIN = """LEFT JOIN LATERAL (
+        SELECT p.first_response_target_s, p.resolution_target_s FROM metrics.sla_policies p
+        WHERE p.priority = c.priority AND p.channel IN (c.channel, '*')
+        ORDER BY p.channel = '*' LIMIT 1) t ON true"""
+LIVE = "opened_at IS NOT NULL AND first_response_at IS NULL AND resolved_at IS NULL"
 
 
 @dataclass(frozen=True)
@@ -151,10 +159,16 @@ class MetricsStore:
             text(f"""SELECT {select_keys} count(*) AS conversations,
                             avg(GREATEST(assignments - 1, 0))::float8 AS reassignments_mean,
                             avg(customer_messages + agent_replies)::float8 AS messages_mean,
+                            {sla_columns()},
+                            count(score) AS csat_count, avg(score)::float8 AS csat_mean,
                             {aggregate_columns()}
                      FROM (SELECT {bucket} {", ".join(DIMENSIONS)}, assignments,
-                                  customer_messages, agent_replies, {measure_columns()}
-                           FROM metrics.conversations WHERE {where}) c
+                                  customer_messages, agent_replies, {measure_columns()},
+                                  t.first_response_target_s, t.resolution_target_s, s.score
+                           FROM metrics.conversations c
+                           {TARGET_JOIN}
+                           LEFT JOIN metrics.csat s USING (conversation_id)
+                           WHERE {where}) c
                      {group_sql}"""),
             params,
         )
@@ -169,6 +183,15 @@ class MetricsStore:
                     reassignments_mean=m["reassignments_mean"],
                     messages_mean=m["messages_mean"],
                     bucket=m.get("bucket"),
+                    extra={
+                        k: m[k]
+                        for k in (
+                            "sla_first_response_attainment",
+                            "sla_resolution_attainment",
+                            "csat_count",
+                            "csat_mean",
+                        )
+                    },
                 )
             )
         return out
@@ -220,3 +243,111 @@ class MetricsStore:
             }
             for r in rows
         }
+
+    # ------------------------------------------------------------ SLA policies, crossings, CSAT
+
+    async def put_policy(self, priority: str, channel: str, frt_s: float, res_s: float) -> None:
+        await self.session.execute(
+            text(
+                """INSERT INTO metrics.sla_policies VALUES (:p, :c, :f, :r)
+               ON CONFLICT (priority, channel) DO UPDATE SET
+                 first_response_target_s = excluded.first_response_target_s,
+                 resolution_target_s = excluded.resolution_target_s"""
+            ),
+            {"p": priority, "c": channel, "f": frt_s, "r": res_s},
+        )
+
+    async def policies(self) -> list[dict[str, Any]]:
+        rows = await self.session.execute(
+            text("SELECT * FROM metrics.sla_policies ORDER BY priority, channel")
+        )
+        return [dict(r._mapping) for r in rows]
+
+    async def at_risk(self, now: datetime, *, limit: int) -> list[dict[str, Any]]:
+        """Live (unanswered, unresolved) conversations with a target, least time left first."""
+        rows = await self.session.execute(
+            text(
+                f"""SELECT conversation_id, channel, priority, agent_id, first_message_at,
+                       t.first_response_target_s AS target_s,
+                       date_part('epoch', :now - first_message_at) AS elapsed_s,
+                       t.first_response_target_s - date_part('epoch', :now - first_message_at)
+                         AS time_left_s
+                FROM metrics.conversations c {TARGET_JOIN}
+                WHERE {LIVE} AND t.first_response_target_s IS NOT NULL
+                ORDER BY time_left_s LIMIT :limit"""
+            ),
+            {"now": now, "limit": limit},
+        )
+        return [dict(r._mapping) for r in rows]
+
+    async def cross(self, now: datetime, *, kind: str, fraction: float) -> list[dict[str, Any]]:
+        """Mark (once) the live conversations that used ``fraction`` of their first-response
+        target; ``kind`` is at_risk or breached. Concurrent replicas each mark different ones."""
+        column = {"at_risk": "sla_at_risk_at", "breached": "sla_breached_at"}[kind]
+        rows = await self.session.execute(
+            text(
+                f"""UPDATE metrics.conversations u SET {column} = :now
+                FROM (SELECT c.conversation_id, t.first_response_target_s AS target_s
+                      FROM metrics.conversations c {TARGET_JOIN}
+                      WHERE {LIVE} AND c.{column} IS NULL
+                        AND t.first_response_target_s IS NOT NULL
+                        AND date_part('epoch', :now - c.first_message_at)
+                            >= :fraction * t.first_response_target_s
+                      FOR UPDATE OF c SKIP LOCKED) due
+                WHERE u.conversation_id = due.conversation_id
+                RETURNING u.conversation_id, u.channel, u.priority, due.target_s,
+                          date_part('epoch', :now - u.first_message_at) AS elapsed_s"""
+            ),
+            {"now": now, "fraction": fraction},
+        )
+        return [dict(r._mapping) for r in rows]
+
+    async def breaches_by_label(self) -> dict[tuple[str, str], int]:
+        rows = await self.session.execute(
+            text(
+                """SELECT channel, coalesce(priority, 'unclassified') AS priority, count(*) AS n
+               FROM metrics.conversations WHERE sla_breached_at IS NOT NULL GROUP BY 1, 2"""
+            )
+        )
+        return {(r.channel, r.priority): int(r.n) for r in rows}
+
+    async def put_csat(
+        self, conversation_id: Any, score: int, comment: str | None, now: datetime
+    ) -> str:
+        """Record a score; 'ok', or why not: 'unknown' or 'unresolved'."""
+        resolved = await self.session.scalar(
+            text(
+                "SELECT resolved_at IS NOT NULL FROM metrics.conversations "
+                "WHERE conversation_id = :id"
+            ),
+            {"id": conversation_id},
+        )
+        if resolved is None:
+            return "unknown"
+        if not resolved:
+            return "unresolved"
+        await self.session.execute(
+            text(
+                """INSERT INTO metrics.csat VALUES (:id, :score, :comment, :now)
+               ON CONFLICT (conversation_id) DO UPDATE SET score = excluded.score,
+                 comment = excluded.comment, received_at = excluded.received_at"""
+            ),
+            {"id": conversation_id, "score": score, "comment": comment, "now": now},
+        )
+        return "ok"
+
+    async def live_queues(self, now: datetime) -> list[dict[str, Any]]:
+        """Waiting conversations (not yet assigned, not resolved) per channel and priority."""
+        rows = await self.session.execute(
+            text(
+                """SELECT channel, coalesce(priority, 'unclassified') AS priority,
+                      count(*) AS depth,
+                      date_part('epoch', :now - min(first_message_at)) AS oldest_wait_s
+               FROM metrics.conversations
+               WHERE opened_at IS NOT NULL AND first_assigned_at IS NULL
+                 AND resolved_at IS NULL
+               GROUP BY 1, 2 ORDER BY 1, 2"""
+            ),
+            {"now": now},
+        )
+        return [dict(r._mapping) for r in rows]

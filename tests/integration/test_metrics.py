@@ -1,5 +1,6 @@
 """The metrics service through its real consumer, broker and database."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -255,3 +256,82 @@ async def test_a_conversation_without_a_reply_or_resolution_has_no_such_time(
     assert figures["conversations"] == 1
     assert figures["first_response_s"]["count"] == 0
     assert figures["resolution_s"]["count"] == 0
+
+
+async def test_sla_policies_attainment_at_risk_breach_events_csat_and_live_queues(
+    common, ids, broker, topics
+):
+    from datetime import UTC, datetime
+
+    app = create_app(MetricsSettings(**common, sla_sweep_interval_s=0.2))
+    now = datetime.now(UTC)
+    met = conversation(1, 100)  # first response in 1 s: meets a 2 s target
+    missed = conversation(5, 100)  # 5 s: misses it
+    live = [e.model_copy(update={"occurred_at": now}) for e in conversation(10, 20)[:3]]
+    async with running(app) as client:
+        for channel, frt in (("chat", 2), ("*", 1000)):
+            answer = await client.put(
+                f"/v1/sla-policies/urgent/{channel}",
+                headers=ids.as_ops,
+                json={"first_response_target_s": frt, "resolution_target_s": 3600},
+            )
+            assert answer.status_code == 200, answer.text
+        bad = await client.put(
+            "/v1/sla-policies/urgent/fax",
+            headers=ids.as_ops,
+            json={"first_response_target_s": 1, "resolution_target_s": 1},
+        )
+        assert bad.status_code == 422
+        await publish(broker, topics, met + missed + live)
+
+        async def all_in():
+            s = await summary(client, ids)
+            return s if s["conversations"] == 3 and s["resolution_s"]["count"] == 2 else None
+
+        figures = await eventually(all_in, what="three conversations")
+        assert figures["sla_first_response_attainment"] == 0.5
+        assert figures["sla_resolution_attainment"] == 1.0
+
+        risky = (await client.get("/v1/sla/at-risk", headers=ids.as_ops)).json()
+        assert [r["conversation_id"] for r in risky] == [str(live[0].conversation_id)]
+        assert risky[0]["target_s"] == 2 and risky[0]["time_left_s"] <= 2
+
+        async def crossed():
+            kinds = [
+                json.loads(r.value)["type"]
+                for r in await read_topic(broker.bootstrap, topics.conversation_events)
+            ]
+            return kinds if "conversation.sla_breached" in kinds else None
+
+        kinds = await eventually(crossed, what="the live conversation breached")
+        assert kinds.count("conversation.sla_at_risk") == 1
+        assert kinds.count("conversation.sla_breached") == 1
+
+        resolved_id, live_id = met[0].conversation_id, live[0].conversation_id
+        rated = await client.post(
+            f"/v1/conversations/{resolved_id}/csat",
+            headers=ids.as_ingest,
+            json={"score": 4, "comment": "quick"},
+        )
+        too_early = await client.post(
+            f"/v1/conversations/{live_id}/csat", headers=ids.as_ingest, json={"score": 1}
+        )
+        unknown = await client.post(
+            f"/v1/conversations/{uuid.uuid4()}/csat", headers=ids.as_ingest, json={"score": 5}
+        )
+        out_of_range = await client.post(
+            f"/v1/conversations/{resolved_id}/csat", headers=ids.as_ingest, json={"score": 6}
+        )
+        assert rated.status_code == 204 and too_early.status_code == 409
+        assert unknown.status_code == 404 and out_of_range.status_code == 422
+        after = await summary(client, ids)
+        assert after["csat_count"] == 1 and after["csat_mean"] == 4.0
+
+        queues = (await client.get("/v1/live/queues", headers=ids.as_ops)).json()
+        assert [(q["channel"], q["depth"]) for q in queues] == [("chat", 1)]
+        scrape = await client.get("/metrics", headers=ids.as_ops)
+    parsed = {m.name: m for m in text_string_to_metric_families(scrape.text)}
+    assert [s.value for s in parsed["switchboard_queue_depth"].samples] == [1]
+    assert [
+        s.value for s in parsed["switchboard_sla_breaches"].samples if s.name.endswith("_total")
+    ] == [1]
