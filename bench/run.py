@@ -95,7 +95,7 @@ async def run(profile: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         out["metrics_reports"] = await metrics_report.run(database_url, profile["report_rows"])
         scratch = make_engine(database_url, pool_size=1)
         async with scratch.begin() as conn:
-            await conn.execute(text("TRUNCATE metrics.conversations"))
+            await conn.execute(text("TRUNCATE metrics.conversations CASCADE"))
         await scratch.dispose()
 
         say(f"baseline: bare aiokafka produce→consume, {profile['kafka']} messages")

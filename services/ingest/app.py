@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from services.ingest.api import InboundPublisher, router
+from services.ingest.language import detect_language
 from services.ingest.outbound.dispatcher import Dispatcher
 from services.ingest.outbound.senders import make_senders
 from services.ingest.settings import IngestSettings
@@ -40,6 +41,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(settings)
+        # Load the language model now, not on the first customer's request.
+        await asyncio.to_thread(detect_language, "warm up the language model")
         producer = make_producer(settings)
         await producer.start()
         app.state.producer = producer
