@@ -86,7 +86,3 @@ def summarize(values: Iterable[float]) -> Figures:
         p95=p95,
         p99=p99,
     )
-
-
-def present(values: Iterable[float | None]) -> list[float]:
-    return [v for v in values if v is not None]

@@ -539,10 +539,6 @@ class RouterStore:
             channels=list(capacity),
         )
 
-    async def agent_exists(self, agent_id: str) -> bool:
-        row = await self._exec("SELECT 1 FROM router.agents WHERE id = :id", id=agent_id)
-        return row.first() is not None
-
     async def set_status(self, agent_id: str, status: AgentStatus) -> bool:
         """Set the status (locking the agent row, so no slot is claimed meanwhile)."""
         result = await self._exec(

@@ -75,14 +75,21 @@ def make_senders(settings: IngestSettings, http: httpx.AsyncClient) -> dict[Chan
             json_body={"chat_id": chat_id, "text": reply.text},
         )
 
-    async def whatsapp(reply: OutboundReply) -> None:
-        phone_number_id, wa_id = _parts(reply, 2)
+    async def graph(node: str, body: dict[str, object]) -> None:
+        """One Graph API ``messages`` call (WhatsApp and Messenger share it)."""
         token = _need(settings.meta_access_token, "SWITCHBOARD_META_ACCESS_TOKEN")
         await _post(
             http,
-            f"{settings.graph_api_base}/{phone_number_id}/messages",
+            f"{settings.graph_api_base}/{node}/messages",
             headers={"Authorization": f"Bearer {token}"},
-            json_body={
+            json_body=body,
+        )
+
+    async def whatsapp(reply: OutboundReply) -> None:
+        phone_number_id, wa_id = _parts(reply, 2)
+        await graph(
+            phone_number_id,
+            {
                 "messaging_product": "whatsapp",
                 "recipient_type": "individual",
                 "to": wa_id,
@@ -93,12 +100,9 @@ def make_senders(settings: IngestSettings, http: httpx.AsyncClient) -> dict[Chan
 
     async def messenger(reply: OutboundReply) -> None:
         page_id, psid = _parts(reply, 2)
-        token = _need(settings.meta_access_token, "SWITCHBOARD_META_ACCESS_TOKEN")
-        await _post(
-            http,
-            f"{settings.graph_api_base}/{page_id}/messages",
-            headers={"Authorization": f"Bearer {token}"},
-            json_body={
+        await graph(
+            page_id,
+            {
                 "recipient": {"id": psid},
                 "messaging_type": "RESPONSE",
                 "message": {"text": reply.text},
