@@ -130,10 +130,12 @@ HubSignature = Annotated[str | None, Header(alias=meta.SIGNATURE_HEADER)]
 
 
 @router.get("/whatsapp/webhook", response_class=PlainTextResponse)
-async def whatsapp_verify(
+@router.get("/messenger/webhook", response_class=PlainTextResponse)
+async def meta_verify(
     request: Request, mode: HubMode = None, token: HubToken = None, challenge: HubChallenge = None
 ) -> PlainTextResponse:
-    """Meta's verification handshake: echo hub.challenge when the verify token matches."""
+    """Meta's verification handshake (WhatsApp and Messenger alike): echo hub.challenge when
+    the verify token matches."""
     return _meta_handshake(request, mode, token, challenge)
 
 
@@ -145,14 +147,6 @@ async def whatsapp_webhook(
     notification = await _meta_delivery(request, signature, "whatsapp_business_account")
     items = _read(meta.read_whatsapp, notification, "WhatsApp notification")
     return await _publish(publisher, items)
-
-
-@router.get("/messenger/webhook", response_class=PlainTextResponse)
-async def messenger_verify(
-    request: Request, mode: HubMode = None, token: HubToken = None, challenge: HubChallenge = None
-) -> PlainTextResponse:
-    """Meta's verification handshake: echo hub.challenge when the verify token matches."""
-    return _meta_handshake(request, mode, token, challenge)
 
 
 @router.post("/messenger/webhook", response_model=DeliveryOut)
