@@ -252,6 +252,7 @@ class Reopened(ConversationEvent):
 class Assigned(ConversationEvent):
     type: Literal["conversation.assigned"] = "conversation.assigned"
     agent_id: str
+    team: str | None = None  # the agent's team when assigned (reports slice by it)
 
 
 class AgentReplied(ConversationEvent):
@@ -316,6 +317,24 @@ class AgentStatusChanged(Event):
     agent_id: str
     status: AgentStatus
     reason: str | None = None
+
+
+class AgentProfileChanged(Event):
+    """An agent was created or updated: what reports and live views need of it."""
+
+    type: Literal["agent.profile_changed"] = "agent.profile_changed"
+    agent_id: str
+    name: str
+    team: str | None = None
+    capacity: dict[str, int] = {}
+    max_load: int | None = None
+
+
+AnyAgentEvent = Annotated[AgentStatusChanged | AgentProfileChanged, Field(discriminator="type")]
+agent_event_adapter: TypeAdapter[AnyAgentEvent] = TypeAdapter(AnyAgentEvent)
+AGENT_EVENT_TYPES = frozenset(
+    cls.model_fields["type"].default for cls in (AgentStatusChanged, AgentProfileChanged)
+)
 
 
 class OutboundReply(Event):

@@ -44,10 +44,10 @@ def make_producer(settings: CommonSettings) -> AIOKafkaProducer:
     )
 
 
-def make_consumer(settings: CommonSettings, topic: str, *, group_id: str) -> AIOKafkaConsumer:
+def make_consumer(settings: CommonSettings, *topics: str, group_id: str) -> AIOKafkaConsumer:
     """A group consumer with manual commits, starting from the earliest offset for a new group."""
     return AIOKafkaConsumer(
-        topic,
+        *topics,
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group_id,
         enable_auto_commit=False,

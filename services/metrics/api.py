@@ -12,7 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.metrics.exposition import BUCKETS_S, families, render
 from services.metrics.figures import Figures
-from services.metrics.report import ReportRow
+from services.metrics.report import Clock, ReportRow
 from services.metrics.store import Filters, MetricsStore
 from shared.auth import INGEST, OPS, PrincipalDep
 from shared.events import Channel, CustomerTier, Priority, Skill
@@ -20,7 +20,11 @@ from shared.problems import BadRequest, Conflict, NotFound
 
 router = APIRouter()
 
-Dimension = Literal["channel", "priority", "skill", "language", "agent_id", "customer_tier"]
+Dimension = Literal["channel", "priority", "skill", "language", "agent_id", "customer_tier", "team"]
+ClockParam = Annotated[
+    Clock,
+    Query(description="calendar: wall-clock seconds; business: seconds within opening hours"),
+]
 
 
 class FiguresOut(BaseModel):
@@ -43,6 +47,7 @@ class FigureSet(BaseModel):
 
     conversations: int
     first_response_s: FiguresOut
+    next_reply_s: FiguresOut
     resolution_s: FiguresOut
     queue_wait_s: FiguresOut
     reassignments_mean: float | None
@@ -60,6 +65,7 @@ class FigureSet(BaseModel):
         return cls(
             conversations=row.conversations if row else 0,
             first_response_s=FiguresOut.of(measures.get("first_response_s", empty)),
+            next_reply_s=FiguresOut.of(measures.get("next_reply_s", empty)),
             resolution_s=FiguresOut.of(measures.get("resolution_s", empty)),
             queue_wait_s=FiguresOut.of(measures.get("queue_wait_s", empty)),
             reassignments_mean=row.reassignments_mean if row else None,
@@ -76,6 +82,7 @@ class GroupOut(FigureSet):
 
 
 class SummaryOut(FigureSet):
+    clock: Clock
     groups: list[GroupOut]
 
 
@@ -86,6 +93,7 @@ class BucketOut(FigureSet):
 
 class TimeseriesOut(BaseModel):
     interval: str
+    clock: Clock
     buckets: list[BucketOut]
 
 
@@ -98,6 +106,7 @@ def report_filters(
     language: Annotated[str | None, Query(max_length=20)] = None,
     agent_id: Annotated[str | None, Query(max_length=100)] = None,
     customer_tier: CustomerTier | None = None,
+    team: Annotated[str | None, Query(max_length=50)] = None,
 ) -> Filters:
     """Conversations opened in [from, to) matching every given filter."""
     if start is not None and end is not None and end <= start:
@@ -111,6 +120,7 @@ def report_filters(
         language=language,
         agent_id=agent_id,
         customer_tier=customer_tier.value if customer_tier else None,
+        team=team,
     )
 
 
@@ -124,18 +134,23 @@ async def summary(
     request: Request,
     filters: FiltersDep,
     group_by: GroupBy = [],  # noqa: B006
+    clock: ClockParam = "calendar",
 ) -> SummaryOut:
-    """First-response, resolution and queue-wait figures (count, mean, min, max, exact
-    p50/p90/p95/p99), reassignments and messages per conversation, overall and per group."""
+    """First-response (every episode), next-reply, resolution and queue-wait figures (count,
+    mean, min, max, exact p50/p90/p95/p99), reassignments and messages per conversation,
+    overall and per group, in calendar or business time."""
     principal.require(OPS)
     async with request.app.state.sessions() as session:
         store = MetricsStore(session)
-        (total,) = await store.report(filters)
+        (total,) = await store.report(filters, clock=clock)
         groups = (
-            await store.report(filters, group_by=tuple(dict.fromkeys(group_by))) if group_by else []
+            await store.report(filters, group_by=tuple(dict.fromkeys(group_by)), clock=clock)
+            if group_by
+            else []
         )
     return SummaryOut(
         **FigureSet.of(total).model_dump(),
+        clock=clock,
         groups=[GroupOut(group=row.group, **FigureSet.of(row).model_dump()) for row in groups],
     )
 
@@ -147,15 +162,17 @@ async def timeseries(
     filters: FiltersDep,
     interval: Literal["5m", "1h", "1d"] = "1h",
     group_by: GroupBy = [],  # noqa: B006
+    clock: ClockParam = "calendar",
 ) -> TimeseriesOut:
     """The same figures per time bucket of the conversations' opening time."""
     principal.require(OPS)
     async with request.app.state.sessions() as session:
         rows = await MetricsStore(session).report(
-            filters, group_by=tuple(dict.fromkeys(group_by)), interval=interval
+            filters, group_by=tuple(dict.fromkeys(group_by)), interval=interval, clock=clock
         )
     return TimeseriesOut(
         interval=interval,
+        clock=clock,
         buckets=[
             BucketOut(start=row.bucket, group=row.group, **FigureSet.of(row).model_dump())
             for row in rows
@@ -173,8 +190,9 @@ async def prometheus(principal: PrincipalDep, request: Request) -> Response:
         counts = await store.counts_by_channel()
         breaches = await store.breaches_by_label()
         queues = await store.live_queues(datetime.now(UTC))
+        agents = await store.live_agents()
     return Response(
-        render(families(histograms, counts, breaches, queues)),
+        render(families(histograms, counts, breaches, queues, agents)),
         media_type="text/plain; version=0.0.4; charset=utf-8",
     )
 
@@ -276,3 +294,32 @@ async def live_queues(principal: PrincipalDep, request: Request) -> list[QueueOu
     principal.require(OPS)
     async with request.app.state.sessions() as session:
         return [QueueOut(**q) for q in await MetricsStore(session).live_queues(datetime.now(UTC))]
+
+
+class AgentOut(BaseModel):
+    agent_id: str
+    status: str
+    team: str | None
+    capacity: dict[str, int]
+    load: dict[str, int]
+    status_since: datetime | None
+
+
+@router.get("/v1/live/agents", response_model=list[AgentOut], tags=["live"])
+async def live_agents(principal: PrincipalDep, request: Request) -> list[AgentOut]:
+    """Every agent the router announced: status, team, capacity and load (open assigned
+    conversations) per channel."""
+    principal.require(OPS)
+    async with request.app.state.sessions() as session:
+        rows = await MetricsStore(session).live_agents()
+    return [
+        AgentOut(
+            agent_id=r["agent_id"],
+            status=r["status"],
+            team=r["team"],
+            capacity=r["capacity"],
+            load=r["load"],
+            status_since=r["status_at"],
+        )
+        for r in rows
+    ]

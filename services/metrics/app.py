@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from services.metrics.api import router
+from services.metrics.calendar_api import router as calendar_router
 from services.metrics.consumer import event_handler
 from services.metrics.settings import MetricsSettings
 from services.metrics.sla import sla_forever
@@ -29,13 +30,16 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         producer = make_producer(settings)
         await producer.start()
         consumer = make_consumer(
-            settings, settings.topics.conversation_events, group_id=settings.consumer_group
+            settings,
+            settings.topics.conversation_events,
+            settings.topics.agent_events,
+            group_id=settings.consumer_group,
         )
         await consumer.start()
         loop = ConsumeLoop(
             consumer,
             producer,
-            handle=event_handler(sessions),
+            handle=event_handler(sessions, settings.topics),
             dead_letter_topic=settings.topics.dead_letter,
             group_id=settings.consumer_group,
         )
@@ -55,4 +59,6 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             await producer.stop()
             await engine.dispose()
 
-    return service_app("Switchboard metrics", settings, lifespan, stateful_checks, router)
+    return service_app(
+        "Switchboard metrics", settings, lifespan, stateful_checks, router, calendar_router
+    )

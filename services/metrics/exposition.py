@@ -71,6 +71,7 @@ def families(
     counts: dict[str, dict[str, int]],
     breaches: dict[tuple[str, str], int] | None = None,
     queues: list[dict[str, Any]] | None = None,
+    agents: list[dict[str, Any]] | None = None,
 ) -> list[Metric]:
     """Every metric family of one scrape, from aggregates (label sets stay bounded: channel and
     priority only, never a conversation or a customer)."""
@@ -93,7 +94,36 @@ def families(
         _counter("switchboard_conversations_resolved", "Conversations resolved.", per("resolved")),
         _counter("switchboard_customer_messages", "Customer messages received.", per("messages")),
         *_sla_and_queues(breaches or {}, queues or []),
+        *_agents(agents or []),
     ]
+
+
+def _agents(agents: list[dict[str, Any]]) -> list[Metric]:
+    """Agents per status, and the load and capacity of online agents per channel."""
+    per_status = dict.fromkeys(("online", "away", "offline"), 0)
+    load: dict[str, int] = {}
+    capacity: dict[str, int] = {}
+    for agent in agents:
+        per_status[agent["status"]] = per_status.get(agent["status"], 0) + 1
+        if agent["status"] != "online":
+            continue
+        for channel, n in agent["capacity"].items():
+            capacity[channel] = capacity.get(channel, 0) + n
+        for channel, n in agent["load"].items():
+            load[channel] = load.get(channel, 0) + n
+    by_status = GaugeMetricFamily("switchboard_agents", "Agents by status.", labels=["status"])
+    for status, n in per_status.items():
+        by_status.add_metric([status], n)
+    gauges = []
+    for name, doc, values in (
+        ("switchboard_agent_load", "Open conversations held by online agents.", load),
+        ("switchboard_agent_capacity", "Capacity of online agents.", capacity),
+    ):
+        family = GaugeMetricFamily(name, doc, labels=["channel"])
+        for channel, n in sorted(values.items()):
+            family.add_metric([channel], n)
+        gauges.append(family)
+    return [by_status, *gauges]
 
 
 def _sla_and_queues(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -9,66 +12,52 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.metrics.calendars import BusinessCalendar
 from services.metrics.exposition import HistogramRow
+from services.metrics.facts import Entry, Facts, Moment, derive
 from services.metrics.report import (
     DIMENSIONS,
-    INTERVALS,
-    MEASURES,
+    FRT_TARGET,
+    TARGET_JOIN,
+    Clock,
     ReportRow,
-    aggregate_columns,
-    figures_of,
-    measure_columns,
-    sla_columns,
+    conversations_sql,
+    merge_rows,
+    waits_sql,
 )
 from shared.events import (
+    AgentProfileChanged,
     AgentReplied,
+    AgentStatusChanged,
     AnyConversationEvent,
     Assigned,
     Classified,
     ConversationOpened,
     MessageReceived,
+    Reopened,
     Resolved,
 )
 
-# Each event folds into the conversation's row in a way that does not depend on arrival order:
-# times keep the earliest value (LEAST ignores NULL), the classification keeps the latest.
-_FOLD: dict[type, str] = {
-    ConversationOpened: """UPDATE metrics.conversations SET opened_at = LEAST(opened_at, :at),
-                             customer_tier = :tier WHERE conversation_id = :id""",
-    MessageReceived: """UPDATE metrics.conversations
-                        SET first_message_at = LEAST(first_message_at, :at),
-                            customer_messages = customer_messages + 1
-                        WHERE conversation_id = :id""",
+# Events that change a conversation's dimensions; the classification keeps the latest.
+_DIMENSIONS_SQL: dict[type, str] = {
+    ConversationOpened: """UPDATE metrics.conversations SET customer_tier = :tier
+                           WHERE conversation_id = :id""",
     Classified: """UPDATE metrics.conversations
                    SET priority = :priority, skill = :skill, language = :language,
                        classified_at = :at
                    WHERE conversation_id = :id
                      AND (classified_at IS NULL OR classified_at <= :at)""",
-    Assigned: """UPDATE metrics.conversations
-                 SET first_assigned_at = LEAST(first_assigned_at, :at),
-                     assignments = assignments + 1,
-                     agent_id = CASE WHEN last_assigned_at IS NULL OR last_assigned_at <= :at
-                                     THEN :agent ELSE agent_id END,
-                     last_assigned_at = GREATEST(last_assigned_at, :at)
-                 WHERE conversation_id = :id""",
-    AgentReplied: """UPDATE metrics.conversations
-                     SET first_response_at = LEAST(first_response_at, :at),
-                         agent_replies = agent_replies + 1
-                     WHERE conversation_id = :id""",
-    Resolved: """UPDATE metrics.conversations SET resolved_at = LEAST(resolved_at, :at)
-                 WHERE conversation_id = :id""",
+}
+_MOMENTS: dict[type, Moment] = {
+    ConversationOpened: Moment.OPENED,
+    Reopened: Moment.REOPENED,
+    MessageReceived: Moment.MESSAGE,
+    Assigned: Moment.ASSIGNED,
+    AgentReplied: Moment.REPLIED,
+    Resolved: Moment.RESOLVED,
 }
 
-
 REPORT_WORK_MEM = "256MB"
-
-# The SLA policy of a conversation: its priority's policy for its channel, else for any ('*').
-# Two hash joins on the tiny policies table (a LATERAL subquery per row cost ~1 s per 1M).
-TARGET_JOIN = """LEFT JOIN metrics.sla_policies ps
-            ON ps.priority = c.priority AND ps.channel = c.channel
-        LEFT JOIN metrics.sla_policies pa ON pa.priority = c.priority AND pa.channel = '*'"""
-FRT_TARGET = "coalesce(ps.first_response_target_s, pa.first_response_target_s)"
-RES_TARGET = "coalesce(ps.resolution_target_s, pa.resolution_target_s)"
 LIVE = "opened_at IS NOT NULL AND first_response_at IS NULL AND resolved_at IS NULL"
 
 
@@ -82,6 +71,7 @@ class Filters:
     language: str | None = None
     agent_id: str | None = None
     customer_tier: str | None = None
+    team: str | None = None
 
     def where(self, alias: str = "") -> tuple[str, dict[str, Any]]:
         """The WHERE clause (bound parameters only) selecting conversations opened in
@@ -102,6 +92,19 @@ class Filters:
         return " AND ".join(clauses), params
 
 
+def _json(value: Any) -> Any:
+    """asyncpg hands jsonb over as text."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _calendar(row: Any) -> BusinessCalendar:
+    return BusinessCalendar.parse(row.name, row.time_zone, _json(row.weekly), row.holidays)
+
+
+def _calendar_row(row: Any) -> dict[str, Any]:
+    return dict(row._mapping) | {"weekly": _json(row.weekly)}
+
+
 class MetricsStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -115,13 +118,15 @@ class MetricsStore:
         )
         if first_time is None:
             return False
+        moment, dimensions = _MOMENTS.get(type(event)), _DIMENSIONS_SQL.get(type(event))
+        if moment is None and dimensions is None:
+            return True  # nothing a report measures (offers, queueing, deliveries, SLA marks)
         await self.session.execute(
             text("""INSERT INTO metrics.conversations (conversation_id, channel)
                     VALUES (:id, :channel) ON CONFLICT DO NOTHING"""),
             {"id": event.conversation_id, "channel": event.channel.value},
         )
-        sql = _FOLD.get(type(event), "")
-        if sql:
+        if dimensions is not None:
             params: dict[str, Any] = {"id": event.conversation_id, "at": event.occurred_at}
             if isinstance(event, ConversationOpened):
                 params["tier"] = event.customer_tier.value
@@ -131,91 +136,262 @@ class MetricsStore:
                     "skill": event.skill.value,
                     "language": event.language,
                 }
-            elif isinstance(event, Assigned):
-                params["agent"] = event.agent_id
-            await self.session.execute(text(sql), params)
+            await self.session.execute(text(dimensions), params)
+        if moment is not None:
+            await self.session.execute(
+                text("""INSERT INTO metrics.timeline VALUES (:event, :id, :moment, :at, :agent,
+                                                             :team)"""),
+                {
+                    "event": event.event_id,
+                    "id": event.conversation_id,
+                    "moment": moment.value,
+                    "at": event.occurred_at,
+                    "agent": getattr(event, "agent_id", None),
+                    "team": getattr(event, "team", None),
+                },
+            )
+        await self.refresh(event.conversation_id)
         return True
 
+    async def refresh(self, conversation_id: uuid.UUID) -> Facts:
+        """Derive a conversation's facts anew from its timeline and write them, with its
+        waits. The conversation's row is locked first, so a concurrent refresh (a calendar
+        change) waits for this one and then sees its timeline."""
+        row = (
+            await self.session.execute(
+                text("""SELECT channel, priority, skill, language, customer_tier
+                        FROM metrics.conversations WHERE conversation_id = :id FOR UPDATE"""),
+                {"id": conversation_id},
+            )
+        ).one()
+        timeline = await self.session.execute(
+            text("""SELECT moment, at, agent_id, team FROM metrics.timeline
+                    WHERE conversation_id = :id"""),
+            {"id": conversation_id},
+        )
+        entries = [Entry(Moment(m), at, agent, team) for m, at, agent, team in timeline]
+        facts = derive(entries)
+        calendar = await self.calendar_for(team=facts.team, channel=row.channel)
+        if calendar is not None:
+            facts = derive(entries, calendar)
+        await self._write(conversation_id, facts, dict(row._mapping))
+        return facts
+
+    async def _write(self, conversation_id: uuid.UUID, f: Facts, dims: dict[str, Any]) -> None:
+        await self.session.execute(
+            text("""UPDATE metrics.conversations SET
+                      opened_at = :opened_at, first_message_at = :first_message_at,
+                      first_assigned_at = :first_assigned_at,
+                      first_response_at = :first_response_at, resolved_at = :resolved_at,
+                      agent_id = :agent_id, team = :team, assignments = :assignments,
+                      reopens = :reopens, customer_messages = :customer_messages,
+                      agent_replies = :agent_replies,
+                      resolution_s = :resolution_s, resolution_bs = :resolution_bs,
+                      queue_wait_s = :queue_wait_s, queue_wait_bs = :queue_wait_bs
+                    WHERE conversation_id = :id"""),
+            {
+                "id": conversation_id,
+                **{
+                    k: getattr(f, k)
+                    for k in (
+                        "opened_at first_message_at first_assigned_at first_response_at "
+                        "resolved_at agent_id team assignments reopens customer_messages "
+                        "agent_replies resolution_s resolution_bs queue_wait_s queue_wait_bs"
+                    ).split()
+                },
+            },
+        )
+        await self.session.execute(
+            text("DELETE FROM metrics.waits WHERE conversation_id = :id"), {"id": conversation_id}
+        )
+        if f.waits:
+            shared = dims | {"id": conversation_id, "opened_at": f.opened_at, "team": f.team}
+            await self.session.execute(
+                text("""INSERT INTO metrics.waits
+                          (conversation_id, seq, kind, episode, started_at, replied_at, seconds,
+                           business_seconds, opened_at, channel, priority, skill, language,
+                           agent_id, customer_tier, team)
+                        VALUES (:id, :seq, :kind, :episode, :started_at, :replied_at, :seconds,
+                                :business_seconds, :opened_at, :channel, :priority, :skill,
+                                :language, :agent_id, :customer_tier, :team)"""),
+                [
+                    shared
+                    | {
+                        "seq": i,
+                        "kind": w.kind.value,
+                        "episode": w.episode,
+                        "started_at": w.started_at,
+                        "replied_at": w.replied_at,
+                        "seconds": w.seconds,
+                        "business_seconds": w.business_seconds,
+                        "agent_id": w.agent_id,
+                    }
+                    for i, w in enumerate(f.waits)
+                ],
+            )
+
+    # ------------------------------------------------------------ calendars
+
+    async def calendar_for(self, *, team: str | None, channel: str) -> BusinessCalendar | None:
+        """The calendar of a team, else of a channel, else None (the desk never closes)."""
+        row = (
+            await self.session.execute(
+                text("""SELECT name, time_zone, weekly, holidays FROM metrics.calendars
+                        WHERE CAST(:team AS text) = ANY(teams) OR :channel = ANY(channels)
+                        ORDER BY (CAST(:team AS text) = ANY(teams)) IS TRUE DESC, name
+                        LIMIT 1"""),
+                {"team": team, "channel": channel},
+            )
+        ).first()
+        return _calendar(row) if row else None
+
+    async def put_calendar(
+        self, calendar: BusinessCalendar, *, channels: Sequence[str], teams: Sequence[str]
+    ) -> None:
+        await self.session.execute(
+            text("""INSERT INTO metrics.calendars VALUES (:name, :tz, :weekly, :holidays,
+                                                          :channels, :teams)
+                    ON CONFLICT (name) DO UPDATE SET time_zone = excluded.time_zone,
+                      weekly = excluded.weekly, holidays = excluded.holidays,
+                      channels = excluded.channels, teams = excluded.teams"""),
+            {
+                "name": calendar.name,
+                "tz": calendar.time_zone,
+                "weekly": json.dumps(calendar.as_api()),
+                "holidays": sorted(calendar.holidays),
+                "channels": list(channels),
+                "teams": list(teams),
+            },
+        )
+
+    async def calendars(self) -> list[dict[str, Any]]:
+        rows = await self.session.execute(text("SELECT * FROM metrics.calendars ORDER BY name"))
+        return [_calendar_row(r) for r in rows]
+
+    async def calendar(self, name: str) -> dict[str, Any] | None:
+        row = (
+            await self.session.execute(
+                text("SELECT * FROM metrics.calendars WHERE name = :name"), {"name": name}
+            )
+        ).first()
+        return _calendar_row(row) if row else None
+
+    async def delete_calendar(self, name: str) -> dict[str, Any] | None:
+        row = (
+            await self.session.execute(
+                text("DELETE FROM metrics.calendars WHERE name = :name RETURNING *"),
+                {"name": name},
+            )
+        ).first()
+        return _calendar_row(row) if row else None
+
+    async def conversations_in(
+        self, *, channels: Sequence[str], teams: Sequence[str]
+    ) -> list[uuid.UUID]:
+        """Conversations of these channels or teams (whose business times a calendar sets)."""
+        rows = await self.session.execute(
+            text("""SELECT conversation_id FROM metrics.conversations
+                    WHERE channel = ANY(:channels) OR team = ANY(:teams)"""),
+            {"channels": list(channels), "teams": list(teams)},
+        )
+        return [r[0] for r in rows]
+
+    # ------------------------------------------------------------ agents
+
+    async def apply_agent_event(self, event: AgentStatusChanged | AgentProfileChanged) -> None:
+        """Keep the latest status and profile of an agent (older events change nothing)."""
+        if isinstance(event, AgentStatusChanged):
+            await self.session.execute(
+                text("""INSERT INTO metrics.agents (agent_id, status, status_at)
+                        VALUES (:id, :status, :at)
+                        ON CONFLICT (agent_id) DO UPDATE SET status = excluded.status,
+                          status_at = excluded.status_at
+                        WHERE agents.status_at IS NULL OR agents.status_at <= excluded.status_at
+                """),
+                {"id": event.agent_id, "status": event.status.value, "at": event.occurred_at},
+            )
+            return
+        await self.session.execute(
+            text("""INSERT INTO metrics.agents (agent_id, team, capacity, profile_at)
+                    VALUES (:id, :team, :capacity, :at)
+                    ON CONFLICT (agent_id) DO UPDATE SET team = excluded.team,
+                      capacity = excluded.capacity, profile_at = excluded.profile_at
+                    WHERE agents.profile_at IS NULL OR agents.profile_at <= excluded.profile_at
+            """),
+            {
+                "id": event.agent_id,
+                "team": event.team,
+                "capacity": json.dumps(event.capacity),
+                "at": event.occurred_at,
+            },
+        )
+
+    async def live_agents(self) -> list[dict[str, Any]]:
+        """Every known agent: status, team, capacity per channel and load (its open, assigned
+        conversations per channel)."""
+        rows = await self.session.execute(
+            text("""SELECT a.agent_id, a.status, a.team, a.capacity, a.status_at,
+                           coalesce(l.load, '{}'::jsonb) AS load
+                    FROM metrics.agents a
+                    LEFT JOIN (SELECT agent_id, jsonb_object_agg(channel, n) AS load
+                               FROM (SELECT agent_id, channel, count(*) AS n
+                                     FROM metrics.conversations
+                                     WHERE agent_id IS NOT NULL AND resolved_at IS NULL
+                                     GROUP BY 1, 2) per_channel
+                               GROUP BY agent_id) l USING (agent_id)
+                    ORDER BY a.agent_id""")
+        )
+        return [
+            dict(r._mapping) | {"capacity": _json(r.capacity), "load": _json(r.load)} for r in rows
+        ]
+
+    # ------------------------------------------------------------ reports
+
     async def report(
-        self, filters: Filters, *, group_by: tuple[str, ...] = (), interval: str | None = None
+        self,
+        filters: Filters,
+        *,
+        group_by: tuple[str, ...] = (),
+        interval: str | None = None,
+        clock: Clock = "calendar",
     ) -> list[ReportRow]:
         """Figures of every measure, per group (and per time bucket), computed in SQL."""
-        unknown = [g for g in group_by if g not in DIMENSIONS]
-        if unknown or (interval is not None and interval not in INTERVALS):
-            raise ValueError(f"cannot group by {unknown or interval}")
-        keys = list(group_by)
-        if interval is not None:
-            keys.insert(0, "bucket")
         where, params = filters.where("c.")
-        bucket = (
-            f"date_bin(INTERVAL '{INTERVALS[interval]}', opened_at, "
-            "TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,"
-            if interval is not None
-            else ""
-        )
-        group_sql = f"GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
-        select_keys = "".join(f"{k}, " for k in keys)
         # Exact percentiles sort every value: let the sort happen in memory, not on disk.
         await self.session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
-        rows = await self.session.execute(
-            text(f"""SELECT {select_keys} count(*) AS conversations,
-                            avg(GREATEST(assignments - 1, 0))::float8 AS reassignments_mean,
-                            avg(customer_messages + agent_replies)::float8 AS messages_mean,
-                            {sla_columns()},
-                            count(score) AS csat_count, avg(score)::float8 AS csat_mean,
-                            {aggregate_columns()}
-                     FROM (SELECT {bucket} {", ".join("c." + d for d in DIMENSIONS)}, assignments,
-                                  customer_messages, agent_replies, {measure_columns()},
-                                  {FRT_TARGET} AS first_response_target_s,
-                                  {RES_TARGET} AS resolution_target_s, s.score
-                           FROM metrics.conversations c
-                           {TARGET_JOIN}
-                           LEFT JOIN metrics.csat s USING (conversation_id)
-                           WHERE {where}) c
-                     {group_sql}"""),
+        convs = await self.session.execute(
+            text(conversations_sql(where, group_by=group_by, interval=interval, clock=clock)),
             params,
         )
-        out = []
-        for r in rows:
-            m = dict(r._mapping)
-            out.append(
-                ReportRow(
-                    group={g: m[g] for g in group_by},
-                    conversations=int(m["conversations"]),
-                    measures={name: figures_of(m, name) for name in MEASURES},
-                    reassignments_mean=m["reassignments_mean"],
-                    messages_mean=m["messages_mean"],
-                    bucket=m.get("bucket"),
-                    extra={
-                        k: m[k]
-                        for k in (
-                            "sla_first_response_attainment",
-                            "sla_resolution_attainment",
-                            "csat_count",
-                            "csat_mean",
-                        )
-                    },
-                )
-            )
-        return out
+        waits = await self.session.execute(
+            text(waits_sql(where, group_by=group_by, interval=interval, clock=clock)), params
+        )
+        return merge_rows(
+            [dict(r._mapping) for r in convs],
+            [dict(r._mapping) for r in waits],
+            group_by=group_by,
+            interval=interval,
+        )
 
     async def histograms(self, bounds: tuple[float, ...]) -> dict[str, list[HistogramRow]]:
-        """Cumulative bucket counts of each measure per (channel, priority), for /metrics."""
+        """Cumulative bucket counts per (channel, priority), for /metrics: first responses
+        (every episode's) and resolution times, in calendar time."""
+        sources = {
+            "first_response_s": "SELECT channel, priority, seconds AS v FROM metrics.waits "
+            "WHERE kind = 'first'",
+            "resolution_s": "SELECT channel, priority, resolution_s AS v "
+            "FROM metrics.conversations WHERE resolution_s IS NOT NULL",
+        }
         result: dict[str, list[HistogramRow]] = {}
-        for name in ("first_response_s", "resolution_s"):
+        for name, source in sources.items():
             buckets = ", ".join(
-                f"count(*) FILTER (WHERE {name} <= {float(b)!r}) AS le_{i}"
-                for i, b in enumerate(bounds)
+                f"count(*) FILTER (WHERE v <= {float(b)!r}) AS le_{i}" for i, b in enumerate(bounds)
             )
             rows = await self.session.execute(
                 text(
                     f"""SELECT channel, coalesce(priority, 'unclassified') AS priority,
-                           count({name}) AS n, coalesce(sum({name}), 0)::float8 AS total,
-                           {buckets}
-                    FROM (SELECT channel, priority, {measure_columns()}
-                          FROM metrics.conversations) c
-                    WHERE {name} IS NOT NULL
-                    GROUP BY 1, 2 ORDER BY 1, 2"""
+                           count(*) AS n, coalesce(sum(v), 0)::float8 AS total, {buckets}
+                    FROM ({source}) c GROUP BY 1, 2 ORDER BY 1, 2"""
                 )
             )
             result[name] = [

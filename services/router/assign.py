@@ -56,7 +56,8 @@ async def try_assign(ctx: Context, conv: Conversation) -> bool:
 async def give(ctx: Context, conv: Conversation, agent_id: str) -> None:
     """Hand a queued conversation to an agent whose slot was just claimed."""
     offer = ctx.policy.needs_acceptance(conv.channel)
-    if not await ctx.store.mark_assigned(conv.id, agent_id, ctx.now, accepted=not offer):
+    claim = await ctx.store.mark_assigned(conv.id, agent_id, ctx.now, accepted=not offer)
+    if not claim.done:
         raise Conflict(f"conversation {conv.id} is no longer queued")
     await ctx.store.wake_agent(agent_id)
     stamp = ctx.now.isoformat()
@@ -74,10 +75,10 @@ async def give(ctx: Context, conv: Conversation, agent_id: str) -> None:
             ),
         )
     else:
-        await emit_assigned(ctx, conv, agent_id)
+        await emit_assigned(ctx, conv, agent_id, claim.team)
 
 
-async def emit_assigned(ctx: Context, conv: Conversation, agent_id: str) -> None:
+async def emit_assigned(ctx: Context, conv: Conversation, agent_id: str, team: str | None) -> None:
     await ctx.emit(
         conv,
         Assigned(
@@ -86,6 +87,7 @@ async def emit_assigned(ctx: Context, conv: Conversation, agent_id: str) -> None
             conversation_id=conv.id,
             channel=conv.channel,
             agent_id=agent_id,
+            team=team,
         ),
     )
 

@@ -22,6 +22,7 @@ from services.router.routing.classify import Classification, classify, raise_on_
 from services.router.routing.select import is_eligible
 from services.router.store import Conversation
 from shared.events import (
+    AgentProfileChanged,
     AgentReplied,
     AgentStatus,
     Classified,
@@ -212,6 +213,19 @@ async def upsert_agent(
         team=team,
         max_load=max_load,
     )
+    ctx.publish(
+        ctx.topics.agent_events,
+        agent_id,
+        AgentProfileChanged(
+            event_id=derived_id("agent_profile", agent_id, ctx.now.isoformat()),
+            occurred_at=ctx.now,
+            agent_id=agent_id,
+            name=name,
+            team=team,
+            capacity=capacity,
+            max_load=max_load,
+        ),
+    )
     await pull_queued(ctx, agent_id)
 
 
@@ -242,10 +256,10 @@ async def accept(ctx: Context, *, conversation_id: uuid.UUID, agent_id: str) -> 
 
 
 async def _accept(ctx: Context, conv: Conversation) -> None:
-    if conv.accepted_at is None and await ctx.store.mark_accepted(conv.id, ctx.now):
+    if conv.accepted_at is None and (claim := await ctx.store.mark_accepted(conv.id, ctx.now)).done:
         assert conv.agent_id is not None
         await ctx.store.reset_missed_offers(conv.agent_id)
-        await emit_assigned(ctx, conv, conv.agent_id)
+        await emit_assigned(ctx, conv, conv.agent_id, claim.team)
 
 
 async def reply(

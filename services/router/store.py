@@ -22,6 +22,18 @@ AGENT_CHANNEL = "switchboard_agent"  # NOTIFY channel: payload is the agent id
 
 
 @dataclass(frozen=True)
+class Claim:
+    """Whether a conditional update took, and the team of the agent it gave the work to."""
+
+    done: bool
+    team: str | None = None
+
+
+def _claim(row: Any) -> Claim:
+    return Claim(True, row[0]) if row is not None else Claim(False)
+
+
+@dataclass(frozen=True)
 class Conversation:
     id: uuid.UUID
     conversation_key: str
@@ -312,29 +324,31 @@ class RouterStore:
 
     async def mark_assigned(
         self, cid: uuid.UUID, agent_id: str, now: datetime, *, accepted: bool
-    ) -> bool:
+    ) -> Claim:
         """Give a queued conversation to an agent (as an offer to accept unless ``accepted``);
-        False if it is no longer queued."""
+        not ``done`` if it is no longer queued."""
         result = await self._exec(
             """UPDATE router.conversations
                SET state = 'assigned', agent_id = :agent, assigned_at = :now, offered_at = :now,
                    accepted_at = CASE WHEN :accepted THEN CAST(:now AS timestamptz) END
-               WHERE id = :id AND state = 'queued' AND agent_id IS NULL""",
+               WHERE id = :id AND state = 'queued' AND agent_id IS NULL
+               RETURNING (SELECT team FROM router.agents WHERE id = :agent)""",
             id=cid,
             agent=agent_id,
             now=now,
             accepted=accepted,
         )
-        return bool(result.rowcount == 1)
+        return _claim(result.first())
 
-    async def mark_accepted(self, cid: uuid.UUID, now: datetime) -> bool:
+    async def mark_accepted(self, cid: uuid.UUID, now: datetime) -> Claim:
         result = await self._exec(
             """UPDATE router.conversations SET accepted_at = :now
-               WHERE id = :id AND state = 'assigned' AND accepted_at IS NULL""",
+               WHERE id = :id AND state = 'assigned' AND accepted_at IS NULL
+               RETURNING (SELECT team FROM router.agents WHERE id = agent_id)""",
             id=cid,
             now=now,
         )
-        return bool(result.rowcount == 1)
+        return _claim(result.first())
 
     async def requeue(
         self, cid: uuid.UUID, *, exclude: str | None, now: datetime, keep_age: bool = True

@@ -1,14 +1,9 @@
-import uuid
-from datetime import UTC, datetime, timedelta
-
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.metrics.exposition import BUCKETS_S, HistogramRow, families, render
-from services.metrics.figures import ConversationFacts, percentile, summarize
-
-T0 = datetime(2026, 3, 1, tzinfo=UTC)
+from services.metrics.figures import percentile, summarize
 
 
 def test_percentiles_are_nearest_rank_over_observed_values():
@@ -30,29 +25,6 @@ def test_a_percentile_is_always_an_observed_value_and_grows_with_p(values, p):
     ordered = sorted(values)
     assert percentile(ordered, p) in ordered
     assert percentile(ordered, p) <= percentile(ordered, min(p + 10, 100))
-
-
-def facts(channel="chat", priority="urgent", frt=30.0, resolution=600.0):
-    opened = T0
-    return ConversationFacts(
-        conversation_id=uuid.uuid4(),
-        channel=channel,
-        priority=priority,
-        skill="security",
-        language="en",
-        agent_id="a",
-        opened_at=opened,
-        first_message_at=opened,
-        first_assigned_at=opened + timedelta(seconds=1),
-        first_response_at=opened + timedelta(seconds=frt) if frt is not None else None,
-        resolved_at=opened + timedelta(seconds=resolution) if resolution is not None else None,
-    )
-
-
-def test_response_times_come_from_event_timestamps():
-    f = facts(frt=42, resolution=3600)
-    assert (f.first_response_s, f.resolution_s, f.queue_wait_s) == (42, 3600, 1)
-    assert facts(frt=None).first_response_s is None
 
 
 def test_exposition_parses_with_prometheus_own_parser_and_buckets_are_cumulative():
@@ -83,4 +55,4 @@ def test_exposition_parses_with_prometheus_own_parser_and_buckets_are_cumulative
     } == {"chat": 2, "email": 0}
     for metric in parsed.values():
         for sample in metric.samples:
-            assert set(sample.labels) <= {"channel", "priority", "le"}
+            assert set(sample.labels) <= {"channel", "priority", "le", "status"}

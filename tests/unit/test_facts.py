@@ -1,0 +1,92 @@
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from services.metrics.calendars import BusinessCalendar
+from services.metrics.facts import Entry, Moment, Wait, WaitKind, derive
+
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
+
+
+def at(seconds):
+    return T0 + timedelta(seconds=seconds)
+
+
+# A conversation answered, handed to a second agent, resolved, reopened and resolved again.
+STORY = [
+    Entry(Moment.OPENED, at(0)),
+    Entry(Moment.MESSAGE, at(0)),
+    Entry(Moment.ASSIGNED, at(5), "alice"),
+    Entry(Moment.MESSAGE, at(30)),  # still waiting: the wait started at 0
+    Entry(Moment.REPLIED, at(60), "alice"),
+    Entry(Moment.MESSAGE, at(100)),
+    Entry(Moment.ASSIGNED, at(130), "bob"),
+    Entry(Moment.REPLIED, at(160), "bob"),
+    Entry(Moment.RESOLVED, at(200), "bob"),
+    Entry(Moment.REOPENED, at(300)),
+    Entry(Moment.MESSAGE, at(300)),
+    Entry(Moment.REPLIED, at(400), "bob"),
+    Entry(Moment.RESOLVED, at(500), "bob"),
+]
+
+
+def test_first_response_again_after_a_reopen_next_replies_and_reassignments():
+    facts = derive(STORY)
+    assert [(w.kind, w.episode, w.seconds) for w in facts.waits] == [
+        (WaitKind.FIRST, 0, 60),
+        (WaitKind.NEXT, 0, 60),
+        (WaitKind.FIRST, 1, 100),
+    ]
+    assert facts.resolution_s == 500 and facts.queue_wait_s == 5
+    assert (facts.assignments, facts.reassignments, facts.reopens) == (2, 1, 1)
+    assert (facts.customer_messages, facts.agent_replies, facts.agent_id) == (4, 3, "bob")
+    assert facts.first_response_at == at(60) and facts.resolved_at == at(500)
+
+
+def test_a_reopened_conversation_is_not_resolved_and_has_no_resolution_time():
+    facts = derive(STORY[:11])
+    assert facts.resolved_at is None and facts.resolution_s is None
+    assert len(facts.waits) == 2  # the reopening message is still waiting
+
+
+def test_a_message_left_unanswered_at_resolution_counts_no_reply_time():
+    facts = derive(
+        [
+            Entry(Moment.OPENED, at(0)),
+            Entry(Moment.MESSAGE, at(0)),
+            Entry(Moment.RESOLVED, at(50), "alice"),
+        ]
+    )
+    assert facts.waits == () and facts.resolution_s == 50
+
+
+def test_business_times_follow_the_calendar():
+    nine_to_five = BusinessCalendar.parse("uk", "UTC", {"mon": [["09:00", "17:00"]]})
+    facts = derive(
+        [
+            Entry(Moment.OPENED, at(7 * 3600)),  # 16:00 Monday
+            Entry(Moment.MESSAGE, at(7 * 3600)),
+            Entry(Moment.REPLIED, at(9 * 3600), "alice"),  # 18:00: one business hour later
+        ],
+        nine_to_five,
+    )
+    assert facts.waits == (
+        Wait(WaitKind.FIRST, 0, at(7 * 3600), at(9 * 3600), 7200.0, 3600.0, "alice"),
+    )
+
+
+def test_a_skewed_clock_counts_zero_not_a_negative_time():
+    facts = derive(
+        [
+            Entry(Moment.OPENED, at(10)),
+            Entry(Moment.MESSAGE, at(10)),
+            Entry(Moment.ASSIGNED, at(9), "alice"),
+        ]
+    )
+    assert facts.queue_wait_s == 0
+
+
+@given(st.permutations(STORY))
+def test_the_order_events_arrive_in_does_not_change_the_facts(shuffled):
+    assert derive(shuffled) == derive(STORY)
