@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import text
 
 from services.metrics.report import ReportRow
-from services.metrics.store import Filters, MetricsStore
+from services.metrics.store import Filters, report
 from shared.db import make_engine, make_sessionmaker
 
 # Conversations as the consumer writes them: facts and measures per conversation, and one
@@ -72,25 +72,24 @@ async def run(database_url: str, conversations: int, *, repeats: int = 3) -> dic
     fill_s = time.perf_counter() - started
     sessions = make_sessionmaker(engine)
     week = Filters(start=datetime(2026, 10, 8, tzinfo=UTC), end=datetime(2026, 10, 15, tzinfo=UTC))
-    queries: dict[str, Callable[[MetricsStore], Awaitable[list[ReportRow]]]] = {
-        "summary, all": lambda s: s.report(Filters()),
-        "summary by channel × priority": lambda s: s.report(
-            Filters(), group_by=("channel", "priority")
+    queries: dict[str, Callable[[], Awaitable[list[ReportRow]]]] = {
+        "summary, all": lambda: report(sessions, Filters()),
+        "summary by channel × priority": lambda: report(
+            sessions, Filters(), group_by=("channel", "priority")
         ),
-        "summary, one channel, one week": lambda s: s.report(
-            Filters(channel="chat", start=week.start, end=week.end)
+        "summary, one channel, one week": lambda: report(
+            sessions, Filters(channel="chat", start=week.start, end=week.end)
         ),
-        "timeseries 1h, all": lambda s: s.report(Filters(), interval="1h"),
-        "summary, all, business time": lambda s: s.report(Filters(), clock="business"),
+        "timeseries 1h, all": lambda: report(sessions, Filters(), interval="1h"),
+        "summary, all, business time": lambda: report(sessions, Filters(), clock="business"),
     }
     timings: dict[str, float] = {}
     for name, query in queries.items():
         best = float("inf")
         for _ in range(repeats):
-            async with sessions() as session:
-                t0 = time.perf_counter()
-                await query(MetricsStore(session))
-                best = min(best, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            await query()
+            best = min(best, time.perf_counter() - t0)
         timings[name] = round(best * 1000, 1)
     await engine.dispose()
     return {"conversations": conversations, "fill_s": round(fill_s, 1), "best_ms": timings}

@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from services.metrics.exposition import BUCKETS_S, families, render
 from services.metrics.figures import Figures
 from services.metrics.report import Clock, ReportRow
-from services.metrics.store import Filters, MetricsStore
+from services.metrics.store import Filters, MetricsStore, report
 from shared.auth import INGEST, OPS, PrincipalDep
 from shared.events import Channel, CustomerTier, Priority, Skill
 from shared.problems import BadRequest, Conflict, NotFound
@@ -140,14 +140,13 @@ async def summary(
     mean, min, max, exact p50/p90/p95/p99), reassignments and messages per conversation,
     overall and per group, in calendar or business time."""
     principal.require(OPS)
-    async with request.app.state.sessions() as session:
-        store = MetricsStore(session)
-        (total,) = await store.report(filters, clock=clock)
-        groups = (
-            await store.report(filters, group_by=tuple(dict.fromkeys(group_by)), clock=clock)
-            if group_by
-            else []
-        )
+    sessions = request.app.state.sessions
+    (total,) = await report(sessions, filters, clock=clock)
+    groups = (
+        await report(sessions, filters, group_by=tuple(dict.fromkeys(group_by)), clock=clock)
+        if group_by
+        else []
+    )
     return SummaryOut(
         **FigureSet.of(total).model_dump(),
         clock=clock,
@@ -166,10 +165,13 @@ async def timeseries(
 ) -> TimeseriesOut:
     """The same figures per time bucket of the conversations' opening time."""
     principal.require(OPS)
-    async with request.app.state.sessions() as session:
-        rows = await MetricsStore(session).report(
-            filters, group_by=tuple(dict.fromkeys(group_by)), interval=interval, clock=clock
-        )
+    rows = await report(
+        request.app.state.sessions,
+        filters,
+        group_by=tuple(dict.fromkeys(group_by)),
+        interval=interval,
+        clock=clock,
+    )
     return TimeseriesOut(
         interval=interval,
         clock=clock,

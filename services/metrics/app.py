@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from services.metrics.api import router
 from services.metrics.calendar_api import router as calendar_router
 from services.metrics.consumer import event_handler
+from services.metrics.dashboard import router as dashboard_router
 from services.metrics.settings import MetricsSettings
 from services.metrics.sla import sla_forever
 from shared.db import make_engine, make_sessionmaker
@@ -60,5 +61,11 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             await engine.dispose()
 
     return service_app(
-        "Switchboard metrics", settings, lifespan, stateful_checks, router, calendar_router
+        "Switchboard metrics",
+        settings,
+        lifespan,
+        stateful_checks,
+        router,
+        calendar_router,
+        dashboard_router,
     )

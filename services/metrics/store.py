@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.metrics.calendars import BusinessCalendar
 from services.metrics.exposition import HistogramRow
@@ -347,31 +348,35 @@ class MetricsStore:
 
     # ------------------------------------------------------------ reports
 
-    async def report(
-        self,
-        filters: Filters,
-        *,
-        group_by: tuple[str, ...] = (),
-        interval: str | None = None,
-        clock: Clock = "calendar",
-    ) -> list[ReportRow]:
-        """Figures of every measure, per group (and per time bucket), computed in SQL."""
+    async def conversation_rows(
+        self, filters: Filters, *, group_by: tuple[str, ...], interval: str | None, clock: Clock
+    ) -> list[dict[str, Any]]:
+        """Aggregates of metrics.conversations per group (see report.conversations_sql)."""
         where, params = filters.where("c.")
+        sql = conversations_sql(where, group_by=group_by, interval=interval, clock=clock)
+        return await self._aggregate(sql, params)
+
+    async def wait_rows(
+        self, filters: Filters, *, group_by: tuple[str, ...], interval: str | None, clock: Clock
+    ) -> list[dict[str, Any]]:
+        """Aggregates of metrics.waits per group (see report.waits_sql)."""
+        where, params = filters.where("c.")
+        sql = waits_sql(where, group_by=group_by, interval=interval, clock=clock)
+        return await self._aggregate(sql, params)
+
+    async def _aggregate(self, sql: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         # Exact percentiles sort every value: let the sort happen in memory, not on disk.
         await self.session.execute(text(f"SET LOCAL work_mem = '{REPORT_WORK_MEM}'"))
-        convs = await self.session.execute(
-            text(conversations_sql(where, group_by=group_by, interval=interval, clock=clock)),
-            params,
-        )
-        waits = await self.session.execute(
-            text(waits_sql(where, group_by=group_by, interval=interval, clock=clock)), params
-        )
-        return merge_rows(
-            [dict(r._mapping) for r in convs],
-            [dict(r._mapping) for r in waits],
-            group_by=group_by,
-            interval=interval,
-        )
+        return [dict(r._mapping) for r in await self.session.execute(text(sql), params)]
+
+    async def export_snapshot(self) -> str:
+        """Start a repeatable-read transaction and name its snapshot for another to share."""
+        await self.session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        return str(await self.session.scalar(text("SELECT pg_export_snapshot()")))
+
+    async def use_snapshot(self, snapshot: str) -> None:
+        await self.session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        await self.session.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
 
     async def histograms(self, bounds: tuple[float, ...]) -> dict[str, list[HistogramRow]]:
         """Cumulative bucket counts per (channel, priority), for /metrics: first responses
@@ -530,3 +535,34 @@ class MetricsStore:
             {"now": now},
         )
         return [dict(r._mapping) for r in rows]
+
+
+async def report(
+    sessions: async_sessionmaker[AsyncSession],
+    filters: Filters,
+    *,
+    group_by: tuple[str, ...] = (),
+    interval: str | None = None,
+    clock: Clock = "calendar",
+) -> list[ReportRow]:
+    """Figures of every measure, per group (and per time bucket), computed in SQL. The two
+    tables are aggregated at once on two connections that share one snapshot, so the figures
+    are consistent with each other and take the time of the slower query, not of both."""
+    async with sessions() as first, first.begin():
+        snapshot = await MetricsStore(first).export_snapshot()
+
+        async def waits() -> list[dict[str, Any]]:
+            async with sessions() as second, second.begin():
+                store = MetricsStore(second)
+                await store.use_snapshot(snapshot)
+                return await store.wait_rows(
+                    filters, group_by=group_by, interval=interval, clock=clock
+                )
+
+        conversation_rows, wait_rows = await asyncio.gather(
+            MetricsStore(first).conversation_rows(
+                filters, group_by=group_by, interval=interval, clock=clock
+            ),
+            waits(),
+        )
+    return merge_rows(conversation_rows, wait_rows, group_by=group_by, interval=interval)

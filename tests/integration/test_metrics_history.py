@@ -1,8 +1,7 @@
 """A scripted event history through the real broker and metrics service, against answers
 computed by hand; and a replay of the whole topic into an empty database."""
 
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -10,23 +9,10 @@ import pytest
 from devtools.stack import create_database, drop_database, unique_name
 from services.metrics.app import create_app
 from services.metrics.settings import MetricsSettings
-from shared.events import (
-    AgentReplied,
-    Assigned,
-    Channel,
-    Classified,
-    ConversationOpened,
-    CustomerTier,
-    MessageReceived,
-    Priority,
-    Reopened,
-    Resolved,
-    Skill,
-    derived_id,
-)
-from tests.conftest import eventually, produce, running
+from shared.events import Channel, CustomerTier, Priority
+from tests.conftest import eventually, running
+from tests.integration.scripted import Script, publish
 
-T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
 SGT = ZoneInfo("Asia/Singapore")
 APAC = {
     "time_zone": "Asia/Singapore",
@@ -34,63 +20,6 @@ APAC = {
     "holidays": ["2026-12-25"],
     "channels": ["email"],
 }
-
-
-class Script:
-    """Events of one conversation, written as a support desk would live them."""
-
-    def __init__(self, channel, priority, *, tier=CustomerTier.STANDARD):
-        self.id = uuid.uuid4()
-        self.channel = channel
-        self.events = []
-        self._n = 0
-        self.priority = priority
-        self._add(
-            ConversationOpened,
-            0,
-            conversation_key=f"k:{self.id}",
-            customer_id="c",
-            customer_tier=tier,
-        )
-
-    def _add(self, model, at, **fields):
-        self._n += 1
-        when = at if isinstance(at, datetime) else T0 + timedelta(seconds=at)
-        self.events.append(
-            model(
-                event_id=derived_id("script", self.id, self._n),
-                occurred_at=when,
-                conversation_id=self.id,
-                channel=self.channel,
-                **fields,
-            )
-        )
-        return self
-
-    def message(self, at):
-        return self._add(MessageReceived, at, message_id=uuid.uuid4())
-
-    def classified(self, at):
-        return self._add(
-            Classified,
-            at,
-            priority=self.priority,
-            skill=Skill.FUNDS,
-            language="en",
-            rules_fired=["script"],
-        )
-
-    def assigned(self, at, agent, team=None):
-        return self._add(Assigned, at, agent_id=agent, team=team)
-
-    def replied(self, at, agent):
-        return self._add(AgentReplied, at, agent_id=agent, message_id=uuid.uuid4())
-
-    def resolved(self, at, agent):
-        return self._add(Resolved, at, agent_id=agent)
-
-    def reopened(self, at):
-        return self._add(Reopened, at, message_id=uuid.uuid4(), last_agent_id=None)
 
 
 def history():
@@ -132,26 +61,20 @@ def history():
     return a, b, c
 
 
-async def publish(broker, topics, scripts):
-    records = [
-        (str(e.conversation_id), e.model_dump_json().encode()) for s in scripts for e in s.events
-    ]
-    await produce(broker.bootstrap, topics.conversation_events, records)
-    return len(records)
-
-
 async def get(client, ids, path, **params):
     answer = await client.get(path, params=params, headers=ids.as_ops)
     assert answer.status_code == 200, answer.text
     return answer.json()
 
 
-async def all_resolved(client, ids, n):
-    async def probe():
-        s = await get(client, ids, "/v1/metrics/summary")
-        return s if s["resolution_s"]["count"] == n else None
+async def applied(app, records):
+    """Wait until the app's consumer applied ``records`` records (a conversation can look
+    resolved before its reopening is applied, so counting resolutions is not enough)."""
 
-    return await eventually(probe, what=f"{n} conversations resolved")
+    async def probe():
+        return app.state.consume_loop.applied >= records
+
+    await eventually(probe, what=f"{records} records applied")
 
 
 async def test_figures_of_a_scripted_history_equal_the_hand_computed_answers(
@@ -159,8 +82,8 @@ async def test_figures_of_a_scripted_history_equal_the_hand_computed_answers(
 ):
     app = create_app(MetricsSettings(**common))
     async with running(app) as client:
-        await publish(broker, topics, history())
-        total = await all_resolved(client, ids, 3)
+        await applied(app, await publish(broker, topics, history()))
+        total = await get(client, ids, "/v1/metrics/summary")
 
         assert total["conversations"] == 3
         assert total["first_response_s"] == {
@@ -235,7 +158,7 @@ async def test_replaying_the_whole_topic_into_an_empty_database_gives_identical_
         # The history, with every event delivered twice (at-least-once).
         sent = await publish(broker, topics, scripts)
         await publish(broker, topics, scripts)
-        await all_resolved(client, ids, 3)
+        await applied(first, 2 * sent)
         before = await figures(client)
 
     empty = unique_name("sb_replay")
@@ -250,11 +173,7 @@ async def test_replaying_the_whole_topic_into_an_empty_database_gives_identical_
             assert (
                 await client.put("/v1/calendars/apac", headers=ids.as_ops, json=APAC)
             ).is_success
-
-            async def caught_up():
-                return replay.state.consume_loop.applied >= 2 * sent
-
-            await eventually(caught_up, what="the replay consumed the whole topic")
+            await applied(replay, 2 * sent)
             after = await figures(client)
     finally:
         await drop_database(pg.url, empty)
