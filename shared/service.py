@@ -15,6 +15,7 @@ from shared.db import database_reachable
 from shared.kafka import broker_reachable
 from shared.problems import install_problem_handlers, problem_response
 from shared.settings import CommonSettings
+from shared.telemetry import install_telemetry
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -92,6 +93,7 @@ def service_app(
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.api_keys)
     install_common(app, checks, max_body_bytes=settings.max_body_bytes)
+    install_telemetry(app, title.removeprefix("Switchboard ").strip())
     for router in routers:
         app.include_router(router)
     return app

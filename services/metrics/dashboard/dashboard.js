@@ -90,7 +90,7 @@ function lineChart(svg, buckets, measure) {
       dot.append(el("title", {}, `${b.start} ${p}: ${duration(b[measure][p])} (${b[measure].count} conversations)`));
       svg.append(dot);
     }
-    svg.append(el("text", { x: w - 10, y: p === "p50" ? 20 : 34, "text-anchor": "end", class: p }, p));
+    svg.append(el("text", { x: w - 10, y: p === "p50" ? 20 : 34, "text-anchor": "end", class: `legend-${p}` }, p));
   }
 }
 
@@ -112,8 +112,9 @@ function slaChart(svg, groups) {
       svg.append(bar);
       svg.append(el("text", { x: x + 4, y: h - bottom - height - 4 }, percent(share)));
     });
-    svg.append(el("text", { x: 30 + i * slot, y: h - 6 }, `${priority} (first response | resolution)`));
+    svg.append(el("text", { x: 30 + i * slot, y: h - 6 }, priority));
   });
+  svg.append(el("text", { x: w - 20, y: 14, "text-anchor": "end" }, "left bar: first response · right bar: resolution"));
 }
 
 async function refresh() {

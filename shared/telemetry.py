@@ -1,0 +1,107 @@
+"""What every service tells Prometheus of itself at ``/metrics/service`` (ops scope): HTTP
+requests by route template and status, their latency, and its consumer's progress. Label sets
+stay bounded: route templates, never raw paths or ids."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.auth import OPS, PrincipalDep
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class _ConsumerProgress(Collector):
+    """Records applied and dead-lettered by the service's consume loop, read at scrape time."""
+
+    def __init__(self, app: FastAPI, service: str) -> None:
+        self.app, self.service = app, service
+
+    def collect(self) -> Iterable[Metric]:
+        loop = getattr(self.app.state, "consume_loop", None)
+        if loop is None:
+            return []
+        applied = CounterMetricFamily(
+            "switchboard_records_applied", "Kafka records applied.", labels=["service"]
+        )
+        applied.add_metric([self.service], loop.applied)
+        dead = CounterMetricFamily(
+            "switchboard_records_dead_lettered",
+            "Kafka records sent to the dead-letter topic.",
+            labels=["service"],
+        )
+        dead.add_metric([self.service], loop.dead_lettered)
+        return [applied, dead]
+
+
+class RequestMetrics:
+    """ASGI middleware counting and timing every HTTP request by route template."""
+
+    def __init__(self, app: ASGIApp, registry: CollectorRegistry, service: str) -> None:
+        self.app = app
+        self.service = service
+        self.requests = Counter(
+            "switchboard_http_requests",
+            "HTTP requests answered.",
+            ["service", "method", "route", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "switchboard_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ["service", "method", "route"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=registry,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route = _route_of(scope)
+            method = scope["method"]
+            self.requests.labels(self.service, method, route, str(status)).inc()
+            self.latency.labels(self.service, method, route).observe(time.perf_counter() - started)
+
+
+def _route_of(scope: Scope) -> str:
+    """The template of the route that answered (the router records it in the scope)."""
+    route = scope.get("route")
+    return str(getattr(route, "path", None) or "unmatched")
+
+
+def install_telemetry(app: FastAPI, service: str) -> None:
+    """Count requests and expose this service's own metrics at /metrics/service."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_ConsumerProgress(app, service))
+    app.add_middleware(RequestMetrics, registry=registry, service=service)
+    router = APIRouter(tags=["health"])
+
+    @router.get("/metrics/service", response_class=Response)
+    async def service_metrics(principal: PrincipalDep, request: Request) -> Response:
+        """This process: HTTP requests and latency by route, consumer progress."""
+        principal.require(OPS)
+        return Response(
+            generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
+
+    app.include_router(router)
