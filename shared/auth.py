@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
-from shared.problems import Forbidden, Unauthorized
+from shared.problems import Forbidden, TooManyRequests, Unauthorized
+from shared.ratelimit import RateLimiter, retry_after_header
 from shared.settings import ApiKeyEntry
 
 OPS = "ops"
@@ -68,8 +70,18 @@ class KeyRing:
 
 
 def current_principal(request: Request) -> Principal:
+    """The caller, by its key; a key over its rate limit is answered 429."""
     keyring: KeyRing = request.app.state.keyring
-    return keyring.authenticate(request.headers.get("authorization"))
+    principal = keyring.authenticate(request.headers.get("authorization"))
+    limiter: RateLimiter = request.app.state.key_limiter
+    wait = limiter.acquire(principal.name, time.monotonic())
+    if wait:
+        raise TooManyRequests(
+            f"API key {principal.name!r} is over its rate limit "
+            f"({limiter.rate:g} requests per second); retry later",
+            retry_after=retry_after_header(wait),
+        )
+    return principal
 
 
 PrincipalDep = Annotated[Principal, Depends(current_principal)]

@@ -55,6 +55,13 @@ class Conflict(Problem):
     status, title = 409, "Conflict"
 
 
+class TooManyRequests(Problem):
+    status, title = 429, "Too Many Requests"
+
+    def __init__(self, detail: str, *, retry_after: str) -> None:
+        super().__init__(detail, headers={"Retry-After": retry_after})
+
+
 class ServiceUnavailable(Problem):
     status, title = 503, "Service Unavailable"
 

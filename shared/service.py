@@ -14,6 +14,7 @@ from shared.auth import KeyRing
 from shared.db import database_reachable
 from shared.kafka import broker_reachable
 from shared.problems import install_problem_handlers, problem_response
+from shared.ratelimit import RateLimiter
 from shared.settings import CommonSettings
 from shared.telemetry import install_telemetry
 
@@ -92,6 +93,9 @@ def service_app(
     app = FastAPI(title=title, lifespan=lifespan)
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.api_keys)
+    app.state.key_limiter = RateLimiter(
+        settings.rate_limit_per_key_per_s, settings.rate_limit_per_key_burst
+    )
     install_common(app, checks, max_body_bytes=settings.max_body_bytes)
     install_telemetry(app, title.removeprefix("Switchboard ").strip())
     for router in routers:

@@ -70,4 +70,7 @@ class CommonSettings(BaseSettings):
     db_pool_size: int = 10
     api_keys: list[ApiKeyEntry] = []
     max_body_bytes: int = 256 * 1024
+    # Requests per second per API key (each process keeps its own buckets), with bursts.
+    rate_limit_per_key_per_s: float = 1000.0
+    rate_limit_per_key_burst: int = 2000
     log_level: str = "INFO"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -15,7 +16,8 @@ from services.ingest.normalize import Accepted, MessageIn, to_incoming
 from services.ingest.settings import IngestSettings
 from shared.auth import INGEST, PrincipalDep
 from shared.events import InboundMessage
-from shared.problems import ServiceUnavailable
+from shared.problems import ServiceUnavailable, TooManyRequests
+from shared.ratelimit import RateLimiter, retry_after_header
 
 router = APIRouter()
 
@@ -28,12 +30,25 @@ class InboundPublisher:
         self.topic = settings.topics.inbound
         self.timeout = settings.publish_timeout_s
         self.retry_after = settings.retry_after_s
+        self.per_customer = RateLimiter(
+            settings.rate_limit_per_customer_per_s, settings.rate_limit_per_customer_burst
+        )
 
     async def publish(self, message: InboundMessage) -> None:
         await self.publish_many([message])
 
     async def publish_many(self, messages: list[InboundMessage]) -> None:
-        """Publish in order (one conversation's messages keep theirs) and wait for every ack."""
+        """Publish in order (one conversation's messages keep theirs) and wait for every ack;
+        a customer over its rate limit is answered 429 and nothing is published."""
+        now = time.monotonic()
+        for m in messages:
+            wait = self.per_customer.acquire(f"{m.channel.value}:{m.customer.id}", now)
+            if wait:
+                raise TooManyRequests(
+                    f"customer {m.customer.id!r} on {m.channel.value} is sending faster than "
+                    f"{self.per_customer.rate:g} messages per second; retry later",
+                    retry_after=retry_after_header(wait),
+                )
         try:
             await asyncio.wait_for(self._send_all(messages), self.timeout)
         except (KafkaError, TimeoutError) as exc:

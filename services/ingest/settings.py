@@ -11,6 +11,9 @@ class IngestSettings(CommonSettings):
     # How long a publish may wait for the broker's acknowledgement before answering 503.
     publish_timeout_s: float = 5.0
     retry_after_s: int = 5
+    # Messages per second per customer of a channel (a flooding visitor is slowed, others not).
+    rate_limit_per_customer_per_s: float = 2.0
+    rate_limit_per_customer_burst: int = 20
     # Channel secrets: a channel whose secret is unset answers 503 (not configured).
     telegram_secret_token: str | None = None  # the secret_token given to setWebhook
     meta_app_secret: str | None = None  # signs WhatsApp and Messenger deliveries
