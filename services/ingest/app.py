@@ -81,7 +81,16 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
         "Switchboard ingest",
         settings,
         lifespan,
-        lambda a: {"broker": lambda: broker_reachable(a.state.producer)},
+        lambda a: {"broker": lambda: _broker_ready(a)},
         router,
         channel_router,
     )
+
+
+async def _broker_ready(app: FastAPI) -> bool:
+    """The broker answers; when it does not, the inbound topic is checked again before the
+    next message is accepted (a broker may come back without its topics)."""
+    reachable = await broker_reachable(app.state.producer)
+    if not reachable:
+        app.state.publisher.topic_verified = False
+    return reachable
