@@ -117,13 +117,18 @@ class Postgres:
 
     def url_for(self, database: str) -> str:
         """The URL of another database on the same server."""
-        head, _, tail = self.url.partition("?")
-        base = head.rsplit("/", 1)[0]
-        return f"{base}/{database}" + (f"?{tail}" if tail else "")
+        return other_database(self.url, database)
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()  # type: ignore[attr-defined]
+
+
+def other_database(url: str, database: str) -> str:
+    """``url`` with its database replaced (query options, e.g. a socket host, kept)."""
+    head, _, tail = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{database}" + (f"?{tail}" if tail else "")
 
 
 def _plain(url: str) -> str:

@@ -44,7 +44,11 @@ async def database_reachable(engine: AsyncEngine) -> bool:
 
 
 # deadlock_detected, serialization_failure: the transaction lost a race and may simply be retried
-RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+# Lost races (deadlock, serialization), and a server that is shutting down, starting up or full:
+# retry later. Without 57P03 a record arriving while PostgreSQL starts would count as a failed
+# attempt and, after three, be dead-lettered although nothing was wrong with it.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001", "57P01", "57P02", "57P03", "53300"})
+RETRYABLE_SQLSTATE_CLASSES = ("08",)  # connection exceptions
 
 
 def is_transient_db_error(exc: BaseException) -> bool:
@@ -54,4 +58,8 @@ def is_transient_db_error(exc: BaseException) -> bool:
     if not isinstance(exc, DBAPIError):
         return False
     sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return exc.connection_invalidated or sqlstate in RETRYABLE_SQLSTATES
+    return (
+        exc.connection_invalidated
+        or sqlstate in RETRYABLE_SQLSTATES
+        or (sqlstate or "").startswith(RETRYABLE_SQLSTATE_CLASSES)
+    )
