@@ -17,6 +17,7 @@ from shared.problems import install_problem_handlers, problem_response
 from shared.ratelimit import RateLimiter
 from shared.settings import CommonSettings
 from shared.telemetry import install_telemetry
+from shared.textguard import TextGuard
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -28,6 +29,7 @@ def install_common(
     """Add error translation, the body size limit and the health endpoints; ``checks`` names
     the readiness probes."""
     install_problem_handlers(app)
+    app.add_middleware(TextGuard)  # inside the size limit: it reads bodies already bounded
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
 
     @app.get("/healthz", tags=["health"])
