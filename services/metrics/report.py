@@ -98,6 +98,12 @@ def _keys(group_by: tuple[str, ...], interval: str | None) -> tuple[list[str], s
     return keys, bucket
 
 
+def _carried(group_by: tuple[str, ...]) -> str:
+    """The dimension columns the outer query groups by, and no others: the grouping sort
+    moves every carried column of every row, so narrower rows sort faster."""
+    return "".join(f"c.{d}, " for d in group_by)
+
+
 def _grouping(keys: list[str]) -> tuple[str, str]:
     if not keys:
         return "", ""
@@ -112,14 +118,14 @@ def conversations_sql(
     keys, bucket = _keys(group_by, interval)
     select_keys, group_sql = _grouping(keys)
     suffix = "_s" if clock == "calendar" else "_bs"
-    dims = ", ".join(f"c.{d}" for d in DIMENSIONS)
+    dims = _carried(group_by)
     return f"""SELECT {select_keys} count(*) AS conversations,
                   avg(GREATEST(assignments - 1, 0))::float8 AS reassignments_mean,
                   avg(customer_messages + agent_replies)::float8 AS messages_mean,
                   {attainment("resolution", "resolution_s", "resolution_target_s")},
                   count(score) AS csat_count, avg(score)::float8 AS csat_mean,
                   {aggregate_columns(CONVERSATION_MEASURES)}
-           FROM (SELECT {bucket} {dims}, assignments, customer_messages, agent_replies,
+           FROM (SELECT {bucket} {dims} assignments, customer_messages, agent_replies,
                         c.resolution{suffix} AS resolution_s,
                         c.queue_wait{suffix} AS queue_wait_s,
                         {RES_TARGET} AS resolution_target_s, s.score
@@ -136,11 +142,11 @@ def waits_sql(where: str, *, group_by: tuple[str, ...], interval: str | None, cl
     keys, bucket = _keys(group_by, interval)
     select_keys, group_sql = _grouping(keys)
     column = "c.seconds" if clock == "calendar" else "c.business_seconds"
-    dims = ", ".join(f"c.{d}" for d in DIMENSIONS)
+    dims = _carried(group_by)
     return f"""SELECT {select_keys}
                   {attainment("first_response", "first_response_s", "first_response_target_s")},
                   {aggregate_columns(WAIT_MEASURES)}
-           FROM (SELECT {bucket} {dims},
+           FROM (SELECT {bucket} {dims}
                         CASE WHEN c.kind = 'first' THEN {column} END AS first_response_s,
                         CASE WHEN c.kind = 'next' THEN {column} END AS next_reply_s,
                         CASE WHEN c.kind = 'first' THEN {FRT_TARGET} END
