@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -77,6 +78,41 @@ async def ensure_topics(settings: CommonSettings, topics: Iterable[str] | None =
                 pass  # another service created it between our list and create
     finally:
         await admin.close()
+
+
+class TopicGuard:
+    """Whether this service's topics are known to exist since the broker last failed us.
+
+    A broker that lost its topics (the local, memory-backed one, after a restart) may
+    acknowledge writes to a partition it no longer lists, and never serve them: before the
+    next write after any broker failure, and at least every ``max_age_s`` of writing, the
+    topics are checked (and created where missing). Production Kafka keeps its topics across
+    restarts; there the check is one cheap metadata request."""
+
+    def __init__(
+        self,
+        settings: CommonSettings,
+        topics: Iterable[str] | None = None,
+        *,
+        max_age_s: float = 5.0,
+    ) -> None:
+        self.settings = settings
+        self.topics = list(topics) if topics is not None else settings.topics.all()
+        self.max_age_s = max_age_s
+        self._checked_at: float | None = time.monotonic()
+
+    @property
+    def verified(self) -> bool:
+        return self._checked_at is not None and time.monotonic() - self._checked_at < self.max_age_s
+
+    def broker_failed(self) -> None:
+        self._checked_at = None
+
+    async def ensure(self) -> None:
+        """Check (and create) the topics if the broker failed or the last check is old."""
+        if not self.verified:
+            await ensure_topics(self.settings, self.topics)
+            self._checked_at = time.monotonic()
 
 
 async def broker_reachable(producer: AIOKafkaProducer, timeout: float = 2.0) -> bool:

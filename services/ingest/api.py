@@ -16,7 +16,7 @@ from services.ingest.normalize import Accepted, MessageIn, to_incoming
 from services.ingest.settings import IngestSettings
 from shared.auth import INGEST, PrincipalDep
 from shared.events import InboundMessage
-from shared.kafka import ensure_topics
+from shared.kafka import TopicGuard
 from shared.problems import ServiceUnavailable, TooManyRequests
 from shared.ratelimit import RateLimiter, retry_after_header
 
@@ -28,11 +28,7 @@ class InboundPublisher:
 
     def __init__(self, producer: AIOKafkaProducer, settings: IngestSettings) -> None:
         self.producer = producer
-        self.settings = settings
-        # Whether the inbound topic is known to exist since the broker last failed us: a
-        # broker that lost its topics (the local, memory-backed one, after a restart) may
-        # acknowledge writes to a partition it no longer lists, and those are never read.
-        self.topic_verified = True
+        self.topics = TopicGuard(settings, [settings.topics.inbound])
         self.topic = settings.topics.inbound
         self.timeout = settings.publish_timeout_s
         self.retry_after = settings.retry_after_s
@@ -56,12 +52,10 @@ class InboundPublisher:
                     retry_after=retry_after_header(wait),
                 )
         try:
-            if not self.topic_verified:
-                await asyncio.wait_for(ensure_topics(self.settings, [self.topic]), self.timeout)
-                self.topic_verified = True
+            await asyncio.wait_for(self.topics.ensure(), self.timeout)
             await asyncio.wait_for(self._send_all(messages), self.timeout)
         except (KafkaError, TimeoutError, OSError) as exc:
-            self.topic_verified = False
+            self.topics.broker_failed()
             raise ServiceUnavailable(
                 f"message broker did not acknowledge the message ({type(exc).__name__}); "
                 "retry later",

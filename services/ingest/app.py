@@ -92,5 +92,5 @@ async def _broker_ready(app: FastAPI) -> bool:
     next message is accepted (a broker may come back without its topics)."""
     reachable = await broker_reachable(app.state.producer)
     if not reachable:
-        app.state.publisher.topic_verified = False
+        app.state.publisher.topics.broker_failed()
     return reachable

@@ -20,7 +20,7 @@ from services.router.settings import RouterSettings
 from services.router.uow import UnitOfWork
 from services.router.wakeups import AgentWakeups
 from shared.db import async_url, make_engine, make_sessionmaker
-from shared.kafka import ConsumeLoop, ensure_topics, make_consumer, make_producer
+from shared.kafka import ConsumeLoop, TopicGuard, ensure_topics, make_consumer, make_producer
 from shared.service import service_app, stateful_checks
 
 
@@ -38,7 +38,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         consumer = make_consumer(
             settings, settings.topics.inbound, group_id=settings.consumer_group
         )
-        relay = OutboxRelay(sessions, producer)
+        relay = OutboxRelay(sessions, producer, TopicGuard(settings))
         policy = Policy(
             offer_timeout_s=dict(settings.offer_timeout_s),
             max_missed_offers=settings.max_missed_offers,

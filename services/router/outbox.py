@@ -11,8 +11,11 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from shared.kafka import TopicGuard
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +28,13 @@ class OutboxRelay:
         self,
         sessions: async_sessionmaker[AsyncSession],
         producer: AIOKafkaProducer,
+        topics: TopicGuard,
         *,
         idle_poll_s: float = 0.5,
     ) -> None:
         self.sessions = sessions
         self.producer = producer
+        self.topics = topics
         self.idle_poll_s = idle_poll_s
         self._wake = asyncio.Event()
         self.published = 0
@@ -46,6 +51,8 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if isinstance(exc, KafkaError | OSError | TimeoutError):
+                    self.topics.broker_failed()
                 log.warning("outbox relay failed, will retry", extra={"error": repr(exc)})
             try:
                 await asyncio.wait_for(self._wake.wait(), self.idle_poll_s)
@@ -67,6 +74,7 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
+            await self.topics.ensure()
             sent = [
                 await self.producer.send(r.topic, r.payload.encode(), key=r.key.encode())
                 for r in rows

@@ -102,3 +102,75 @@ async def test_ingest_answers_503_while_the_broker_is_down_and_resumes_after(com
         f"answered 503 during the outage, {len(accepted)} accepted (50 before, "
         f"{len(accepted) - 50} after), 0 accepted while down; answers {dict(answers)}"
     )
+
+
+async def test_router_and_metrics_reconnect_and_catch_up_when_the_broker_returns(
+    database_url, ids, tmp_path
+):
+    """The whole desk as processes on a broker of its own, stopped for 10 s and restarted
+    (empty): consumers rejoin, producers recreate the topics, nothing accepted is lost."""
+    from sqlalchemy import text
+
+    from shared.db import make_engine
+    from shared.settings import Topics
+    from tests.processes import Services
+
+    broker = Broker(log_path=tmp_path / "broker.log").start()
+    topics = Topics(namespace=f"outage{uuid.uuid4().hex[:6]}")
+    services = Services.for_test(
+        broker, database_url, topics, [e.model_dump() for e in ids.entries()], tmp_path
+    )
+    engine = make_engine(database_url, pool_size=2)
+    accepted: set[str] = set()
+
+    async def scalar(sql):
+        async with engine.connect() as conn:
+            return (await conn.execute(text(sql))).scalar()
+
+    try:
+        for name in ("ingest", "router", "metrics"):
+            services.start(name, SWITCHBOARD_DISPATCHER_ENABLED="false")
+        import httpx
+
+        async with httpx.AsyncClient(timeout=30) as http:
+
+            async def post_until_accepted(n):
+                async def accepted_now():
+                    answer = await http.post(
+                        f"{services.url('ingest')}/v1/messages",
+                        json=message(n),
+                        headers=ids.as_ingest,
+                    )
+                    if answer.status_code == 202:
+                        accepted.add(answer.json()["message_id"])
+                    return answer.status_code == 202
+
+                await eventually(accepted_now, timeout=60, what=f"message {n} accepted")
+
+            async def caught_up():
+                routed = await scalar(
+                    "SELECT count(*) FROM router.messages WHERE direction = 'inbound'"
+                )
+                folded = await scalar(
+                    "SELECT coalesce(sum(customer_messages), 0) FROM metrics.conversations"
+                )
+                return routed == folded == len(accepted)
+
+            for n in range(30):
+                await post_until_accepted(n)
+            await eventually(caught_up, timeout=60, what="routed and folded before the outage")
+            broker.stop()
+            await asyncio.sleep(10)
+            broker = Broker(port=broker.port, log_path=tmp_path / "broker.log").start()
+            for n in range(30, 60):
+                await post_until_accepted(n)
+            await eventually(caught_up, timeout=120, what="routed and folded after the outage")
+        distinct = await scalar(
+            "SELECT count(DISTINCT id) FROM router.messages WHERE direction = 'inbound'"
+        )
+    finally:
+        services.stop()
+        broker.stop()
+        await engine.dispose()
+    assert distinct == len(accepted) == 60
+    print(f"\nbroker down 10s with the desk running: {len(accepted)} accepted, routed and folded")
