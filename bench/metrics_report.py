@@ -12,7 +12,6 @@ from typing import Any
 
 from sqlalchemy import text
 
-from services.metrics.report import ReportRow
 from services.metrics.store import Filters, report
 from shared.db import make_engine, make_sessionmaker
 
@@ -72,9 +71,9 @@ async def run(database_url: str, conversations: int, *, repeats: int = 3) -> dic
     fill_s = time.perf_counter() - started
     sessions = make_sessionmaker(engine)
     week = Filters(start=datetime(2026, 10, 8, tzinfo=UTC), end=datetime(2026, 10, 15, tzinfo=UTC))
-    queries: dict[str, Callable[[], Awaitable[list[ReportRow]]]] = {
+    queries: dict[str, Callable[[], Awaitable[object]]] = {
         "summary, all": lambda: report(sessions, Filters()),
-        "summary by channel × priority": lambda: report(
+        "summary by channel × priority (groups)": lambda: report(
             sessions, Filters(), group_by=("channel", "priority")
         ),
         "summary, one channel, one week": lambda: report(

@@ -61,25 +61,86 @@ def figures_of(row: dict[str, Any], name: str) -> Figures:
     )
 
 
-def aggregate_columns(names: tuple[str, ...]) -> str:
-    """count, mean, min, max and the percentiles of each measure, as SQL select items."""
-    items = []
-    for name in names:
-        items += [
-            f"count({name}) AS {name}_count",
-            f"avg({name}) AS {name}_mean",
-            f"min({name}) AS {name}_min",
-            f"max({name}) AS {name}_max",
-            f"percentile_disc(ARRAY{list(PERCENTILES)}) WITHIN GROUP (ORDER BY {name}) AS {name}_p",
-        ]
-    return ",\n".join(items)
+def _percentiles(values: str) -> str:
+    return f"percentile_disc(ARRAY{list(PERCENTILES)}) WITHIN GROUP (ORDER BY {values})"
 
 
-def attainment(name: str, measure: str, target: str) -> str:
+@dataclass(frozen=True)
+class Ratio:
+    """A figure that sums per row: sum(num), or sum(num) / sum(den) when ``den`` is given."""
+
+    num: str
+    den: str | None = None
+
+    def of(self, num: str, den: str) -> str:
+        if self.den is None:
+            return f"coalesce({num}, 0)::bigint"
+        return f"({num})::float8 / NULLIF({den}, 0)"
+
+
+def aggregate(
+    source: str,
+    keys: list[str],
+    figures: dict[str, Ratio],
+    measures: tuple[str, ...],
+    *,
+    hashed: bool,
+) -> str:
+    """A query of ``figures`` and count, mean, min, max and exact percentiles of each
+    measure over ``source``, per ``keys``.
+
+    ``hashed`` (with keys): the percentiles come from per-group arrays. Ordered-set
+    aggregates force a sort of every row by the group keys, while array_agg lets PostgreSQL
+    hash the groups and sort each group's values only (1M rows by channel x priority:
+    1.20 s -> 0.87 s). Time buckets are better sorted: rows arrive in time order and
+    hundreds of small arrays cost more than they save (1M rows per hour: 0.78 s sorted,
+    1.03 s hashed). Making the total in the same pass from the groups' arrays was tried and
+    was slower (1.73 s for total and groups, against 1.56 s for the two queries)."""
+    if not keys or not hashed:
+        items = {alias: f.of(f"sum({f.num})", f"sum({f.den})") for alias, f in figures.items()}
+        for m in measures:
+            items |= {
+                f"{m}_count": f"count({m})",
+                f"{m}_mean": f"avg({m})",
+                f"{m}_min": f"min({m})",
+                f"{m}_max": f"max({m})",
+                f"{m}_p": _percentiles(m),
+            }
+        columns = ",\n".join(f"{expr} AS {alias}" for alias, expr in items.items())
+        grouping = f"GROUP BY {', '.join(keys)} ORDER BY {', '.join(keys)}" if keys else ""
+        select_keys = "".join(f"{k}, " for k in keys)
+        return f"SELECT {select_keys} {columns} FROM ({source}) c {grouping}"
+    inner: dict[str, str] = {}
+    group: dict[str, str] = {}
+    for alias, f in figures.items():
+        inner[f"{alias}_num"] = f"sum({f.num})"
+        inner[f"{alias}_den"] = f"sum({f.den})" if f.den else "NULL"
+        group[alias] = f.of(f"{alias}_num", f"{alias}_den")
+    for m in measures:
+        inner |= {
+            f"{m}_count": f"count({m})",
+            f"{m}_mean": f"avg({m})",
+            f"{m}_min": f"min({m})",
+            f"{m}_max": f"max({m})",
+            f"{m}_values": f"array_agg({m}) FILTER (WHERE {m} IS NOT NULL)",
+        }
+        group |= {f"{m}_{stat}": f"{m}_{stat}" for stat in ("count", "mean", "min", "max")}
+        group[f"{m}_p"] = f"(SELECT {_percentiles('v')} FROM unnest({m}_values) v)"
+    key_list = ", ".join(keys)
+    inner_columns = ", ".join(f"{expr} AS {alias}" for alias, expr in inner.items())
+    outer_columns = ", ".join(f"{expr} AS {alias}" for alias, expr in group.items())
+    return f"""SELECT {key_list}, {outer_columns}
+               FROM (SELECT {key_list}, {inner_columns}
+                     FROM ({source}) c GROUP BY {key_list}) g
+               ORDER BY {key_list}"""
+
+
+def attainment(measure: str, target: str) -> Ratio:
     """Share of rows with a target and a measured time that met it (None when none has)."""
-    return (
-        f"avg(CASE WHEN {target} IS NOT NULL AND {measure} IS NOT NULL "
-        f"THEN ({measure} <= {target})::int END)::float8 AS sla_{name}_attainment"
+    both = f"{target} IS NOT NULL AND {measure} IS NOT NULL"
+    return Ratio(
+        f"CASE WHEN {both} THEN ({measure} <= {target})::int END",
+        f"CASE WHEN {both} THEN 1 END",
     )
 
 
@@ -104,57 +165,49 @@ def _carried(group_by: tuple[str, ...]) -> str:
     return "".join(f"c.{d}, " for d in group_by)
 
 
-def _grouping(keys: list[str]) -> tuple[str, str]:
-    if not keys:
-        return "", ""
-    return "".join(f"{k}, " for k in keys), f"GROUP BY {', '.join(keys)}"
-
-
 def conversations_sql(
     where: str, *, group_by: tuple[str, ...], interval: str | None, clock: Clock
 ) -> str:
     """Per group: conversations, resolution and queue wait, reassignments, messages, SLA
     resolution attainment and CSAT."""
     keys, bucket = _keys(group_by, interval)
-    select_keys, group_sql = _grouping(keys)
     suffix = "_s" if clock == "calendar" else "_bs"
-    dims = _carried(group_by)
-    return f"""SELECT {select_keys} count(*) AS conversations,
-                  avg(GREATEST(assignments - 1, 0))::float8 AS reassignments_mean,
-                  avg(customer_messages + agent_replies)::float8 AS messages_mean,
-                  {attainment("resolution", "resolution_s", "resolution_target_s")},
-                  count(score) AS csat_count, avg(score)::float8 AS csat_mean,
-                  {aggregate_columns(CONVERSATION_MEASURES)}
-           FROM (SELECT {bucket} {dims} assignments, customer_messages, agent_replies,
-                        c.resolution{suffix} AS resolution_s,
+    source = f"""SELECT {bucket} {_carried(group_by)} assignments, customer_messages,
+                        agent_replies, c.resolution{suffix} AS resolution_s,
                         c.queue_wait{suffix} AS queue_wait_s,
                         {RES_TARGET} AS resolution_target_s, s.score
                  FROM metrics.conversations c
                  {TARGET_JOIN}
                  LEFT JOIN metrics.csat s USING (conversation_id)
-                 WHERE {where}) c
-           {group_sql}"""
+                 WHERE {where}"""
+    figures = {
+        "conversations": Ratio("1"),
+        "reassignments_mean": Ratio("GREATEST(assignments - 1, 0)", "1"),
+        "messages_mean": Ratio("customer_messages + agent_replies", "1"),
+        "sla_resolution_attainment": attainment("resolution_s", "resolution_target_s"),
+        "csat_count": Ratio("CASE WHEN score IS NOT NULL THEN 1 END"),
+        "csat_mean": Ratio("score", "CASE WHEN score IS NOT NULL THEN 1 END"),
+    }
+    return aggregate(source, keys, figures, CONVERSATION_MEASURES, hashed=interval is None)
 
 
 def waits_sql(where: str, *, group_by: tuple[str, ...], interval: str | None, clock: Clock) -> str:
     """Per group: first responses (every episode), next replies and SLA first-response
     attainment. The time range and the dimensions are the conversation's."""
     keys, bucket = _keys(group_by, interval)
-    select_keys, group_sql = _grouping(keys)
     column = "c.seconds" if clock == "calendar" else "c.business_seconds"
-    dims = _carried(group_by)
-    return f"""SELECT {select_keys}
-                  {attainment("first_response", "first_response_s", "first_response_target_s")},
-                  {aggregate_columns(WAIT_MEASURES)}
-           FROM (SELECT {bucket} {dims}
+    source = f"""SELECT {bucket} {_carried(group_by)}
                         CASE WHEN c.kind = 'first' THEN {column} END AS first_response_s,
                         CASE WHEN c.kind = 'next' THEN {column} END AS next_reply_s,
                         CASE WHEN c.kind = 'first' THEN {FRT_TARGET} END
                           AS first_response_target_s
                  FROM metrics.waits c
                  {TARGET_JOIN}
-                 WHERE {where}) c
-           {group_sql}"""
+                 WHERE {where}"""
+    figures = {
+        "sla_first_response_attainment": attainment("first_response_s", "first_response_target_s")
+    }
+    return aggregate(source, keys, figures, WAIT_MEASURES, hashed=interval is None)
 
 
 def merge_rows(

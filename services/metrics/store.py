@@ -537,17 +537,16 @@ class MetricsStore:
         return [dict(r._mapping) for r in rows]
 
 
-async def report(
+async def _aggregates(
     sessions: async_sessionmaker[AsyncSession],
     filters: Filters,
     *,
-    group_by: tuple[str, ...] = (),
-    interval: str | None = None,
-    clock: Clock = "calendar",
-) -> list[ReportRow]:
-    """Figures of every measure, per group (and per time bucket), computed in SQL. The two
-    tables are aggregated at once on two connections that share one snapshot, so the figures
-    are consistent with each other and take the time of the slower query, not of both."""
+    group_by: tuple[str, ...],
+    interval: str | None,
+    clock: Clock,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The rows of both tables' aggregates, computed at once on two connections that share
+    one snapshot: consistent with each other, in the time of the slower query."""
     async with sessions() as first, first.begin():
         snapshot = await MetricsStore(first).export_snapshot()
 
@@ -565,4 +564,19 @@ async def report(
             ),
             waits(),
         )
-    return merge_rows(conversation_rows, wait_rows, group_by=group_by, interval=interval)
+    return conversation_rows, wait_rows
+
+
+async def report(
+    sessions: async_sessionmaker[AsyncSession],
+    filters: Filters,
+    *,
+    group_by: tuple[str, ...] = (),
+    interval: str | None = None,
+    clock: Clock = "calendar",
+) -> list[ReportRow]:
+    """Figures of every measure, per group (and per time bucket), computed in SQL."""
+    convs, waits = await _aggregates(
+        sessions, filters, group_by=group_by, interval=interval, clock=clock
+    )
+    return merge_rows(convs, waits, group_by=group_by, interval=interval)
