@@ -27,7 +27,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy shared services devtools bench
+	$(BIN)/mypy shared services devtools bench cli
 
 test: $(STAMP) browser lint
 	$(BIN)/python -m pytest

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -13,6 +14,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 
 from devtools.stack import Broker, Postgres, create_database, drop_database, migrate, unique_name
@@ -144,3 +146,23 @@ async def eventually(
             return last
         await asyncio.sleep(0.05)
     raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
+
+
+@contextlib.asynccontextmanager
+async def serving(app):
+    """The app on a free loopback port, with its lifespan; yields the base URL."""
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+
+    async def started():
+        return server.started
+
+    await eventually(started, what="uvicorn started")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task

@@ -1,15 +1,12 @@
 """The built-in dashboard in Debian's headless Chromium (driven by Playwright), against the
 metrics service served by uvicorn on loopback, fed through the real broker."""
 
-import asyncio
-import contextlib
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from playwright.async_api import async_playwright
 
 from services.metrics.app import create_app
@@ -22,7 +19,7 @@ from shared.events import (
     Priority,
     derived_id,
 )
-from tests.conftest import eventually, produce
+from tests.conftest import eventually, produce, serving
 from tests.integration.scripted import Script, publish
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -38,26 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 HOSTILE_TEAM = '<img src=x onerror="window.pwned=1"><script>window.pwned=2</script>'
-
-
-@contextlib.asynccontextmanager
-async def serving(app):
-    """The app on a free loopback port, with its lifespan; yields the base URL."""
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_config=None, lifespan="on")
-    )
-    task = asyncio.create_task(server.serve())
-
-    async def started():
-        return server.started
-
-    await eventually(started, what="uvicorn started")
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
 
 
 def live_history(now):

@@ -1,0 +1,227 @@
+"""The ``switchboard`` commands. Each one parses its arguments, calls a service (or Kafka), and
+prints; errors say what failed and exit non-zero."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+from cli.agents_file import AgentsFileError, read_agents
+from cli.replay import replay_dead_letters
+from cli.settings import CliSettings
+from services.router.routing.rules import RulesError, load_rules
+from shared.auth import INGEST, OPS, agent_scope, hash_key, new_key
+
+app = typer.Typer(help="Operate a Switchboard desk.", no_args_is_help=True)
+agents = typer.Typer(help="Create, update and list agents; set their status.")
+dead_letters = typer.Typer(help="Records consumers gave up on.")
+rules = typer.Typer(help="The routing rules file.")
+keys = typer.Typer(help="API keys.")
+app.add_typer(agents, name="agents")
+app.add_typer(dead_letters, name="dead-letters")
+app.add_typer(rules, name="rules")
+app.add_typer(keys, name="keys")
+
+out = Console()
+err = Console(stderr=True)
+
+KeyOption = Annotated[
+    str | None, typer.Option("--key", envvar="SWITCHBOARD_OPS_KEY", help="an ops API key")
+]
+RouterOption = Annotated[
+    str | None, typer.Option("--router", help="router base URL (SWITCHBOARD_ROUTER_URL)")
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}")
+    return typer.Exit(1)
+
+
+def _client(base_url: str, key: str | None, settings: CliSettings) -> httpx.Client:
+    key = key or settings.ops_key
+    if not key:
+        raise _fail("no API key: pass --key or set SWITCHBOARD_OPS_KEY")
+    return httpx.Client(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=settings.timeout_s,
+    )
+
+
+def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    """The JSON answer of a call, or exit saying what the service answered."""
+    try:
+        answer = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise _fail(f"{method} {client.base_url}{path}: {exc}") from exc
+    if answer.is_error:
+        try:
+            detail = answer.json().get("detail", answer.text)
+        except ValueError:
+            detail = answer.text
+        raise _fail(f"{method} {path} answered {answer.status_code}: {detail}")
+    return answer.json() if answer.content else None
+
+
+@agents.command("import")
+def import_agents(
+    file: Annotated[Path, typer.Argument(help="agents as CSV or YAML")],
+    key: KeyOption = None,
+    router: RouterOption = None,
+) -> None:
+    """Create or update every agent of a CSV or YAML file (a progress bar shows the way)."""
+    settings = CliSettings()
+    try:
+        found = read_agents(file)
+    except AgentsFileError as exc:
+        raise _fail(str(exc)) from exc
+    failures = []
+    with _client(router or settings.router_url, key, settings) as client, Progress() as bar:
+        task = bar.add_task(f"importing {len(found)} agents", total=len(found))
+        for agent_id, body in found:
+            answer = client.put(f"/v1/agents/{agent_id}", json=body)
+            if answer.is_error:
+                failures.append(f"{agent_id}: {answer.status_code} {answer.text[:300]}")
+            bar.advance(task)
+    out.print(f"{len(found) - len(failures)} of {len(found)} agents saved")
+    if failures:
+        for failure in failures:
+            err.print(f"[red]refused[/red] {failure}")
+        raise typer.Exit(1)
+
+
+@agents.command("list")
+def list_agents(key: KeyOption = None, router: RouterOption = None) -> None:
+    """Agents with their status, team, load and capacity."""
+    settings = CliSettings()
+    with _client(router or settings.router_url, key, settings) as client:
+        found = _call(client, "GET", "/v1/agents")
+    table = Table("agent", "status", "team", "load / capacity", "skills", "languages")
+    for a in found:
+        load = ", ".join(f"{c} {a['load'].get(c, 0)}/{n}" for c, n in a["capacity"].items())
+        skills = ", ".join(f"{s}:{lvl}" for s, lvl in a["skills"].items())
+        table.add_row(a["id"], a["status"], a["team"] or "", load, skills, " ".join(a["languages"]))
+    out.print(table)
+
+
+@agents.command("status")
+def set_status(
+    agent_id: str,
+    status: Annotated[str, typer.Argument(help="online, away or offline")],
+    key: KeyOption = None,
+    router: RouterOption = None,
+) -> None:
+    """Set an agent's status (as ops)."""
+    settings = CliSettings()
+    with _client(router or settings.router_url, key, settings) as client:
+        _call(client, "PUT", f"/v1/agents/{agent_id}/status", json={"status": status})
+    out.print(f"{agent_id} is {status}")
+
+
+@app.command("queues")
+def queues(key: KeyOption = None, router: RouterOption = None) -> None:
+    """Conversations waiting for an agent, per skill and language."""
+    settings = CliSettings()
+    with _client(router or settings.router_url, key, settings) as client:
+        found = _call(client, "GET", "/v1/queues")
+    table = Table("skill", "language", "waiting", "oldest wait (s)", "by priority")
+    for q in found:
+        by_priority = ", ".join(f"{p} {n}" for p, n in q["priorities"].items())
+        table.add_row(
+            q["skill"], q["language"], str(q["depth"]), f"{q['oldest_wait_s']:.0f}", by_priority
+        )
+    out.print(table if found else "no conversation is waiting")
+
+
+@app.command("conversation")
+def show_conversation(
+    conversation_id: str,
+    key: KeyOption = None,
+    router: RouterOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the raw answer")] = False,
+) -> None:
+    """A conversation: its routing decision (which rules fired), its agent and messages."""
+    settings = CliSettings()
+    with _client(router or settings.router_url, key, settings) as client:
+        c = _call(client, "GET", f"/v1/conversations/{conversation_id}")
+    if as_json:
+        out.print_json(json.dumps(c))
+        return
+    k = c["classification"]
+    out.print(f"[bold]{c['id']}[/bold]  {c['channel']}  {c['state']}  customer {c['customer_id']}")
+    out.print(
+        f"routing: priority {k['priority']}, skill {k['skill']} (level {k['min_level']}+), "
+        f"language {k['language']}, team {k['team'] or 'any'}; rules fired: "
+        f"{', '.join(k['rules_fired']) or 'none'}"
+    )
+    out.print(f"agent: {c['agent_id'] or '(waiting)'}; opened {c['opened_at']}")
+    for m in c["messages"]:
+        who = "customer" if m["direction"] == "inbound" else m["author"]
+        delivery = f" [{m['delivery_status']}]" if m.get("delivery_status") else ""
+        out.print(f"  {m['created_at']}  {who}: {m['text']}{delivery}", markup=False)
+
+
+@dead_letters.command("replay")
+def replay(
+    source_topic: Annotated[str | None, typer.Option(help="only letters from this topic")] = None,
+    consumer_group: Annotated[
+        str | None, typer.Option(help="only letters this consumer group gave up on")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option(help="count, publish nothing")] = False,
+    bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap address")] = None,
+) -> None:
+    """Put dead-lettered records back on their source topics, after a fix. Each letter is
+    replayed once (the replay's own consumer group remembers where it stopped); consumers
+    are idempotent, so a record replayed twice is applied once."""
+    settings = CliSettings()
+    with Progress() as bar:
+        task = bar.add_task("replaying dead letters", total=None)
+        outcome = asyncio.run(
+            replay_dead_letters(
+                bootstrap or settings.kafka_bootstrap,
+                settings.topics.dead_letter,
+                source_topic=source_topic,
+                consumer_group=consumer_group,
+                dry_run=dry_run,
+                progress=lambda n: bar.update(task, completed=n),
+            )
+        )
+    verb = "would replay" if dry_run else "replayed"
+    out.print(f"{verb} {outcome.replayed} of {outcome.read} dead letters")
+
+
+@rules.command("validate")
+def validate_rules(file: Path) -> None:
+    """Check a routing rules file the way the router would load it."""
+    try:
+        ruleset = load_rules(file)
+    except RulesError as exc:
+        raise _fail(str(exc)) from exc
+    out.print(f"{file}: valid, {len(ruleset.rules)} rules")
+
+
+@keys.command("create")
+def create_key(
+    name: str,
+    scope: Annotated[
+        list[str] | None, typer.Option(help="ops (default), ingest or agent:<id>; repeatable")
+    ] = None,
+) -> None:
+    """A new random API key: printed once, in clear, with the entry (its SHA-256 digest only)
+    to add to SWITCHBOARD_API_KEYS."""
+    scope = scope or [OPS]
+    for s in scope:
+        if s not in (OPS, INGEST) and not (s.startswith("agent:") and len(s) > len("agent:")):
+            raise _fail(f"unknown scope {s!r}: use ops, ingest or {agent_scope('<id>')}")
+    key = new_key()
+    typer.echo(f"key (shown once): {key}")
+    typer.echo(json.dumps({"name": name, "sha256": hash_key(key), "scopes": scope}))
