@@ -15,10 +15,12 @@ from typing import Any, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.events import DeadLetter
 from shared.settings import CommonSettings
+from shared.tracing import context_from_headers, kafka_headers, tracer
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,9 @@ async def broker_reachable(producer: AIOKafkaProducer, timeout: float = 2.0) -> 
 
 async def publish(producer: AIOKafkaProducer, topic: str, key: str, event: BaseModel) -> None:
     """Publish ``event`` as JSON and wait for the broker's acknowledgement."""
-    await producer.send_and_wait(topic, event.model_dump_json().encode(), key=key.encode())
+    await producer.send_and_wait(
+        topic, event.model_dump_json().encode(), key=key.encode(), headers=kafka_headers()
+    )
 
 
 def parse_record(model: type[M] | TypeAdapter[M], record: ConsumerRecord[Any, Any]) -> M:
@@ -248,7 +252,17 @@ class ConsumeLoop:
         """Apply or dead-letter one record; False when it must be retried later."""
         for attempt in range(1, self.max_attempts + 1):
             try:
-                await self.handle(record)
+                with tracer.start_as_current_span(
+                    f"{record.topic} process",
+                    context=context_from_headers(record.headers),
+                    kind=SpanKind.CONSUMER,
+                    attributes={
+                        "messaging.destination.name": record.topic,
+                        "messaging.consumer.group.name": self.group_id,
+                        "messaging.kafka.offset": record.offset,
+                    },
+                ):
+                    await self.handle(record)
             except PoisonRecord as exc:
                 return await self._dead_letter(record, exc.reason)
             except asyncio.CancelledError:

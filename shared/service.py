@@ -18,6 +18,7 @@ from shared.ratelimit import RateLimiter
 from shared.settings import CommonSettings
 from shared.telemetry import install_telemetry
 from shared.textguard import TextGuard
+from shared.tracing import RequestIdMiddleware
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -99,7 +100,9 @@ def service_app(
         settings.rate_limit_per_key_per_s, settings.rate_limit_per_key_burst
     )
     install_common(app, checks, max_body_bytes=settings.max_body_bytes)
-    install_telemetry(app, title.removeprefix("Switchboard ").strip())
+    service = title.removeprefix("Switchboard ").strip()
+    install_telemetry(app, service)
+    app.add_middleware(RequestIdMiddleware)
     for router in routers:
         app.include_router(router)
     return app

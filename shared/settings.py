@@ -74,3 +74,5 @@ class CommonSettings(BaseSettings):
     rate_limit_per_key_per_s: float = 1000.0
     rate_limit_per_key_burst: int = 2000
     log_level: str = "INFO"
+    # OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); unset: no traces.
+    otlp_endpoint: str | None = None

@@ -10,6 +10,7 @@ from typing import Annotated
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Depends, Request
+from opentelemetry.trace import SpanKind
 
 from services.ingest.channels.base import to_event
 from services.ingest.normalize import Accepted, MessageIn, to_incoming
@@ -19,6 +20,7 @@ from shared.events import InboundMessage
 from shared.kafka import TopicGuard
 from shared.problems import ServiceUnavailable, TooManyRequests
 from shared.ratelimit import RateLimiter, retry_after_header
+from shared.tracing import kafka_headers, tracer
 
 router = APIRouter()
 
@@ -63,14 +65,23 @@ class InboundPublisher:
             ) from exc
 
     async def _send_all(self, messages: list[InboundMessage]) -> None:
-        sent = [
-            await self.producer.send(
-                self.topic, m.model_dump_json().encode(), key=m.conversation_key.encode()
-            )
-            for m in messages
-        ]
-        for delivery in sent:
-            await delivery
+        with tracer.start_as_current_span(
+            f"{self.topic} publish",
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.batch.message_count": len(messages)},
+        ):
+            headers = kafka_headers()
+            sent = [
+                await self.producer.send(
+                    self.topic,
+                    m.model_dump_json().encode(),
+                    key=m.conversation_key.encode(),
+                    headers=headers,
+                )
+                for m in messages
+            ]
+            for delivery in sent:
+                await delivery
 
 
 def get_publisher(request: Request) -> InboundPublisher:

@@ -20,6 +20,7 @@ from shared.events import (
     derived_id,
 )
 from shared.problems import Conflict, NotFound
+from shared.tracing import tracer
 
 # How many queued conversations of each priority one pull looks at (and locks) at a time.
 QUEUE_WINDOW = 25
@@ -55,6 +56,14 @@ async def try_assign(ctx: Context, conv: Conversation) -> bool:
 
 async def give(ctx: Context, conv: Conversation, agent_id: str) -> None:
     """Hand a queued conversation to an agent whose slot was just claimed."""
+    with tracer.start_as_current_span(
+        "assign",
+        attributes={"switchboard.conversation_id": str(conv.id), "switchboard.agent_id": agent_id},
+    ):
+        await _give(ctx, conv, agent_id)
+
+
+async def _give(ctx: Context, conv: Conversation, agent_id: str) -> None:
     offer = ctx.policy.needs_acceptance(conv.channel)
     claim = await ctx.store.mark_assigned(conv.id, agent_id, ctx.now, accepted=not offer)
     if not claim.done:

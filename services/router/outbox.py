@@ -8,6 +8,7 @@ event ids are stable, so consumers drop the duplicates.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 
 from aiokafka import AIOKafkaProducer
@@ -16,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from shared.kafka import TopicGuard
+from shared.tracing import kafka_headers
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,10 @@ class OutboxRelay:
                 return 0
             rows = (
                 await session.execute(
-                    text("SELECT id, topic, key, payload FROM router.outbox ORDER BY id LIMIT :n"),
+                    text(
+                        "SELECT id, topic, key, payload, trace FROM router.outbox "
+                        "ORDER BY id LIMIT :n"
+                    ),
                     {"n": BATCH},
                 )
             ).all()
@@ -76,7 +81,12 @@ class OutboxRelay:
                 return 0
             await self.topics.ensure()
             sent = [
-                await self.producer.send(r.topic, r.payload.encode(), key=r.key.encode())
+                await self.producer.send(
+                    r.topic,
+                    r.payload.encode(),
+                    key=r.key.encode(),
+                    headers=kafka_headers(json.loads(r.trace) if r.trace else {}),
+                )
                 for r in rows
             ]
             await asyncio.gather(*sent)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.router.routing.classify import UNKNOWN_LANGUAGE, Classification
 from services.router.routing.select import AgentView, Need
 from shared.events import AgentStatus, Channel, CustomerTier, Priority, Skill
+from shared.tracing import carrier_json
 
 AGENT_CHANNEL = "switchboard_agent"  # NOTIFY channel: payload is the agent id
 
@@ -680,12 +681,15 @@ class RouterStore:
     # ------------------------------------------------------------ outbox
 
     async def enqueue(self, events: list[tuple[str, str, BaseModel]]) -> None:
-        """Write (topic, key, event) rows for the outbox relay, in one statement."""
+        """Write (topic, key, event) rows for the outbox relay, in one statement, with the
+        trace context they were made in (the relay publishes them in that trace)."""
         await self._exec(
-            """INSERT INTO router.outbox (topic, key, payload)
-               SELECT * FROM unnest(CAST(:topics AS text[]), CAST(:keys AS text[]),
-                                    CAST(:payloads AS text[]))""",
+            """INSERT INTO router.outbox (topic, key, payload, trace)
+               SELECT t, k, p, CAST(:trace AS text)
+               FROM unnest(CAST(:topics AS text[]), CAST(:keys AS text[]),
+                           CAST(:payloads AS text[])) AS e(t, k, p)""",
             topics=[t for t, _, _ in events],
             keys=[k for _, k, _ in events],
             payloads=[e.model_dump_json() for _, _, e in events],
+            trace=carrier_json(),
         )

@@ -1,0 +1,83 @@
+"""OpenTelemetry traces: a span per HTTP request (FastAPI's own), per Kafka publish, per
+record applied, per assignment; the context crosses Kafka in W3C ``traceparent`` headers (and
+waits in the router's outbox with the event). Exported over OTLP/HTTP when
+``SWITCHBOARD_OTLP_ENDPOINT`` is set; off otherwise (the no-op tracer costs next to nothing)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable
+
+from opentelemetry import propagate, trace
+from opentelemetry.context import Context
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+tracer = trace.get_tracer("switchboard")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def configure_tracing(service: str, endpoint: str | None) -> None:
+    """Export this process's spans to an OTLP/HTTP collector at ``endpoint``, if given."""
+    if not endpoint:
+        return
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": f"switchboard-{service}"}))
+    provider.add_span_processor(
+        BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces"))
+    )
+    trace.set_tracer_provider(provider)
+
+
+def current_carrier() -> dict[str, str]:
+    """The current trace context as W3C headers (empty when nothing is traced)."""
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    return carrier
+
+
+def kafka_headers(carrier: dict[str, str] | None = None) -> list[tuple[str, bytes]]:
+    """Kafka record headers carrying ``carrier`` (default: the current context)."""
+    items = current_carrier() if carrier is None else carrier
+    return [(k, v.encode()) for k, v in items.items()]
+
+
+def carrier_json() -> str | None:
+    """The current context, for a row that will be published later (the outbox)."""
+    carrier = current_carrier()
+    return json.dumps(carrier) if carrier else None
+
+
+def context_from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> Context:
+    carrier = {k: v.decode(errors="replace") for k, v in headers or () if v is not None}
+    return propagate.extract(carrier)
+
+
+class RequestIdMiddleware:
+    """Echo a request id in ``X-Request-ID`` (the caller's, if it sent a sane one; else a new
+    one). FastAPI itself makes the SERVER span of each request, joining the caller's trace."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", request_id.encode()),
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)
