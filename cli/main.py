@@ -17,6 +17,8 @@ from rich.table import Table
 from cli.agents_file import AgentsFileError, read_agents
 from cli.replay import replay_dead_letters
 from cli.settings import CliSettings
+from cli.topics import apply_specs
+from cli.topics_file import TopicsFileError, parse_topics
 from services.router.routing.rules import RulesError, load_rules
 from shared.auth import INGEST, OPS, agent_scope, hash_key, new_key
 
@@ -25,10 +27,12 @@ agents = typer.Typer(help="Create, update and list agents; set their status.")
 dead_letters = typer.Typer(help="Records consumers gave up on.")
 rules = typer.Typer(help="The routing rules file.")
 keys = typer.Typer(help="API keys.")
+topics = typer.Typer(help="Kafka topics.")
 app.add_typer(agents, name="agents")
 app.add_typer(dead_letters, name="dead-letters")
 app.add_typer(rules, name="rules")
 app.add_typer(keys, name="keys")
+app.add_typer(topics, name="topics")
 
 out = Console()
 err = Console(stderr=True)
@@ -225,3 +229,28 @@ def create_key(
     key = new_key()
     typer.echo(f"key (shown once): {key}")
     typer.echo(json.dumps({"name": name, "sha256": hash_key(key), "scopes": scope}))
+
+
+@topics.command("apply")
+def apply_topics(
+    file: Annotated[Path, typer.Argument(help="the topics file, e.g. deploy/topics.yaml")],
+    bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap address")] = None,
+    replication_factor: Annotated[
+        int | None, typer.Option(help="override every topic's (1 for a one-broker cluster)")
+    ] = None,
+) -> None:
+    """Create the topics of the file that do not exist yet, with their partitions,
+    replication and configs; report the ones that exist with other partition counts."""
+    settings = CliSettings()
+    try:
+        specs = parse_topics(
+            file.read_text(encoding="utf-8"), replication_factor=replication_factor
+        )
+    except (OSError, TopicsFileError) as exc:
+        raise _fail(f"{file}: {exc}") from exc
+    created, differing = asyncio.run(apply_specs(bootstrap or settings.kafka_bootstrap, specs))
+    for name in created:
+        out.print(f"created {name}")
+    for name, have, want in differing:
+        err.print(f"[yellow]{name}[/yellow] has {have} partitions, the file says {want}")
+    out.print(f"{len(created)} created, {len(specs) - len(created)} already there")

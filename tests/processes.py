@@ -84,5 +84,7 @@ class Services:
         for name in self.kinds:
             log = self.log_dir / f"{name}.log"
             if log.exists():
-                tail = log.read_text(errors="replace").splitlines()[-10:]
-                print(f"--- {name} log (tail)\n" + "\n".join(tail))
+                lines = log.read_text(errors="replace").splitlines()
+                errors = [line for line in lines if '"level": "error"' in line][:3]
+                print(f"--- {name} log: first errors\n" + "\n".join(errors))
+                print(f"--- {name} log (tail)\n" + "\n".join(lines[-10:]))

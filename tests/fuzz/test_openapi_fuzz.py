@@ -43,7 +43,8 @@ def desk(broker, pg, template_db, tmp_path_factory):
     )
     try:
         for service in ("ingest", "router", "metrics"):
-            services.start(service, **SECRETS)
+            # INFO: an unhandled exception's traceback lands in the log the test prints.
+            services.start(service, **SECRETS, SWITCHBOARD_LOG_LEVEL="INFO")
         yield services
     finally:
         services.stop()
