@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run demo test lint format clean bench bench-quick browser
+.PHONY: install run demo test lint format clean bench bench-quick system-deps
 
 $(STAMP): pyproject.toml constraints.txt
 	@echo "[switchboard] creating $(VENV) and installing pinned dependencies"
@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy shared services devtools bench cli
 
-test: $(STAMP) browser lint
+test: $(STAMP) system-deps lint
 	$(BIN)/python -m pytest
 
 format: $(STAMP)
@@ -45,10 +45,13 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.run --quick
 
-# Debian's Chromium, for the dashboard test (Playwright drives it; it never downloads one).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "[switchboard] installing Debian's chromium for the dashboard test"; \
+# Debian packages the tests use: Chromium for the dashboard test (Playwright drives it, it
+# never downloads a browser) and docker-compose to validate deploy/docker-compose.yml.
+SYSTEM_DEPS := chromium docker-compose
+system-deps:
+	@missing=""; for cmd in $(SYSTEM_DEPS); do command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "[switchboard] installing Debian's$$missing for the tests"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q >/dev/null && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium >/dev/null; }
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing >/dev/null; fi

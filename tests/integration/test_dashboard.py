@@ -71,7 +71,7 @@ def agent_events(now):
 @pytest.fixture(scope="module")
 def chromium_path():
     if not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is missing: `make browser` installs Debian's chromium")
+        pytest.fail("Chromium is missing: `make system-deps` installs Debian's chromium")
     return CHROMIUM
 
 

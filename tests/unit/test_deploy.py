@@ -1,13 +1,19 @@
-"""deploy/: the Prometheus scrape config and the Grafana dashboard fit what the services export."""
+"""deploy/: the Prometheus scrape config and the Grafana dashboard fit what the services export;
+Kubernetes manifests, the Compose file and the topics file are valid and say what they must."""
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import kubernetes_validate
+import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cli.topics_file import TopicsFileError, parse_topics
 from services.metrics.exposition import BUCKETS_S, HistogramRow, families, render
 from shared.telemetry import RequestMetrics, _ConsumerProgress
 
@@ -72,3 +78,101 @@ def test_scrape_config_covers_the_three_services_with_an_ops_key():
         (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text()
     )
     assert datasource["datasources"][0]["uid"] == "switchboard-prometheus"
+
+
+# ---------------------------------------------------------------- Kubernetes and Compose
+
+K8S_VERSIONS = ("1.33.0", kubernetes_validate.latest_version())
+
+
+def manifests():
+    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            for doc in yaml.safe_load_all(path.read_text()):
+                yield path.name, doc
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_kubernetes_manifests_are_valid_against_the_api_schemas(version):
+    docs = list(manifests())
+    assert len(docs) >= 14
+    for _, doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)  # raises, naming the field
+    listed = yaml.safe_load((DEPLOY / "k8s/kustomization.yaml").read_text())["resources"]
+    assert {n for n, _ in docs} - {"secret.example.yaml"} == set(listed)
+
+
+def test_the_validator_refuses_a_misspelled_field():
+    deployment = next(d for _, d in manifests() if d["kind"] == "Deployment")
+    deployment["spec"]["replicass"] = 2
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSIONS[0], strict=True)
+
+
+def test_every_service_probes_readyz_and_healthz_and_several_routers_run():
+    docs = [d for _, d in manifests()]
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert set(deployments) == {f"switchboard-{s}" for s in ("ingest", "router", "metrics")}
+    for d in deployments.values():
+        (container,) = d["spec"]["template"]["spec"]["containers"]
+        assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+        assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        assert {"cpu", "memory"} <= set(container["resources"]["requests"])
+        refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
+        assert refs == {"switchboard"}  # the ConfigMap and the Secret
+    assert deployments["switchboard-router"]["spec"]["replicas"] > 1
+    pdbs = {d["metadata"]["name"] for d in docs if d["kind"] == "PodDisruptionBudget"}
+    assert pdbs == set(deployments)
+    (hpa,) = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "switchboard-ingest"
+    assert hpa["spec"]["metrics"][0]["resource"]["name"] == "cpu"
+
+
+def test_the_compose_file_is_valid_and_runs_one_image_for_the_three_services(tmp_path):
+    compose = DEPLOY / "docker-compose.yml"
+    binary = shutil.which("docker-compose")
+    assert binary, "docker-compose is missing: `make system-deps` installs Debian's"
+    (tmp_path / "ops-key").write_text("sb_example")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "POSTGRES_PASSWORD": "example",
+        "GRAFANA_ADMIN_PASSWORD": "example",
+        "SWITCHBOARD_API_KEYS": "[]",
+    }
+    text = compose.read_text().replace("file: ./ops-key", f"file: {tmp_path / 'ops-key'}")
+    (tmp_path / "compose.yml").write_text(text)
+    for folder in ("prometheus", "grafana"):
+        (tmp_path / folder).symlink_to(DEPLOY / folder)
+    checked = subprocess.run(
+        [binary, "-f", str(tmp_path / "compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr
+    services = yaml.safe_load(checked.stdout)["services"]
+    images = {services[s]["image"] for s in ("ingest", "router", "metrics", "migrate", "topics")}
+    assert images == {"switchboard:local"}
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert services["migrate"]["command"] == ["alembic", "upgrade", "head"]
+    for s in ("ingest", "router", "metrics"):
+        assert services[s]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    dockerfile = (DEPLOY.parent / "Dockerfile").read_text()
+    assert "-c constraints.txt" in dockerfile and "USER 10001" in dockerfile
+
+
+def test_the_topics_file_gives_production_settings_and_a_development_override():
+    text = (DEPLOY / "topics.yaml").read_text()
+    topics = {t.name: t for t in parse_topics(text)}
+    assert set(topics) == {
+        f"switchboard.{n}.v1"
+        for n in ("inbound", "conversation-events", "agent-events", "outbound", "dead-letter")
+    }
+    inbound = topics["switchboard.inbound.v1"]
+    assert inbound.replication_factor == 3 and inbound.configs["min.insync.replicas"] == "2"
+    assert topics["switchboard.dead-letter.v1"].configs["retention.ms"] == "2592000000"
+    assert {t.replication_factor for t in parse_topics(text, replication_factor=1)} == {1}
+    with pytest.raises(TopicsFileError):
+        parse_topics("topics: [{name: a, partitions: 0}]")
