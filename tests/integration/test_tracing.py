@@ -39,7 +39,15 @@ async def test_one_trace_runs_from_the_webhook_to_the_assignment_and_to_metrics(
         **common | {"consumer_group": common["consumer_group"] + "m"}
     )
     async with (
-        running(ingest_app(IngestSettings(**common, telegram_secret_token=TG))) as ingest,
+        running(
+            ingest_app(
+                IngestSettings(
+                    **common
+                    | {"dispatcher_enabled": True, "dispatcher_group": common["consumer_group"]},
+                    telegram_secret_token=TG,
+                )
+            )
+        ) as ingest,
         running(router_app(router_settings)) as router,
         running(metrics_app(metrics_settings)) as metrics,
     ):
@@ -92,6 +100,38 @@ async def test_one_trace_runs_from_the_webhook_to_the_assignment_and_to_metrics(
 
         trace_spans = await eventually(traced_to_metrics, timeout=30, what="the trace at metrics")
         await metrics.get("/healthz")
+
+        # The agent's reply is a trace of its own, from the agent's request to the delivery
+        # attempt in ingest's dispatcher (no Telegram token here, so Telegram is not called).
+        conversation = next(s for s in trace_spans if s.name == "assign").attributes[
+            "switchboard.conversation_id"
+        ]
+        replied = await router.post(
+            f"/v1/conversations/{conversation}/replies",
+            headers=ids.as_agent(agent),
+            json={"agent_id": agent, "text": "we are on it"},
+        )
+        assert replied.status_code in (200, 201), replied.text
+
+        async def delivered():
+            reply = next(
+                (
+                    s
+                    for s in spans.get_finished_spans()
+                    if s.name == "POST /v1/conversations/{conversation_id}/replies"
+                ),
+                None,
+            )
+            if reply is None:
+                return None
+            return [
+                s
+                for s in spans.get_finished_spans()
+                if s.context.trace_id == reply.context.trace_id
+                and s.name == f"{topics.outbound} process"
+            ]
+
+        assert await eventually(delivered, timeout=30, what="the reply's trace at the dispatcher")
     names = {s.name for s in trace_spans}
     groups = {s.attributes.get("messaging.consumer.group.name") for s in trace_spans}
     assert "assign" in names
