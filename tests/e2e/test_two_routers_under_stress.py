@@ -19,7 +19,14 @@ from devtools.stack import free_port
 from shared.auth import agent_scope, hash_key, new_key
 from shared.db import make_engine
 from shared.events import Channel, Customer, InboundMessage, conversation_key_for, message_id_for
-from tests.conftest import eventually, produce, read_topic
+from tests.conftest import eventually, produce
+from tests.invariants import (
+    given_to_two_agents,
+    inbound_messages,
+    load_mismatches,
+    out_of_order,
+    outbox_drained,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -223,31 +230,17 @@ async def test_invariants_hold_with_two_routers_under_churn(
                 json={"status": "online"},
             )
 
-        async def outbox_empty():
-            return (await query("SELECT count(*) FROM router.outbox"))[0][0] == 0
-
-        await eventually(outbox_empty, timeout=60, what="the outbox drained")
+        await outbox_drained(engine)
 
     # Every message exactly once, in each conversation's own order.
-    rows = await query("""SELECT c.conversation_key, m.text, m.seq FROM router.messages m
-                          JOIN router.conversations c ON c.id = m.conversation_id
-                          WHERE m.direction = 'inbound' ORDER BY m.seq""")
-    assert len(rows) == len(messages)
-    seen = defaultdict(list)
-    for key, body, _ in rows:
-        seen[key].append(int(body.split()[0][1:]))
-    assert all(numbers == sorted(numbers) for numbers in seen.values())
-    assert sum(len(v) for v in seen.values()) == len({m.message_id for m in messages})
+    stored = await inbound_messages(engine)
+    assert len(stored) == len(messages)
+    assert out_of_order(stored) == []
+    assert len({mid for mid, _, _ in stored}) == len({m.message_id for m in messages})
 
     # Capacity held throughout, and the counters agree with the conversations held.
     assert violations == []
-    mismatched = await query(
-        """SELECT s.agent_id, s.channel, s.load, count(c.id) FROM router.agent_slots s
-           LEFT JOIN router.conversations c ON c.agent_id = s.agent_id
-                AND c.channel = s.channel AND c.state = 'assigned'
-           GROUP BY s.agent_id, s.channel, s.load HAVING s.load <> count(c.id)"""
-    )
-    assert mismatched == []
+    assert await load_mismatches(engine) == []
     totals = await query(
         """SELECT a.id FROM router.agents a
            WHERE a.total_load <> (SELECT coalesce(sum(load), 0) FROM router.agent_slots s
@@ -262,21 +255,7 @@ async def test_invariants_hold_with_two_routers_under_churn(
     await engine.dispose()
 
     # The event stream never gives one conversation to a second agent without taking it away.
-    holder: dict[str, str | None] = {}
-    for record in await read_topic(broker.bootstrap, topics.conversation_events):
-        event = json.loads(record.value)
-        cid = event["conversation_id"]
-        if event["type"] in ("conversation.assigned", "conversation.offered"):
-            current = holder.get(cid)
-            assert current in (None, event["agent_id"]), f"{cid} given to two agents"
-            holder[cid] = event["agent_id"]
-        elif event["type"] in (
-            "conversation.queued",
-            "conversation.resolved",
-            "conversation.transferred",
-            "conversation.reopened",
-        ):
-            holder[cid] = None
+    assert await given_to_two_agents(broker, topics) == []
     assert statuses[500] == 0, dict(statuses)
     print(
         f"\nstress: {len(messages)} messages, {CONVERSATIONS} conversations, "

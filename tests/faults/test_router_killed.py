@@ -3,7 +3,6 @@ second router keeps working: nothing accepted is lost or applied twice, order ho
 goes over capacity and no conversation is given to two agents."""
 
 import asyncio
-import json
 import random
 import uuid
 from collections import defaultdict
@@ -14,7 +13,14 @@ from sqlalchemy import text
 
 from shared.auth import agent_scope, hash_key, new_key
 from shared.db import make_engine
-from tests.conftest import eventually, read_topic
+from tests.conftest import eventually
+from tests.invariants import (
+    given_to_two_agents,
+    inbound_messages,
+    load_mismatches,
+    out_of_order,
+    outbox_drained,
+)
 from tests.processes import Services
 
 pytestmark = pytest.mark.faults
@@ -150,42 +156,15 @@ async def test_nothing_is_lost_or_doubled_when_a_router_is_killed_again_and_agai
         stop.set()
         await asyncio.gather(*background)
 
-        async def outbox_empty():
-            return (await query("SELECT count(*) FROM router.outbox"))[0][0] == 0
+        await outbox_drained(engine)
 
-        await eventually(outbox_empty, timeout=60, what="the outbox drained")
-
-    rows = await query("""SELECT m.id, c.conversation_key, m.text FROM router.messages m
-                          JOIN router.conversations c ON c.id = m.conversation_id
-                          WHERE m.direction = 'inbound' ORDER BY m.seq""")
-    applied = [str(r[0]) for r in rows]
+    stored = await inbound_messages(engine)
+    applied = [mid for mid, _, _ in stored]
     lost = set(accepted) - set(applied)
     duplicated = len(applied) - len(set(applied))
-    order = defaultdict(list)
-    for _, key, body in rows:
-        order[key].append(int(body.split()[0][1:]))
-    mismatched = await query(
-        """SELECT s.agent_id, s.channel FROM router.agent_slots s
-           LEFT JOIN router.conversations c ON c.agent_id = s.agent_id
-                AND c.channel = s.channel AND c.state = 'assigned'
-           GROUP BY s.agent_id, s.channel, s.load HAVING s.load <> count(c.id)"""
-    )
+    mismatched = await load_mismatches(engine)
     await engine.dispose()
-    holder, doubled = {}, []
-    for record in await read_topic(broker.bootstrap, topics.conversation_events):
-        event = json.loads(record.value)
-        cid = event["conversation_id"]
-        if event["type"] in ("conversation.assigned", "conversation.offered"):
-            if holder.get(cid) not in (None, event["agent_id"]):
-                doubled.append(cid)
-            holder[cid] = event["agent_id"]
-        elif event["type"] in (
-            "conversation.queued",
-            "conversation.resolved",
-            "conversation.transferred",
-            "conversation.reopened",
-        ):
-            holder[cid] = None
+    doubled = await given_to_two_agents(broker, topics)
 
     sent = sum(v for k, v in statuses.items() if k.startswith("ingest"))
     print(
@@ -196,6 +175,6 @@ async def test_nothing_is_lost_or_doubled_when_a_router_is_killed_again_and_agai
     )
     assert lost == set() and duplicated == 0
     assert set(applied) <= set(accepted)
-    assert all(n == sorted(n) for n in order.values())
+    assert out_of_order(stored) == []
     assert violations == [] and mismatched == [] and doubled == []
     assert not any(k.endswith(" 500") for k in statuses), dict(statuses)
