@@ -84,7 +84,7 @@ class InboundPublisher:
                 await delivery
 
 
-def get_publisher(request: Request) -> InboundPublisher:
+async def get_publisher(request: Request) -> InboundPublisher:
     publisher: InboundPublisher = request.app.state.publisher
     return publisher
 

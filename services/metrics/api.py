@@ -97,7 +97,7 @@ class TimeseriesOut(BaseModel):
     buckets: list[BucketOut]
 
 
-def report_filters(
+async def report_filters(
     start: Annotated[AwareDatetime | None, Query(alias="from")] = None,
     end: Annotated[AwareDatetime | None, Query(alias="to")] = None,
     channel: Channel | None = None,

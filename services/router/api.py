@@ -35,7 +35,7 @@ from shared.problems import NotFound
 router = APIRouter(prefix="/v1")
 
 
-def _uow(request: Request) -> UnitOfWork:
+async def _uow(request: Request) -> UnitOfWork:
     uow: UnitOfWork = request.app.state.uow
     return uow
 
