@@ -7,7 +7,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -98,8 +98,23 @@ def _json(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str) else value
 
 
-def _calendar(row: Any) -> BusinessCalendar:
-    return BusinessCalendar.parse(row.name, row.time_zone, _json(row.weekly), row.holidays)
+def choose_calendar(
+    rows: list[dict[str, Any]], *, team: str | None, channel: str
+) -> BusinessCalendar | None:
+    """The calendar of a team, else of a channel (by name when several), else None: the
+    desk never closes."""
+    for_team = sorted(
+        (r for r in rows if team is not None and team in r["teams"]), key=lambda r: r["name"]
+    )
+    for_channel = sorted((r for r in rows if channel in r["channels"]), key=lambda r: r["name"])
+    candidates = for_team or for_channel
+    if not candidates:
+        return None
+    chosen = candidates[0]
+    holidays = [date.fromisoformat(str(d)) for d in chosen["holidays"]]
+    return BusinessCalendar.parse(
+        chosen["name"], chosen["time_zone"], _json(chosen["weekly"]), holidays
+    )
 
 
 def _calendar_row(row: Any) -> dict[str, Any]:
@@ -157,25 +172,41 @@ class MetricsStore:
     async def refresh(self, conversation_id: uuid.UUID) -> Facts:
         """Derive a conversation's facts anew from its timeline and write them, with its
         waits. The conversation's row is locked first, so a concurrent refresh (a calendar
-        change) waits for this one and then sees its timeline."""
+        change) waits for this one and then sees its timeline. One statement reads the row,
+        its timeline and the calendars that may apply (the fold runs for every event)."""
         row = (
             await self.session.execute(
-                text("""SELECT channel, priority, skill, language, customer_tier
-                        FROM metrics.conversations WHERE conversation_id = :id FOR UPDATE"""),
+                text("""SELECT c.channel, c.priority, c.skill, c.language, c.customer_tier,
+                          ARRAY(SELECT t.moment FROM metrics.timeline t
+                                WHERE t.conversation_id = c.conversation_id
+                                ORDER BY t.event_id) AS moments,
+                          ARRAY(SELECT t.at FROM metrics.timeline t
+                                WHERE t.conversation_id = c.conversation_id
+                                ORDER BY t.event_id) AS ats,
+                          ARRAY(SELECT t.agent_id FROM metrics.timeline t
+                                WHERE t.conversation_id = c.conversation_id
+                                ORDER BY t.event_id) AS agents,
+                          ARRAY(SELECT t.team FROM metrics.timeline t
+                                WHERE t.conversation_id = c.conversation_id
+                                ORDER BY t.event_id) AS teams,
+                          (SELECT json_agg(k) FROM metrics.calendars k
+                           WHERE c.channel = ANY(k.channels) OR cardinality(k.teams) > 0)
+                            AS calendars
+                        FROM metrics.conversations c
+                        WHERE c.conversation_id = :id FOR UPDATE OF c"""),
                 {"id": conversation_id},
             )
         ).one()
-        timeline = await self.session.execute(
-            text("""SELECT moment, at, agent_id, team FROM metrics.timeline
-                    WHERE conversation_id = :id"""),
-            {"id": conversation_id},
-        )
-        entries = [Entry(Moment(m), at, agent, team) for m, at, agent, team in timeline]
+        entries = [
+            Entry(Moment(m), at, agent, team)
+            for m, at, agent, team in zip(row.moments, row.ats, row.agents, row.teams, strict=True)
+        ]
         facts = derive(entries)
-        calendar = await self.calendar_for(team=facts.team, channel=row.channel)
+        calendar = choose_calendar(_json(row.calendars) or [], team=facts.team, channel=row.channel)
         if calendar is not None:
             facts = derive(entries, calendar)
-        await self._write(conversation_id, facts, dict(row._mapping))
+        dims = {k: getattr(row, k) for k in ("channel", "priority", "skill", "language")}
+        await self._write(conversation_id, facts, dims | {"customer_tier": row.customer_tier})
         return facts
 
     async def _write(self, conversation_id: uuid.UUID, f: Facts, dims: dict[str, Any]) -> None:
@@ -232,19 +263,6 @@ class MetricsStore:
             )
 
     # ------------------------------------------------------------ calendars
-
-    async def calendar_for(self, *, team: str | None, channel: str) -> BusinessCalendar | None:
-        """The calendar of a team, else of a channel, else None (the desk never closes)."""
-        row = (
-            await self.session.execute(
-                text("""SELECT name, time_zone, weekly, holidays FROM metrics.calendars
-                        WHERE CAST(:team AS text) = ANY(teams) OR :channel = ANY(channels)
-                        ORDER BY (CAST(:team AS text) = ANY(teams)) IS TRUE DESC, name
-                        LIMIT 1"""),
-                {"team": team, "channel": channel},
-            )
-        ).first()
-        return _calendar(row) if row else None
 
     async def put_calendar(
         self, calendar: BusinessCalendar, *, channels: Sequence[str], teams: Sequence[str]
