@@ -266,11 +266,14 @@ async def test_an_unaccepted_offer_moves_on_and_repeated_misses_set_the_agent_aw
         await eventually(b_is_away, what="b set away after two missed offers in a row")
         o3 = await conversation_id(db, "o3")
         await eventually(lambda: holder(o3, a), what="o3 moved on to a")
-        kinds = [
-            json.loads(r.value)["type"]
-            for r in await read_topic(broker.bootstrap, topics.conversation_events)
-        ]
-        assert kinds.count("conversation.offer_timed_out") == 3
+
+        async def three_timeouts_published():
+            # The outbox relay publishes after the commit: events may trail the rows.
+            records = await read_topic(broker.bootstrap, topics.conversation_events)
+            kinds = [json.loads(r.value)["type"] for r in records]
+            return kinds.count("conversation.offer_timed_out") == 3
+
+        await eventually(three_timeouts_published, what="three offer_timed_out events")
 
 
 async def _count(db, n, where):
@@ -343,11 +346,13 @@ async def test_a_conversation_near_its_target_is_escalated_to_lower_levels(
         got = await assignments(client, ids, junior, wait=10)
         assert [c["id"] for c in got["conversations"]] == [conv_id]
         assert got["conversations"][0]["escalated_at"] is not None
-        events = [
-            json.loads(r.value)["type"]
-            for r in await read_topic(broker.bootstrap, topics.conversation_events)
-        ]
-        assert "conversation.escalated" in events
+
+        async def escalated_published():
+            # The outbox relay publishes after the commit: the event may trail the row.
+            records = await read_topic(broker.bootstrap, topics.conversation_events)
+            return "conversation.escalated" in [json.loads(r.value)["type"] for r in records]
+
+        await eventually(escalated_published, what="conversation.escalated published")
 
 
 async def test_queue_view_shows_depth_oldest_wait_and_priority_mix_and_aging_applies(
