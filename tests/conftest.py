@@ -25,6 +25,16 @@ from shared.settings import ApiKeyEntry, Topics
 T = TypeVar("T")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``) the tests that start service processes or
+    inject faults run one after another on one worker, as they load every core; the tests
+    that run the apps in-process share the other worker(s)."""
+    heavy = ("e2e", "faults", "fuzz")
+    for item in items:
+        if any(item.get_closest_marker(name) for name in heavy):
+            item.add_marker(pytest.mark.xdist_group("processes"))
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Broker]:
     b = Broker().start()
