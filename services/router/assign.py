@@ -24,6 +24,9 @@ from shared.tracing import tracer
 
 # How many queued conversations of each priority one pull looks at (and locks) at a time.
 QUEUE_WINDOW = 25
+# How many of the best eligible agents one read brings; the next ones are read only if every
+# one of these lost its last slot to a concurrent claim.
+CANDIDATES_AT_A_TIME = 8
 
 
 def need_of(ctx: Context, conv: Conversation) -> Need:
@@ -47,10 +50,13 @@ async def try_assign(ctx: Context, conv: Conversation) -> bool:
     """Give a queued conversation to the best eligible agent whose slot can still be claimed
     (the next best if a concurrent claim took it); False when nobody can take it now."""
     need = need_of(ctx, conv)
-    for agent in rank_candidates(await ctx.store.candidates(need), need):
-        if await ctx.store.claim_slot(agent.id, conv.channel, ctx.now):
-            await give(ctx, conv, agent.id)
-            return True
+    tried: list[str] = []
+    while found := await ctx.store.candidates(need, limit=CANDIDATES_AT_A_TIME, skip=tried):
+        for agent in rank_candidates(found, need):
+            if await ctx.store.claim_slot(agent.id, conv.channel, ctx.now):
+                await give(ctx, conv, agent.id)
+                return True
+        tried.extend(agent.id for agent in found)
     return False
 
 
@@ -68,7 +74,6 @@ async def _give(ctx: Context, conv: Conversation, agent_id: str) -> None:
     claim = await ctx.store.mark_assigned(conv.id, agent_id, ctx.now, accepted=not offer)
     if not claim.done:
         raise Conflict(f"conversation {conv.id} is no longer queued")
-    await ctx.store.wake_agent(agent_id)
     stamp = ctx.now.isoformat()
     if offer:
         expires = ctx.now + timedelta(seconds=ctx.policy.offer_timeout_s[conv.channel])

@@ -20,7 +20,7 @@ from services.router.assign import (
 from services.router.context import Context
 from services.router.routing.classify import Classification, classify, raise_on_followup
 from services.router.routing.select import is_eligible
-from services.router.store import Conversation
+from services.router.store import Conversation, FirstMessage
 from shared.events import (
     AgentProfileChanged,
     AgentReplied,
@@ -44,8 +44,10 @@ async def receive_message(ctx: Context, message: InboundMessage) -> None:
     """Apply one inbound message: continue its open conversation, reopen a recently resolved
     one, or open a new one; classify; assign or queue. A message already applied (a
     redelivery, a provider's retry) changes nothing."""
-    store = ctx.store
-    if await store.message_exists(message.message_id):
+    seen, conv = await ctx.store.arrival(
+        message.message_id, message.conversation_key, ctx.now - ctx.policy.reopen_window
+    )
+    if seen:
         return
     found = classify(
         message.text_for_routing or message.text,
@@ -54,9 +56,6 @@ async def receive_message(ctx: Context, message: InboundMessage) -> None:
         language_hint=message.customer.language,
         channel=message.channel,
         category=message.category,
-    )
-    conv = await store.conversation_for_key(
-        message.conversation_key, ctx.now - ctx.policy.reopen_window
     )
     if conv is None:
         await _open(ctx, message, found)
@@ -76,6 +75,9 @@ async def _open(ctx: Context, message: InboundMessage, found: Classification) ->
         category=message.category,
         classification=found,
         opened_at=message.occurred_at,
+        first=FirstMessage(
+            message.message_id, message.text, message.channel_message_id, message.sent_at
+        ),
     )
     await ctx.emit(
         conv,
@@ -89,7 +91,7 @@ async def _open(ctx: Context, message: InboundMessage, found: Classification) ->
             customer_tier=conv.customer_tier,
         ),
     )
-    await _add_inbound(ctx, conv, message)
+    await _emit_received(ctx, conv, message)
     await _emit_classified(ctx, conv, message.message_id)
     if not await try_assign(ctx, conv):
         await emit_queued(ctx, conv, None)
@@ -158,6 +160,10 @@ async def _add_inbound(ctx: Context, conv: Conversation, message: InboundMessage
         channel_message_id=message.channel_message_id,
         sent_at=message.sent_at,
     )
+    await _emit_received(ctx, conv, message)
+
+
+async def _emit_received(ctx: Context, conv: Conversation, message: InboundMessage) -> None:
     await ctx.emit(
         conv,
         MessageReceived(

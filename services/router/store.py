@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -152,6 +152,16 @@ def _statement(sql: str) -> TextClause:
     return text(sql)
 
 
+@dataclass(frozen=True)
+class FirstMessage:
+    """The customer's message that opens a conversation (its author is the customer)."""
+
+    message_id: uuid.UUID
+    text: str
+    channel_message_id: str | None
+    sent_at: datetime | None
+
+
 class RouterStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
@@ -160,10 +170,6 @@ class RouterStore:
         return await self.session.execute(_statement(sql), params)
 
     # ------------------------------------------------------------ messages
-
-    async def message_exists(self, message_id: uuid.UUID) -> bool:
-        found = await self._exec("SELECT 1 FROM router.messages WHERE id = :id", id=message_id)
-        return found.first() is not None
 
     async def add_message(
         self,
@@ -230,20 +236,26 @@ class RouterStore:
         found = row.first()
         return _conversation(found) if found else None
 
-    async def conversation_for_key(self, key: str, resolved_since: datetime) -> Conversation | None:
-        """The thread's open conversation, else its latest one resolved at or after
+    async def arrival(
+        self, message_id: uuid.UUID, key: str, resolved_since: datetime
+    ) -> tuple[bool, Conversation | None]:
+        """For an inbound message, in one round trip: whether it was applied before, and its
+        thread's open conversation, else its latest one resolved at or after
         ``resolved_since`` (to reopen), locked; None: a new conversation is due."""
         row = await self._exec(
-            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
-                WHERE conversation_key = :key
-                  AND (state <> 'resolved' OR resolved_at >= :since)
-                ORDER BY (state <> 'resolved') DESC, resolved_at DESC
-                LIMIT 1 FOR UPDATE""",
+            f"""SELECT EXISTS (SELECT 1 FROM router.messages WHERE id = :message) AS seen, c.*
+                FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+                    SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+                    WHERE conversation_key = :key
+                      AND (state <> 'resolved' OR resolved_at >= :since)
+                    ORDER BY (state <> 'resolved') DESC, resolved_at DESC
+                    LIMIT 1 FOR UPDATE) AS c ON true""",
+            message=message_id,
             key=key,
             since=resolved_since,
         )
-        found = row.first()
-        return _conversation(found) if found else None
+        found = row.one()
+        return bool(found.seen), _conversation(found) if found.id is not None else None
 
     async def conversation(
         self, cid: uuid.UUID, *, for_update: bool = False
@@ -278,18 +290,28 @@ class RouterStore:
         category: str | None,
         classification: Classification,
         opened_at: datetime,
+        first: FirstMessage,
     ) -> Conversation:
-        """A new conversation, queued until it is assigned (in the same transaction)."""
+        """A new conversation with its first (inbound) message, queued until it is assigned
+        (in the same transaction); one round trip."""
         row = await self._exec(
-            """INSERT INTO router.conversations
-               (id, conversation_key, channel, customer_id, customer_tier, state, priority,
-                priority_rank, skill, language, rules_fired, min_level, team, category,
-                opened_at, queued_at)
-               VALUES (:id, :key, :channel, :customer, :tier, 'queued', :priority, :rank,
-                       :skill, :language, :rules, :min_level, :team, :category,
-                       :opened_at, :opened_at)
-               RETURNING """
-            + _CONVERSATION_COLUMNS,
+            f"""WITH conv AS (
+                    INSERT INTO router.conversations
+                    (id, conversation_key, channel, customer_id, customer_tier, state, priority,
+                     priority_rank, skill, language, rules_fired, min_level, team, category,
+                     opened_at, queued_at)
+                    VALUES (:id, :key, :channel, :customer, :tier, 'queued', :priority, :rank,
+                            :skill, :language, :rules, :min_level, :team, :category,
+                            :opened_at, :opened_at)
+                    RETURNING {_CONVERSATION_COLUMNS}),
+                first AS (
+                    INSERT INTO router.messages
+                    (id, conversation_id, direction, author, text, channel_message_id, sent_at,
+                     created_at)
+                    SELECT :message_id, id, 'inbound', :customer, :text, :cmid, :sent_at,
+                           :opened_at
+                    FROM conv)
+                SELECT * FROM conv""",
             id=cid,
             key=key,
             channel=channel.value,
@@ -297,6 +319,10 @@ class RouterStore:
             tier=tier.value,
             category=category,
             opened_at=opened_at,
+            message_id=first.message_id,
+            text=first.text,
+            cmid=first.channel_message_id,
+            sent_at=first.sent_at,
             **self._classification(classification),
         )
         return _conversation(row.one())
@@ -326,14 +352,22 @@ class RouterStore:
     async def mark_assigned(
         self, cid: uuid.UUID, agent_id: str, now: datetime, *, accepted: bool
     ) -> Claim:
-        """Give a queued conversation to an agent (as an offer to accept unless ``accepted``);
-        not ``done`` if it is no longer queued."""
+        """Give a queued conversation to an agent (as an offer to accept unless ``accepted``)
+        and wake the agent (as ``wake_agent``), in one round trip; not ``done`` if it is no
+        longer queued."""
         result = await self._exec(
-            """UPDATE router.conversations
-               SET state = 'assigned', agent_id = :agent, assigned_at = :now, offered_at = :now,
-                   accepted_at = CASE WHEN :accepted THEN CAST(:now AS timestamptz) END
-               WHERE id = :id AND state = 'queued' AND agent_id IS NULL
-               RETURNING (SELECT team FROM router.agents WHERE id = :agent)""",
+            f"""WITH given AS (
+                    UPDATE router.conversations
+                    SET state = 'assigned', agent_id = :agent, assigned_at = :now,
+                        offered_at = :now,
+                        accepted_at = CASE WHEN :accepted THEN CAST(:now AS timestamptz) END
+                    WHERE id = :id AND state = 'queued' AND agent_id IS NULL
+                    RETURNING id),
+                woken AS (
+                    UPDATE router.agents SET inbox_version = inbox_version + 1
+                    WHERE id = :agent AND EXISTS (SELECT 1 FROM given)
+                    RETURNING id, team)
+                SELECT team, pg_notify('{AGENT_CHANNEL}', id) FROM woken""",
             id=cid,
             agent=agent_id,
             now=now,
@@ -593,18 +627,31 @@ class RouterStore:
         found = row.first()
         return dict(found._mapping) if found else None
 
-    async def candidates(self, need: Need) -> list[AgentView]:
-        """Online agents with the skill, the language, the team and room on the channel
-        (unlocked: a slot is claimed with ``claim_slot``, which re-checks)."""
+    async def candidates(
+        self, need: Need, *, limit: int, skip: Collection[str] = ()
+    ) -> list[AgentView]:
+        """The ``limit`` best online agents with the skill, the language, the team and room on
+        the channel, leaving out ``skip`` (unlocked: a slot is claimed with ``claim_slot``,
+        which re-checks).
+
+        "Best" is ``routing.select``'s order (occupancy on the channel, never assigned first,
+        then idle longest, then id in code-point order), computed here so that only a few
+        agents' rows are read and decoded, however many are online; the caller ranks them
+        again with the pure function."""
         rows = await self._exec(
             _AGENT_VIEW
-            + """ WHERE a.status = 'online' AND (a.skills ->> :skill)::int >= :level
-                    AND (:language = :unknown OR :language = ANY(a.languages))
-                    AND (CAST(:team AS text) IS NULL OR a.team = :team)
-                    AND NOT (a.id = ANY(:excluded))
-                    AND (a.max_load IS NULL OR a.total_load < a.max_load)
-                    AND EXISTS (SELECT 1 FROM router.agent_slots f WHERE f.agent_id = a.id
-                                AND f.channel = :channel AND f.load < f.capacity)
+            + """ WHERE a.id IN (
+                    SELECT c.id FROM router.agents c
+                    JOIN router.agent_slots f ON f.agent_id = c.id AND f.channel = :channel
+                                             AND f.load < f.capacity
+                    WHERE c.status = 'online' AND (c.skills ->> :skill)::int >= :level
+                      AND (:language = :unknown OR :language = ANY(c.languages))
+                      AND (CAST(:team AS text) IS NULL OR c.team = :team)
+                      AND NOT (c.id = ANY(:excluded))
+                      AND (c.max_load IS NULL OR c.total_load < c.max_load)
+                    ORDER BY CAST(f.load AS float8) / f.capacity,
+                             c.last_assigned_at ASC NULLS FIRST, c.id COLLATE "C"
+                    LIMIT :limit)
                   GROUP BY a.id""",
             skill=need.skill.value,
             level=need.min_level,
@@ -612,7 +659,8 @@ class RouterStore:
             unknown=UNKNOWN_LANGUAGE,
             channel=need.channel.value,
             team=need.team,
-            excluded=list(need.excluded),
+            excluded=[*need.excluded, *skip],
+            limit=limit,
         )
         return [_agent_view(r) for r in rows]
 
@@ -620,32 +668,19 @@ class RouterStore:
         """Take one slot of an online agent on ``channel``, within its overall cap, atomically;
         False if full or not online.
 
-        The agent row is updated first, then the channel's slot row (every writer of slots
-        holds the agent row, so this order never deadlocks), and each UPDATE re-checks its
-        condition after waiting for a concurrent one. A failed claim rolls back to a savepoint,
+        One round trip to ``router.claim_slot()`` (migration 0008): the agent row is updated
+        first, then the channel's slot row (every writer of slots holds the agent row, so this
+        order never deadlocks), and each UPDATE re-checks its condition after waiting for a
+        concurrent one. A failed claim is undone inside the function as if by a savepoint,
         which releases the agent's row lock at once: a transaction only keeps locks on agents
         it actually assigned to, so trying candidates in rank order cannot deadlock."""
-        savepoint = await self.session.begin_nested()
-        agent = await self._exec(
-            """UPDATE router.agents SET total_load = total_load + 1, last_assigned_at = :now
-               WHERE id = :agent AND status = 'online'
-                 AND (max_load IS NULL OR total_load < max_load)""",
+        claimed = await self._exec(
+            "SELECT router.claim_slot(:agent, :channel, :now)",
             agent=agent_id,
+            channel=channel.value,
             now=now,
         )
-        slot = None
-        if agent.rowcount == 1:
-            slot = await self._exec(
-                """UPDATE router.agent_slots SET load = load + 1
-                   WHERE agent_id = :agent AND channel = :channel AND load < capacity""",
-                agent=agent_id,
-                channel=channel.value,
-            )
-        if slot is None or slot.rowcount != 1:
-            await savepoint.rollback()
-            return False
-        await savepoint.commit()
-        return True
+        return bool(claimed.scalar_one())
 
     async def lock_agents(self, agent_ids: list[str]) -> None:
         """Lock several agents' rows in id order (the one order every multi-agent writer uses)."""
