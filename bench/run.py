@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bench import baselines, metrics_report, scaling
+from bench import baselines, candidates_read, metrics_report, scaling
 from bench.loadgen import run_load
 from bench.pipeline import (
     MessageMix,
@@ -45,6 +45,7 @@ PROFILES = {
     "quick": {
         "report_rows": 100_000,
         "agents_sizes": [100, 1000, 10_000],
+        "online_agents": [40, 400],
         "queued": 10_000,
         "kafka": 2000,
         "pg": 300,
@@ -57,6 +58,7 @@ PROFILES = {
     },
     "full": {
         "agents_sizes": [100, 1000, 10_000, 100_000],
+        "online_agents": [40, 400, 4000],
         "queued": 100_000,
         "kafka": 20_000,
         "pg": 2000,
@@ -97,6 +99,8 @@ async def run(profile: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         async with scratch.begin() as conn:
             await conn.execute(text("TRUNCATE metrics.conversations CASCADE"))
         await scratch.dispose()
+        say(f"reading candidate agents from PostgreSQL, {profile['online_agents']} online")
+        out["candidates_read"] = await candidates_read.run(database_url, profile["online_agents"])
 
         say(f"baseline: bare aiokafka produce→consume, {profile['kafka']} messages")
         out["baseline_kafka"] = await baselines.kafka_loop(broker, profile["kafka"])
@@ -292,6 +296,11 @@ def table(out: dict[str, Any]) -> str:
         lines.append(
             f"| choose agent among {row['agents']:,} (µs; brute force) | "
             f"{row['choose_us']} ({row['brute_force_us']}) |"
+        )
+    for row in out.get("candidates_read", []):
+        lines.append(
+            f"| read the best 8 of {row['agents']:,} online agents from PostgreSQL (µs; every "
+            f"eligible one) | {row['best_8_us']} ({row['all_eligible_us']}) |"
         )
     q = out["scaling"]["queue_pull"]
     lines += [

@@ -29,6 +29,7 @@ def test_bench_quick_runs_and_writes_its_json(tmp_path: Path):
         "baseline_http",
         "saturation_ingest",
         "scaling",
+        "candidates_read",
         "invariants",
         "peak_rss_mb",
         "ratios",
@@ -37,3 +38,4 @@ def test_bench_quick_runs_and_writes_its_json(tmp_path: Path):
     assert figures["invariants"]["nothing_lost_or_doubled"] is True
     assert figures["invariants"]["agents_over_capacity"] == 0
     assert "| ingest→assigned p50 / p99 (ms) |" in done.stdout
+    assert [row["agents"] for row in figures["candidates_read"]] == [40, 400]
