@@ -163,8 +163,11 @@ class AgentStats:
     seen: set[str] = field(default_factory=set)
 
 
-async def simulated_agents(desk: Desk, stop: asyncio.Event, think_s: float) -> AgentStats:
-    """Every agent: online, long-poll, reply after a think time, resolve."""
+async def simulated_agents(
+    desk: Desk, stop: asyncio.Event, think_s: float, ready: asyncio.Event | None = None
+) -> AgentStats:
+    """Every agent: online, long-poll, reply after a think time, resolve (``ready`` is set
+    once every agent is online)."""
     stats = AgentStats()
     limits = httpx.Limits(max_connections=len(desk.agents) * 2 + 10)
     async with httpx.AsyncClient(timeout=30, limits=limits) as http:
@@ -226,14 +229,18 @@ async def simulated_agents(desk: Desk, stop: asyncio.Event, think_s: float) -> A
                         if key in busy:
                             continue
                         busy[key] = asyncio.create_task(work(agent, conv))
-            await asyncio.gather(*busy.values(), return_exceptions=True)
+                        in_hand.add(busy[key])
+                        busy[key].add_done_callback(in_hand.discard)
 
+        in_hand: set[asyncio.Task[None]] = set()  # replies and resolutions under way
         loops = [asyncio.create_task(agent_loop(a)) for a in desk.agents]
+        if ready is not None:
+            ready.set()
         await stop.wait()
         await asyncio.sleep(1.0)  # let work in hand finish
-        for loop in loops:
-            loop.cancel()
-        await asyncio.gather(*loops, return_exceptions=True)
+        for task in [*loops, *in_hand]:
+            task.cancel()
+        await asyncio.gather(*loops, *in_hand, return_exceptions=True)
     return stats
 
 

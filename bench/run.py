@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import text
 
 from bench import baselines, candidates_read, metrics_report, scaling
+from bench.agents_proc import AgentsProcess
 from bench.loadgen import run_load
 from bench.pipeline import (
     MessageMix,
@@ -26,7 +27,6 @@ from bench.pipeline import (
     drain,
     invariants,
     post_messages,
-    simulated_agents,
     start_desk,
     summarize_load,
     trivial_server,
@@ -92,6 +92,7 @@ async def run(profile: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     database_url = pg.url_for(name)
     await asyncio.to_thread(migrate, database_url)
     desk = None
+    agents: AgentsProcess | None = None
     try:
         say(f"metrics reports over {profile['report_rows']:,} conversations")
         out["metrics_reports"] = await metrics_report.run(database_url, profile["report_rows"])
@@ -111,9 +112,7 @@ async def run(profile: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         desk = await asyncio.to_thread(
             start_desk, broker.bootstrap, database_url, profile["agents"], log_dir
         )
-        stop = asyncio.Event()
-        agents = asyncio.create_task(simulated_agents(desk, stop, think_s=0.05))
-        await asyncio.sleep(1.0)
+        agents = await asyncio.to_thread(AgentsProcess.start, desk, 0.05)
         mix = MessageMix()
         accepted: set[str] = set()
 
@@ -132,13 +131,7 @@ async def run(profile: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         if args.ramp:
             out["ramp"] = await ramp(desk, mix, accepted, profile["ramp"])
 
-        stop.set()
-        agent_stats = await agents
-        out["agents"] = {
-            "replies": agent_stats.replies,
-            "resolved": agent_stats.resolved,
-            "errors": agent_stats.errors,
-        }
+        out["agents"] = await asyncio.to_thread(agents.stop)
 
         # Each stage against its baseline, alone: router and metrics are paused (SIGSTOP)
         # while ingest is saturated, so ingest gets the machine the trivial endpoint gets.
@@ -177,6 +170,8 @@ async def run(profile: dict[str, Any], args: argparse.Namespace) -> dict[str, An
         out["invariants"] = await invariants(desk, accepted)
         out["peak_rss_mb"] = desk.peak_rss_mb()
     finally:
+        if agents is not None and agents.process.poll() is None:
+            agents.process.kill()
         if desk is not None:
             stop_all(desk.processes)
         broker.stop()
