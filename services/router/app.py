@@ -31,7 +31,13 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(settings)
-        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
+        # No overflow: each router use case holds one session at a time (shared/db.py).
+        engine = make_engine(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=0,
+            pool_timeout_s=settings.db_pool_timeout_s,
+        )
         sessions = make_sessionmaker(engine)
         producer = make_producer(settings)
         await producer.start()

@@ -288,3 +288,27 @@ async def test_bad_agent_input_is_refused_with_a_problem(router_app, ids):
     assert bad_skill.status_code == bad_level.status_code == bad_status.status_code == 422
     assert unknown.status_code == 404
     assert "skills" in bad_skill.json()["detail"]
+
+
+async def test_with_a_pool_of_one_connection_requests_and_records_wait_their_turn(
+    common, ids, broker, topics, db
+):
+    """The router opens no connection beyond its pool: concurrent work queues for it."""
+    app = create_app(RouterSettings(**common | {"db_pool_size": 1}))
+    agents = ids.agent_ids[:3]
+    async with running(app) as client:
+        for agent in agents:
+            await put_agent(client, ids, agent)
+        await send(broker, topics, *(inbound(f"pool-{i}", "deposit missing") for i in range(12)))
+        answers = await asyncio.gather(
+            *(client.get("/v1/agents", headers=ids.as_ops) for _ in range(20)),
+            *(client.get(f"/v1/agents/{a}/assignments", headers=ids.as_agent(a)) for a in agents),
+        )
+        assert {a.status_code for a in answers} == {200}
+
+        async def applied():
+            return await scalar(db, "SELECT count(*) FROM router.messages") == 12
+
+        await eventually(applied, what="every record applied through one connection")
+        assert app.state.engine.pool.size() == 1
+        assert app.state.engine.pool.overflow() <= 0
