@@ -20,6 +20,13 @@ from shared.events import AgentStatus, Channel, CustomerTier, Priority, Skill
 from shared.tracing import carrier_json
 
 AGENT_CHANNEL = "switchboard_agent"  # NOTIFY channel: payload is the agent id
+# Waking an agent: bump its inbox cursor (the long-poll compares it) and notify every replica
+# with the agent's id; used as a CTE named ``woken``, so it can be made conditional.
+_WAKE_AGENT = "UPDATE router.agents SET inbox_version = inbox_version + 1 WHERE id = :agent"
+_NOTIFY_WOKEN = f"pg_notify('{AGENT_CHANNEL}', id)"
+_MESSAGE_COLUMNS = (
+    "id, conversation_id, direction, author, text, channel_message_id, sent_at, created_at"
+)
 
 
 @dataclass(frozen=True)
@@ -184,10 +191,8 @@ class RouterStore:
         sent_at: datetime | None = None,
     ) -> None:
         await self._exec(
-            """INSERT INTO router.messages
-               (id, conversation_id, direction, author, text, channel_message_id, sent_at,
-                created_at)
-               VALUES (:id, :cid, :direction, :author, :text, :cmid, :sent_at, :created_at)""",
+            f"""INSERT INTO router.messages ({_MESSAGE_COLUMNS})
+                VALUES (:id, :cid, :direction, :author, :text, :cmid, :sent_at, :created_at)""",
             id=message_id,
             cid=conversation_id,
             direction=direction,
@@ -305,9 +310,7 @@ class RouterStore:
                             :opened_at, :opened_at)
                     RETURNING {_CONVERSATION_COLUMNS}),
                 first AS (
-                    INSERT INTO router.messages
-                    (id, conversation_id, direction, author, text, channel_message_id, sent_at,
-                     created_at)
+                    INSERT INTO router.messages ({_MESSAGE_COLUMNS})
                     SELECT :message_id, id, 'inbound', :customer, :text, :cmid, :sent_at,
                            :opened_at
                     FROM conv)
@@ -364,10 +367,8 @@ class RouterStore:
                     WHERE id = :id AND state = 'queued' AND agent_id IS NULL
                     RETURNING id),
                 woken AS (
-                    UPDATE router.agents SET inbox_version = inbox_version + 1
-                    WHERE id = :agent AND EXISTS (SELECT 1 FROM given)
-                    RETURNING id, team)
-                SELECT team, pg_notify('{AGENT_CHANNEL}', id) FROM woken""",
+                    {_WAKE_AGENT} AND EXISTS (SELECT 1 FROM given) RETURNING id, team)
+                SELECT team, {_NOTIFY_WOKEN} FROM woken""",
             id=cid,
             agent=agent_id,
             now=now,
@@ -707,9 +708,7 @@ class RouterStore:
         """Something new for the agent: bump its inbox cursor and notify every replica (the
         notification is delivered when the transaction commits, and only then)."""
         await self._exec(
-            f"""WITH woken AS (UPDATE router.agents SET inbox_version = inbox_version + 1
-                               WHERE id = :agent RETURNING id)
-                SELECT pg_notify('{AGENT_CHANNEL}', id) FROM woken""",
+            f"WITH woken AS ({_WAKE_AGENT} RETURNING id) SELECT {_NOTIFY_WOKEN} FROM woken",
             agent=agent_id,
         )
 
