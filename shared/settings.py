@@ -68,9 +68,6 @@ class CommonSettings(BaseSettings):
     topics: Topics = Topics()
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/switchboard"
     db_pool_size: int = 10
-    # Seconds a request or a record waits for a pooled connection (the router opens no more
-    # than db_pool_size) before it is answered 503 / retried.
-    db_pool_timeout_s: float = 10.0
     api_keys: list[ApiKeyEntry] = []
     max_body_bytes: int = 256 * 1024
     # Requests per second per API key (each process keeps its own buckets), with bursts.

@@ -14,6 +14,9 @@ class RouterSettings(CommonSettings):
     port: int = 8002
     consumer_group: str = "switchboard-router"
     rules_path: Path = DEFAULT_RULES_PATH
+    # Seconds a request or a record waits for one of the db_pool_size connections (the router
+    # opens no more) before it is answered 503 or retried.
+    db_pool_timeout_s: float = 10.0
     # Period of the queue sweep that assigns anything a racing wake-up left queued.
     queue_sweep_interval_s: float = 1.0
     # Longest long-poll an agent may ask for, and how often a waiting poll re-checks.
