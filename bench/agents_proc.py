@@ -16,8 +16,7 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from bench.pipeline import AgentStats, Desk, simulated_agents
-from shared.settings import Topics
+from bench.pipeline import Desk, simulated_agents
 
 
 @dataclass
@@ -28,17 +27,8 @@ class AgentsProcess:
 
     @classmethod
     def start(cls, desk: Desk, think_s: float) -> AgentsProcess:
-        spec = {
-            "urls": desk.urls,
-            "keys": desk.keys,
-            "agents": desk.agents,
-            "database_url": desk.database_url,
-            "namespace": desk.topics.namespace,
-            "bootstrap": desk.bootstrap,
-            "think_s": think_s,
-        }
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.agents_proc", json.dumps(spec)],
+            [sys.executable, "-m", "bench.agents_proc", desk.to_json(), str(think_s)],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -56,28 +46,16 @@ class AgentsProcess:
         return stats
 
 
-async def _main(spec: dict[str, Any]) -> None:
-    desk = Desk(
-        urls=spec["urls"],
-        processes={},
-        keys=spec["keys"],
-        agents=spec["agents"],
-        database_url=spec["database_url"],
-        topics=Topics(namespace=spec["namespace"]),
-        bootstrap=spec["bootstrap"],
-    )
+async def _main(desk: Desk, think_s: float) -> None:
     stop, ready = asyncio.Event(), asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    agents = asyncio.create_task(simulated_agents(desk, stop, spec["think_s"], ready))
+    agents = asyncio.create_task(simulated_agents(desk, stop, think_s, ready))
     await asyncio.wait([asyncio.create_task(ready.wait()), agents], return_when="FIRST_COMPLETED")
     if agents.done():
         agents.result()  # raises what went wrong
     print("ready", flush=True)
-    stats: AgentStats = await agents
-    body = asdict(stats)
-    body.pop("seen")
-    print(json.dumps(body), flush=True)
+    print(json.dumps(asdict(await agents)), flush=True)
 
 
 if __name__ == "__main__":
-    asyncio.run(_main(json.loads(sys.argv[1])))
+    asyncio.run(_main(Desk.from_json(sys.argv[1]), float(sys.argv[2])))

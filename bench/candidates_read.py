@@ -15,6 +15,7 @@ from services.router.store import RouterStore
 from shared.db import make_engine, make_sessionmaker
 from shared.events import Channel, Skill
 
+EMPTY = "TRUNCATE router.agent_slots, router.agents CASCADE"
 # Agents as the router stores them: online, a few skills, two languages, chat and email slots
 # partly loaded, assigned at different times.
 FILL = [
@@ -41,7 +42,7 @@ async def run(database_url: str, sizes: list[int], *, repeats: int = 20) -> list
     try:
         for n in sizes:
             async with engine.begin() as conn:
-                await conn.execute(text("TRUNCATE router.agent_slots, router.agents CASCADE"))
+                await conn.execute(text(EMPTY))
                 for statement in FILL:
                     await conn.execute(text(statement), {"n": n})
                 await conn.execute(text("ANALYZE router.agents"))
@@ -61,6 +62,6 @@ async def run(database_url: str, sizes: list[int], *, repeats: int = 20) -> list
             )
     finally:
         async with engine.begin() as conn:  # leave no agents behind for the pipeline
-            await conn.execute(text("TRUNCATE router.agent_slots, router.agents CASCADE"))
+            await conn.execute(text(EMPTY))
         await engine.dispose()
     return rows

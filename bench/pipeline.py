@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,21 @@ class Desk:
 
     def headers(self, name: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[name]}"}
+
+    def to_json(self) -> str:
+        """What another process needs to talk to the desk (not its processes)."""
+        carried = {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in ("processes", "topics")
+        }
+        return json.dumps(carried | {"namespace": self.topics.namespace})
+
+    @classmethod
+    def from_json(cls, text: str) -> Desk:
+        carried = json.loads(text)
+        topics = Topics(namespace=carried.pop("namespace"))
+        return cls(**carried, processes={}, topics=topics)
 
     def pause(self, names: list[str]) -> None:
         """Freeze services (SIGSTOP) so another stage can be measured alone."""
@@ -160,7 +175,6 @@ class AgentStats:
     replies: int = 0
     resolved: int = 0
     errors: int = 0
-    seen: set[str] = field(default_factory=set)
 
 
 async def simulated_agents(
