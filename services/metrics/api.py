@@ -13,7 +13,8 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from services.metrics.exposition import BUCKETS_S, families, render
 from services.metrics.figures import Figures
 from services.metrics.report import Clock, ReportRow
-from services.metrics.store import Filters, MetricsStore, report
+from services.metrics.reports import ReportCache
+from services.metrics.store import Filters, MetricsStore
 from shared.auth import INGEST, OPS, PrincipalDep
 from shared.events import Channel, CustomerTier, Priority, Skill
 from shared.problems import BadRequest, Conflict, NotFound
@@ -140,12 +141,9 @@ async def summary(
     mean, min, max, exact p50/p90/p95/p99), reassignments and messages per conversation,
     overall and per group, in calendar or business time."""
     principal.require(OPS)
-    sessions = request.app.state.sessions
-    (total,) = await report(sessions, filters, clock=clock)
-    groups = (
-        await report(sessions, filters, group_by=tuple(dict.fromkeys(group_by)), clock=clock)
-        if group_by
-        else []
+    reports: ReportCache = request.app.state.reports
+    total, groups = await reports.summary(
+        filters, group_by=tuple(dict.fromkeys(group_by)), clock=clock
     )
     return SummaryOut(
         **FigureSet.of(total).model_dump(),
@@ -165,8 +163,8 @@ async def timeseries(
 ) -> TimeseriesOut:
     """The same figures per time bucket of the conversations' opening time."""
     principal.require(OPS)
-    rows = await report(
-        request.app.state.sessions,
+    reports: ReportCache = request.app.state.reports
+    rows = await reports.report(
         filters,
         group_by=tuple(dict.fromkeys(group_by)),
         interval=interval,

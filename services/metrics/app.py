@@ -4,6 +4,7 @@ the lifespan."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,11 +14,23 @@ from services.metrics.api import router
 from services.metrics.calendar_api import router as calendar_router
 from services.metrics.consumer import event_handler
 from services.metrics.dashboard import router as dashboard_router
+from services.metrics.reports import ReportCache
 from services.metrics.settings import MetricsSettings
 from services.metrics.sla import sla_forever
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import ConsumeLoop, ensure_topics, make_consumer, make_producer
 from shared.service import service_app, stateful_checks
+
+log = logging.getLogger(__name__)
+
+
+async def _warm(reports: ReportCache) -> None:
+    """Read the report columns at start, so the first report does not wait for them; if the
+    database is not there yet, the first report reads them instead."""
+    try:
+        await reports.warm()
+    except Exception:
+        log.warning("report columns not read at start", exc_info=True)
 
 
 def create_app(settings: MetricsSettings | None = None) -> FastAPI:
@@ -46,7 +59,9 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         )
         app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
         app.state.consume_loop = loop
+        app.state.reports = reports = ReportCache(sessions)
         loop.start()
+        warm = asyncio.create_task(_warm(reports))
         sla = asyncio.create_task(
             sla_forever(sessions, producer, settings.topics, settings.sla_sweep_interval_s)
         )
@@ -54,7 +69,8 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             yield
         finally:
             sla.cancel()
-            await asyncio.gather(sla, return_exceptions=True)
+            warm.cancel()
+            await asyncio.gather(sla, warm, return_exceptions=True)
             await loop.stop()
             await consumer.stop()
             await producer.stop()

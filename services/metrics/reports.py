@@ -1,0 +1,180 @@
+"""Reports over the reported facts held in memory as columns, read again only where they
+changed since the previous report.
+
+A month of a busy desk is a million conversations. Sorting them in PostgreSQL for exact
+percentiles took 1 to 3 s per report on a 2-core machine, most of it per-row work in the
+executor (reading wide rows, one aggregate call per row per figure, sorts). Here the columns a
+report reads live in numpy arrays, one chunk per UTC day of the conversations' opening, and
+``columnar.compute`` does the rest in milliseconds.
+
+The copy is exact, never stale: every report first opens a repeatable-read snapshot, asks
+which days changed in a transaction that the previous report's snapshot could not see
+(``MetricsStore.changed_days``, fed by the triggers of migration 0009), reads those days again
+from the same snapshot, and computes from the chunks. A report therefore sees exactly what a
+query in that snapshot would. The first report (or ``warm``, at start) reads every day."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from services.metrics.columnar import (
+    CONVERSATION_COLUMNS,
+    WAIT_COLUMNS,
+    Codes,
+    Columns,
+    Selection,
+    Table,
+    Targets,
+    compute,
+    to_us,
+    unpack,
+)
+from services.metrics.report import DIMENSIONS, Clock, ReportRow
+from services.metrics.store import Filters, MetricsStore
+
+log = logging.getLogger(__name__)
+
+
+def _columns(raw: dict[str, Any], dtypes: dict[str, Any], codes: Codes, start_us: int) -> Columns:
+    rows = int(raw["rows"])
+    columns = {name: unpack(raw[name], rows, dtype) for name, dtype in dtypes.items()}
+    columns["opened_us"] += start_us
+    for dimension in DIMENSIONS:
+        columns[dimension] = codes.encode(dimension, raw[dimension] or [])
+    return columns
+
+
+class ReportCache:
+    """The reported columns of every conversation and wait, by day of opening; one per
+    metrics process."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+        self._codes = Codes()
+        self._conversations = Table.empty(CONVERSATION_COLUMNS)
+        self._waits = Table.empty(WAIT_COLUMNS)
+        self._since: int | None = None  # no change before this transaction is missing
+        self._lock = asyncio.Lock()
+
+    async def warm(self) -> None:
+        """Read every day now rather than on the first report."""
+        await self._current(Filters())
+
+    async def report(
+        self,
+        filters: Filters,
+        *,
+        group_by: tuple[str, ...] = (),
+        interval: str | None = None,
+        clock: Clock = "calendar",
+    ) -> list[ReportRow]:
+        """Figures of every measure, per group (and per time bucket)."""
+        (rows,) = await self._reports(filters, [(group_by, interval)], clock)
+        return rows
+
+    async def summary(
+        self, filters: Filters, *, group_by: tuple[str, ...], clock: Clock
+    ) -> tuple[ReportRow, list[ReportRow]]:
+        """The figures of the whole selection and, when ``group_by`` is given, of each group:
+        both from one snapshot."""
+        asked: list[tuple[tuple[str, ...], str | None]] = [((), None)]
+        if group_by:
+            asked.append((group_by, None))
+        (total,), *grouped = await self._reports(filters, asked, clock)
+        return total, grouped[0] if grouped else []
+
+    async def _reports(
+        self,
+        filters: Filters,
+        asked: list[tuple[tuple[str, ...], str | None]],
+        clock: Clock,
+    ) -> list[list[ReportRow]]:
+        (convs, waits), policies = await self._current(filters)
+        selection = self._selection(filters)
+
+        def run() -> list[list[ReportRow]]:
+            # After the columns were taken: every code in them is in the targets' tables.
+            targets = Targets.of(policies, self._codes)
+            return [
+                compute(
+                    convs,
+                    waits,
+                    selection=selection,
+                    targets=targets,
+                    codes=self._codes,
+                    group_by=group_by,
+                    interval=interval,
+                    clock=clock,
+                )
+                for group_by, interval in asked
+            ]
+
+        # numpy releases the GIL while it sorts: the event loop keeps serving meanwhile.
+        return await asyncio.to_thread(run)
+
+    def _selection(self, filters: Filters) -> Selection:
+        dimensions = {}
+        for dimension, value in filters.dimensions().items():
+            code = self._codes.code(dimension, value)
+            dimensions[dimension] = -1 if code is None else code  # -1: no row has it
+        return Selection(
+            start_us=to_us(filters.start) if filters.start else None,
+            end_us=to_us(filters.end) if filters.end else None,
+            dimensions=dimensions,
+        )
+
+    async def _current(
+        self, filters: Filters
+    ) -> tuple[tuple[Columns, Columns], list[dict[str, Any]]]:
+        """The columns of the days ``filters`` covers, conversations and waits, and the SLA
+        policies, brought up to date in one snapshot."""
+        async with self._lock, self._sessions() as session, session.begin():
+            store = MetricsStore(session)
+            xmin = await store.begin_report()
+            if self._since is None:
+                self._conversations = Table.empty(CONVERSATION_COLUMNS)
+                self._waits = Table.empty(WAIT_COLUMNS)
+                stale = await store.opened_days()
+            else:
+                stale = await store.changed_days(self._since)
+            if stale:
+                await self._read(store, stale)
+            self._since = xmin
+            policies = await store.policies()
+        first = filters.start.astimezone(UTC).date() if filters.start else date.min
+        last = (
+            (filters.end - timedelta(microseconds=1)).astimezone(UTC).date()
+            if filters.end
+            else date.max
+        )
+        tables = (self._conversations.between(first, last), self._waits.between(first, last))
+        return tables, policies
+
+    async def _read(self, store: MetricsStore, days: list[date]) -> None:
+        """Read these days' rows again."""
+        started = time.perf_counter()
+        conversations, waits = {}, {}
+        for day in days:
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            convs_raw, waits_raw = await store.day_columns(start)
+            start_us = to_us(start)
+            conversations[day] = _columns(convs_raw, CONVERSATION_COLUMNS, self._codes, start_us)
+            waits[day] = _columns(waits_raw, WAIT_COLUMNS, self._codes, start_us)
+        self._conversations = self._conversations.replace(conversations)
+        self._waits = self._waits.replace(waits)
+        log.log(
+            logging.INFO if len(days) > 1 else logging.DEBUG,
+            "report columns read",
+            extra={
+                "days": len(days),
+                "conversations": self._conversations.size,
+                "waits": self._waits.size,
+                "seconds": round(time.perf_counter() - started, 3),
+            },
+        )
