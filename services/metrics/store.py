@@ -376,8 +376,8 @@ class MetricsStore:
     async def opened_days(self) -> list[date]:
         """Every UTC day from the first conversation's opening to the last one's."""
         rows = await self.session.execute(
-            text("""SELECT generate_series(min(opened_at) AT TIME ZONE 'UTC',
-                                         max(opened_at) AT TIME ZONE 'UTC',
+            text("""SELECT generate_series((min(opened_at) AT TIME ZONE 'UTC')::date,
+                                         (max(opened_at) AT TIME ZONE 'UTC')::date,
                                          INTERVAL '1 day')::date
                     FROM metrics.conversations""")
         )

@@ -186,7 +186,7 @@ async def test_reports_need_the_ops_scope_and_check_their_parameters(metrics_app
     }
 
 
-async def test_sql_figures_equal_the_pure_definitions_grouped_and_bucketed(
+async def test_reported_figures_equal_the_pure_definitions_grouped_and_bucketed(
     metrics_app, ids, broker, topics
 ):
     import random
