@@ -1,14 +1,14 @@
 """What changed since a report last looked: the transaction that last changed each
-conversation's reported facts, and the days a conversation left.
+conversation's reported facts, and the openings conversations left.
 
-The metrics service keeps the facts it reports on in memory, one column per fact and one
-chunk per UTC day of the conversations' opening (services/metrics/columns.py). To know which
-days to read again it asks for the conversations whose ``changed_xid`` is at least the oldest
-transaction its copy could have missed. A trigger sets ``changed_xid`` whenever a reported
-column is written (and when the conversation's CSAT changes), so no write path can forget it.
-A conversation whose opening moves to another day, or that is deleted, leaves a row in
-``report_moves`` for the day it left. The waits of a conversation are only ever rewritten
-together with its row, so its ``changed_xid`` covers them too.
+The metrics service keeps the facts it reports on in memory, one column per fact, in chunks by
+hour of the conversations' opening (services/metrics/reports.py). To know which hours to read
+again it asks for the conversations whose ``changed_xid`` is at least the oldest transaction
+its copy could have missed. A trigger sets ``changed_xid`` whenever a reported column is
+written (and when the conversation's CSAT changes), so no write path can forget it. A
+conversation whose opening changes, or that is deleted, leaves a row in ``report_moves`` with
+the opening it had. The waits of a conversation are only ever rewritten together with its row,
+so its ``changed_xid`` covers them too.
 
 Revision ID: 0009
 Revises: 0008
@@ -32,7 +32,7 @@ UPGRADE = [
     "ALTER TABLE metrics.conversations ADD COLUMN changed_xid xid8 NOT NULL DEFAULT '0'",
     "CREATE INDEX conversations_changed ON metrics.conversations (changed_xid)",
     """CREATE TABLE metrics.report_moves (
-        day date NOT NULL,
+        opened_at timestamptz NOT NULL,
         changed_xid xid8 NOT NULL DEFAULT pg_current_xact_id()
     )""",
     "CREATE INDEX report_moves_changed ON metrics.report_moves (changed_xid)",
@@ -41,16 +41,13 @@ UPGRADE = [
     BEGIN
         IF TG_OP = 'DELETE' THEN
             IF OLD.opened_at IS NOT NULL THEN
-                INSERT INTO metrics.report_moves (day)
-                VALUES ((OLD.opened_at AT TIME ZONE 'UTC')::date);
+                INSERT INTO metrics.report_moves (opened_at) VALUES (OLD.opened_at);
             END IF;
             RETURN OLD;
         END IF;
         IF TG_OP = 'UPDATE' AND OLD.opened_at IS NOT NULL THEN
-            IF (NEW.opened_at AT TIME ZONE 'UTC')::date
-                    IS DISTINCT FROM (OLD.opened_at AT TIME ZONE 'UTC')::date THEN
-                INSERT INTO metrics.report_moves (day)
-                VALUES ((OLD.opened_at AT TIME ZONE 'UTC')::date);
+            IF NEW.opened_at IS DISTINCT FROM OLD.opened_at THEN
+                INSERT INTO metrics.report_moves (opened_at) VALUES (OLD.opened_at);
             END IF;
         END IF;
         NEW.changed_xid := pg_current_xact_id();

@@ -18,7 +18,7 @@ import math
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -177,35 +177,35 @@ class Selected:
 
 @dataclass(frozen=True)
 class Table:
-    """A table's columns, the rows of each UTC day of opening together, days in order."""
+    """A table's columns in chunks (the rows opened in one hour, say) kept in key order."""
 
     columns: Columns
-    days: tuple[date, ...]
-    bounds: tuple[int, ...]  # where each day's rows start, and the end
+    keys: tuple[int, ...]
+    bounds: tuple[int, ...]  # where each chunk's rows start, and the end
 
     @classmethod
     def empty(cls, dtypes: Mapping[str, Any]) -> Table:
         names = list(dtypes) + list(DIMENSIONS)
         return cls({n: np.empty(0, dtype=dtypes.get(n, np.int32)) for n in names}, (), (0,))
 
-    def replace(self, days: Mapping[date, Columns]) -> Table:
-        """This table with the rows of some days replaced (by no rows, when empty)."""
+    def replace(self, chunks: Mapping[int, Columns]) -> Table:
+        """This table with the rows of some chunks replaced (by no rows, when empty)."""
         pieces = {
-            day: {n: c[self.bounds[i] : self.bounds[i + 1]] for n, c in self.columns.items()}
-            for i, day in enumerate(self.days)
+            key: {n: c[self.bounds[i] : self.bounds[i + 1]] for n, c in self.columns.items()}
+            for i, key in enumerate(self.keys)
         }
-        pieces |= days
-        kept = sorted(day for day, piece in pieces.items() if len(piece["opened_us"]))
+        pieces |= chunks
+        kept = sorted(key for key, piece in pieces.items() if len(piece["opened_us"]))
         if not kept:
             return Table({n: c[:0] for n, c in self.columns.items()}, (), (0,))
-        columns = {n: np.concatenate([pieces[day][n] for day in kept]) for n in self.columns}
-        sizes = [len(pieces[day]["opened_us"]) for day in kept]
+        columns = {n: np.concatenate([pieces[key][n] for key in kept]) for n in self.columns}
+        sizes = [len(pieces[key]["opened_us"]) for key in kept]
         return Table(columns, tuple(kept), tuple(itertools.accumulate(sizes, initial=0)))
 
-    def between(self, first: date, last: date) -> Columns:
-        """The rows of the days from first to last (views, not copies)."""
-        lo = self.bounds[bisect.bisect_left(self.days, first)]
-        hi = self.bounds[bisect.bisect_right(self.days, last)]
+    def between(self, first: int, last: int) -> Columns:
+        """The rows of the chunks with keys from first to last (views, not copies)."""
+        lo = self.bounds[bisect.bisect_left(self.keys, first)]
+        hi = self.bounds[bisect.bisect_right(self.keys, last)]
         return {n: c[lo:hi] for n, c in self.columns.items()}
 
     @property

@@ -48,7 +48,9 @@ _MOMENTS: dict[type, Moment] = {
     Resolved: Moment.RESOLVED,
 }
 
-# How day_columns joins a day's dimension values (ASCII unit separator), and marks a missing
+# The hour (UTC) of a moment: the report columns' chunks.
+HOUR = "date_bin(INTERVAL '1 hour', {}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
+# How hour_columns joins a day's dimension values (ASCII unit separator), and marks a missing
 # one (record separator): characters no channel, agent or team name holds.
 SEPARATOR, NO_VALUE = 31, 30
 # The SLA policy of a conversation: its priority's policy for its channel, else for any ('*').
@@ -77,7 +79,7 @@ class Filters:
 
 
 def _split(row: dict[str, Any]) -> dict[str, Any]:
-    """day_columns' dimensions as lists of values, checked against the count of rows."""
+    """hour_columns' dimensions as lists of values, checked against the count of rows."""
     for dimension in DIMENSIONS:
         joined: str = row[dimension] or ""
         values: Sequence[str | None] = joined.split(chr(SEPARATOR)) if joined else []
@@ -373,75 +375,75 @@ class MetricsStore:
         )
         return int(xmin)
 
-    async def opened_days(self) -> list[date]:
-        """Every UTC day from the first conversation's opening to the last one's."""
+    async def opened_hours(self) -> list[datetime]:
+        """Every hour (UTC) from the first conversation's opening to the last one's."""
         rows = await self.session.execute(
-            text("""SELECT generate_series((min(opened_at) AT TIME ZONE 'UTC')::date,
-                                         (max(opened_at) AT TIME ZONE 'UTC')::date,
-                                         INTERVAL '1 day')::date
+            text(f"""SELECT generate_series({HOUR.format("min(opened_at)")},
+                                         {HOUR.format("max(opened_at)")}, INTERVAL '1 hour')
                     FROM metrics.conversations""")
         )
         return [r[0] for r in rows if r[0] is not None]
 
-    async def changed_days(self, since: int) -> list[date]:
-        """UTC days of opening whose conversations (or waits, or CSAT) changed in transaction
-        ``since`` or a later one, and days conversations left since."""
+    async def changed_hours(self, since: int) -> list[datetime]:
+        """Hours of opening whose conversations (or their waits, or CSAT) changed in
+        transaction ``since`` or a later one, and hours conversations left since."""
         rows = await self.session.execute(
-            text("""SELECT (opened_at AT TIME ZONE 'UTC')::date FROM metrics.conversations
+            text(f"""SELECT {HOUR.format("opened_at")} FROM metrics.conversations
                     WHERE changed_xid >= CAST(:since AS xid8) AND opened_at IS NOT NULL
                     UNION
-                    SELECT day FROM metrics.report_moves
+                    SELECT {HOUR.format("opened_at")} FROM metrics.report_moves
                     WHERE changed_xid >= CAST(:since AS xid8)"""),
             {"since": since},
         )
         return sorted(r[0] for r in rows)
 
-    async def day_columns(self, start: datetime) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The reported facts of the conversations opened in the day from ``start``, and of
-        their waits, a column each: numbers in PostgreSQL's binary array format (none null),
-        dimensions as lists. The opening time is in microseconds from ``start``."""
+    async def hour_columns(
+        self, start: datetime, end: datetime
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The reported facts of the conversations opened in [start, end), and of their
+        waits, a row per hour of opening (``hour``) and a column each: numbers in
+        PostgreSQL's binary array format (none null), dimensions as lists. Opening times are
+        in microseconds from the hour."""
         # One string per dimension: PostgreSQL builds and asyncpg hands over a text array of
-        # a day's values about three times slower.
+        # the same values about three times slower.
         dimensions = ", ".join(
             f"string_agg(coalesce(c.{d}, chr({NO_VALUE})), chr({SEPARATOR})) AS {d}"
             for d in DIMENSIONS
         )
+        hour = HOUR.format("c.opened_at")
         opened = (
-            "array_send(array_agg(round(date_part('epoch', c.opened_at - :start) * 1e6)::int8))"
+            f"array_send(array_agg(round(date_part('epoch', c.opened_at - {hour}) * 1e6)::int8))"
         )
-        window = "c.opened_at >= :start AND c.opened_at < :start + INTERVAL '24 hours'"
-        conversations = (
-            await self.session.execute(
-                text(f"""SELECT count(*) AS rows, {opened} AS opened_us,
-                           array_send(array_agg(coalesce(c.resolution_s, 'NaN'))) AS resolution_s,
-                           array_send(array_agg(coalesce(c.resolution_bs, 'NaN')))
-                             AS resolution_bs,
-                           array_send(array_agg(coalesce(c.queue_wait_s, 'NaN'))) AS queue_wait_s,
-                           array_send(array_agg(coalesce(c.queue_wait_bs, 'NaN')))
-                             AS queue_wait_bs,
-                           array_send(array_agg(c.assignments)) AS assignments,
-                           array_send(array_agg(c.customer_messages + c.agent_replies))
-                             AS messages,
-                           array_send(array_agg(coalesce(s.score, 'NaN'::float8))) AS csat,
-                           {dimensions}
-                         FROM metrics.conversations c
-                         LEFT JOIN metrics.csat s USING (conversation_id)
-                         WHERE {window}"""),
-                {"start": start},
-            )
-        ).one()
-        waits = (
-            await self.session.execute(
-                text(f"""SELECT count(*) AS rows, {opened} AS opened_us,
-                           array_send(array_agg(c.seconds)) AS seconds,
-                           array_send(array_agg(c.business_seconds)) AS business_seconds,
-                           array_send(array_agg(c.kind = 'first')) AS first,
-                           {dimensions}
-                         FROM metrics.waits c WHERE {window}"""),
-                {"start": start},
-            )
-        ).one()
-        return _split(dict(conversations._mapping)), _split(dict(waits._mapping))
+        window = "c.opened_at >= :start AND c.opened_at < :end GROUP BY 1 ORDER BY 1"
+        params = {"start": start, "end": end}
+        conversations = await self.session.execute(
+            text(f"""SELECT {hour} AS hour, count(*) AS rows, {opened} AS opened_us,
+                       array_send(array_agg(coalesce(c.resolution_s, 'NaN'))) AS resolution_s,
+                       array_send(array_agg(coalesce(c.resolution_bs, 'NaN'))) AS resolution_bs,
+                       array_send(array_agg(coalesce(c.queue_wait_s, 'NaN'))) AS queue_wait_s,
+                       array_send(array_agg(coalesce(c.queue_wait_bs, 'NaN'))) AS queue_wait_bs,
+                       array_send(array_agg(c.assignments)) AS assignments,
+                       array_send(array_agg(c.customer_messages + c.agent_replies)) AS messages,
+                       array_send(array_agg(coalesce(s.score, 'NaN'::float8))) AS csat,
+                       {dimensions}
+                     FROM metrics.conversations c
+                     LEFT JOIN metrics.csat s USING (conversation_id)
+                     WHERE {window}"""),
+            params,
+        )
+        waits = await self.session.execute(
+            text(f"""SELECT {hour} AS hour, count(*) AS rows, {opened} AS opened_us,
+                       array_send(array_agg(c.seconds)) AS seconds,
+                       array_send(array_agg(c.business_seconds)) AS business_seconds,
+                       array_send(array_agg(c.kind = 'first')) AS first,
+                       {dimensions}
+                     FROM metrics.waits c WHERE {window}"""),
+            params,
+        )
+        return (
+            [_split(dict(r._mapping)) for r in conversations],
+            [_split(dict(r._mapping)) for r in waits],
+        )
 
     async def histograms(self, bounds: tuple[float, ...]) -> dict[str, list[HistogramRow]]:
         """Cumulative bucket counts per (channel, priority), for /metrics: first responses

@@ -162,11 +162,11 @@ def test_figures_from_columns_equal_the_plain_definitions(
     convs, waits, group_by, interval, start, end, channel
 ):
     codes = Codes()
-    # Rows arrive by day, as the cache holds them; the order inside a day does not matter.
+    # Rows in one chunk, in any order: the cache's chunks hold them in no particular order.
     conversations = Table.empty(CONVERSATION_COLUMNS).replace(
-        {T0.date(): conversation_columns(convs, codes)}
+        {0: conversation_columns(convs, codes)}
     )
-    wait_table = Table.empty(WAIT_COLUMNS).replace({T0.date(): wait_columns(waits, codes)})
+    wait_table = Table.empty(WAIT_COLUMNS).replace({0: wait_columns(waits, codes)})
     code = codes.code("channel", channel) if channel else None
     selection = Selection(
         start_us=to_us(start) if start else None,
@@ -213,17 +213,15 @@ def test_microseconds_survive_the_round_trip_exactly():
     assert from_us(to_us(moment)) == moment
 
 
-def test_a_table_replaces_a_day_and_drops_an_emptied_one():
+def test_a_table_replaces_a_chunk_and_drops_an_emptied_one():
     codes = Codes()
-    day = {"opened": T0, "seconds": 1.0, "first": True, "channel": "chat"}
-    other = dict(day, opened=T0 + timedelta(days=1), seconds=2.0)
+    one = {"opened": T0, "seconds": 1.0, "first": True, "channel": "chat"}
+    two = dict(one, seconds=2.0)
     table = Table.empty(WAIT_COLUMNS).replace(
-        {
-            T0.date(): wait_columns([day], codes),
-            other["opened"].date(): wait_columns([other], codes),
-        }
+        {7: wait_columns([two], codes), 3: wait_columns([one], codes)}
     )
-    assert list(table.columns["seconds"]) == [1.0, 2.0]
-    table = table.replace({T0.date(): wait_columns([], codes)})
-    assert table.days == (other["opened"].date(),)
-    assert list(table.between(T0.date(), T0.date())["seconds"]) == []
+    assert (list(table.columns["seconds"]), table.keys) == ([1.0, 2.0], (3, 7))
+    table = table.replace({3: wait_columns([], codes), 5: wait_columns([one, one], codes)})
+    assert (list(table.columns["seconds"]), table.keys) == ([1.0, 1.0, 2.0], (5, 7))
+    assert list(table.between(6, 9)["seconds"]) == [2.0]
+    assert list(table.between(0, 4)["seconds"]) == []
