@@ -309,8 +309,18 @@ def table(out: dict[str, Any]) -> str:
         f"| peak RSS (MiB) | {out['peak_rss_mb']} |",
     ]
     reports = out["metrics_reports"]
+    n = f"{reports['conversations']:,} conversations"
     for name, ms in reports["best_ms"].items():
-        lines.append(f"| metrics {name}, {reports['conversations']:,} conversations (ms) | {ms} |")
+        lines.append(f"| metrics {name}, {n} (ms) | {ms} |")
+    lines += [
+        f"| metrics summary after 1,000 conversations changed, {n} (ms) | "
+        f"{reports['summary_after_1000_writes_ms']} |",
+        f"| metrics first report of a process (reads every row), {n} (ms) | "
+        f"{reports['cold_first_report_ms']} |",
+        f"| metrics summary as one PostgreSQL query per table ÷ from the columns, {n} | "
+        f"{reports['baseline_sql_summary_ms']} ms ÷ {reports['best_ms']['summary, all']} ms = "
+        f"{reports['baseline_over_cached_summary']} |",
+    ]
     return "\n".join(lines)
 
 

@@ -215,10 +215,19 @@ class Table:
 
 @dataclass(frozen=True)
 class Groups:
-    """The group of each row of a table (all in group 0 when ``ids`` is None)."""
+    """The group of each row of a table (all in group 0 when ``ids`` is None), and the rows
+    in group order: ``order`` lists the rows of group 0, then of group 1... (``ends``)."""
 
     ids: Array | None
     n: int
+    order: Array | None = None
+    ends: Array | None = None
+
+    @classmethod
+    def of(cls, ids: Array, n: int) -> Groups:
+        # numpy sorts 16-bit integers by radix: the grouping sort costs a few milliseconds.
+        order = np.argsort(ids.astype(np.int16 if n < 2**15 else np.int64), kind="stable")
+        return cls(ids, n, order, np.cumsum(np.bincount(ids, minlength=n)))
 
     def sums(self, weights: Array) -> Array:
         """Per group, the sum of the weights of its rows (booleans count)."""
@@ -268,7 +277,7 @@ def _group_keys(
     else:
         unique, inverse = np.unique(every, return_inverse=True)
     sizes = np.cumsum([0] + [len(k) for k in combined])
-    ids = [Groups(inverse[sizes[i] : sizes[i + 1]], len(unique)) for i in range(len(combined))]
+    ids = [Groups.of(inverse[sizes[i] : sizes[i + 1]], len(unique)) for i in range(len(combined))]
     decoded = np.empty((len(unique), len(radices)), dtype=np.int64)
     rest = unique.copy()
     for i in range(len(radices) - 1, -1, -1):
@@ -281,24 +290,20 @@ def _group_keys(
 def figures_by_group(values: Array, groups: Groups) -> list[Figures]:
     """Count, mean, min, max and exact nearest-rank percentiles of the values (NaN is no
     value) of each group."""
-    present = ~np.isnan(values)
-    values = values[present]
     blocks: Iterable[tuple[int, Array]]
-    if groups.ids is None:
-        blocks = [(0, np.sort(values))] if len(values) else []
+    if groups.order is None or groups.ends is None:
+        blocks = [(0, np.sort(values))]
     else:
-        ids = groups.ids[present]
-        order = np.argsort(ids.astype(_narrowest(groups.n)), kind="stable")
-        by_group = values[order]
-        counts = np.bincount(ids, minlength=groups.n)
-        ends = np.cumsum(counts)
-        blocks = (
-            (int(g), np.sort(by_group[ends[g] - counts[g] : ends[g]]))
-            for g in np.flatnonzero(counts)
-        )
+        by_group, ends = values[groups.order], groups.ends
+        starts = np.concatenate(([0], ends[:-1]))
+        blocks = ((g, np.sort(by_group[starts[g] : ends[g]])) for g in range(groups.n))
     out = [NO_FIGURES] * groups.n
     for g, ordered in blocks:
-        n = len(ordered)
+        # Sorting puts NaN (no value) last.
+        n = len(ordered) if not len(ordered) or ordered[-1] == ordered[-1] else _known(ordered)
+        if n == 0:
+            continue
+        ordered = ordered[:n]
         p50, p90, p95, p99 = (float(ordered[max(math.ceil(p * n), 1) - 1]) for p in PERCENTILES)
         out[g] = Figures(
             count=n,
@@ -313,9 +318,9 @@ def figures_by_group(values: Array, groups: Groups) -> list[Figures]:
     return out
 
 
-def _narrowest(n_groups: int) -> type:
-    # numpy sorts 16-bit integers by radix: the grouping sort then costs a few milliseconds.
-    return np.int16 if n_groups < 2**15 else np.int64
+def _known(ordered: Array) -> int:
+    """How many values of a sorted array are not NaN (sorting puts NaN last)."""
+    return int(np.searchsorted(np.isnan(ordered), True))
 
 
 def _ratio(num: float, den: float) -> float | None:

@@ -30,6 +30,7 @@ def test_bench_quick_runs_and_writes_its_json(tmp_path: Path):
         "saturation_ingest",
         "scaling",
         "candidates_read",
+        "metrics_reports",
         "invariants",
         "peak_rss_mb",
         "ratios",
@@ -39,3 +40,5 @@ def test_bench_quick_runs_and_writes_its_json(tmp_path: Path):
     assert figures["invariants"]["agents_over_capacity"] == 0
     assert "| ingest→assigned p50 / p99 (ms) |" in done.stdout
     assert [row["agents"] for row in figures["candidates_read"]] == [40, 400]
+    assert figures["metrics_reports"]["conversations"] == 100_000
+    assert "| metrics summary after 1,000 conversations changed" in done.stdout
