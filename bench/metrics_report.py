@@ -14,15 +14,23 @@ Baseline, in the same run: the overall summary as one PostgreSQL query per table
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import text
 
+from devtools.run import launch, stop_all, wait_ready
+from devtools.stack import free_port
 from services.metrics.reports import ReportCache
 from services.metrics.store import Filters
+from shared.auth import hash_key, new_key
 from shared.db import make_engine, make_sessionmaker
 
 # Conversations as the consumer writes them: facts and measures per conversation, and one
@@ -110,7 +118,63 @@ async def _best(query: Callable[[], Awaitable[object]], repeats: int) -> float:
     return round(best * 1000, 1)
 
 
-async def run(database_url: str, conversations: int, *, repeats: int = 3) -> dict[str, Any]:
+async def over_http(
+    database_url: str, bootstrap: str, log_dir: Path, *, repeats: int = 3
+) -> dict[str, float]:
+    """Best times of the same reports asked of a metrics service process over HTTP (JSON
+    encoding included), after it read the columns at start."""
+    key = new_key()
+    port = free_port()
+    namespace = f"benchreports{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "SWITCHBOARD_KAFKA_BOOTSTRAP": bootstrap,
+        "SWITCHBOARD_DATABASE_URL": database_url,
+        "SWITCHBOARD_API_KEYS": json.dumps(
+            [{"name": "ops", "sha256": hash_key(key), "scopes": ["ops"]}]
+        ),
+        "SWITCHBOARD_TOPICS__NAMESPACE": namespace,
+        "SWITCHBOARD_CONSUMER_GROUP": f"metrics-{namespace}",
+        "SWITCHBOARD_PORT": str(port),
+        "SWITCHBOARD_LOG_LEVEL": "WARNING",
+    }
+    process = launch("metrics", env, log_dir / "metrics-reports.log")
+    try:
+        await asyncio.to_thread(wait_ready, "metrics", port, process, 60)
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}",
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=300,
+        ) as client:
+
+            def get(path: str, **params: str | list[str]) -> Callable[[], Awaitable[None]]:
+                async def call() -> None:
+                    response = await client.get(path, params=params)
+                    response.raise_for_status()
+
+                return call
+
+            await get("/v1/metrics/summary")()  # waits for the read at start
+            asked = {
+                "summary, all": get("/v1/metrics/summary"),
+                "summary by channel × priority": get(
+                    "/v1/metrics/summary", group_by=["channel", "priority"]
+                ),
+                "timeseries 1h, all": get("/v1/metrics/timeseries", interval="1h"),
+            }
+            return {name: await _best(call, repeats) for name, call in asked.items()}
+    finally:
+        await asyncio.to_thread(stop_all, {"metrics": process})
+
+
+async def run(
+    database_url: str,
+    conversations: int,
+    *,
+    bootstrap: str | None = None,
+    log_dir: Path | None = None,
+    repeats: int = 3,
+) -> dict[str, Any]:
     engine = make_engine(database_url, pool_size=2)
     started = time.perf_counter()
     async with engine.begin() as conn:
@@ -160,6 +224,11 @@ async def run(database_url: str, conversations: int, *, repeats: int = 3) -> dic
 
     baseline_ms = await _best(baseline, repeats)
     await engine.dispose()
+    http = (
+        await over_http(database_url, bootstrap, log_dir, repeats=repeats)
+        if bootstrap and log_dir
+        else {}
+    )
     return {
         "conversations": conversations,
         "fill_s": round(fill_s, 1),
@@ -168,24 +237,36 @@ async def run(database_url: str, conversations: int, *, repeats: int = 3) -> dic
         "summary_after_1000_writes_ms": round(min(after_writes) * 1000, 1),
         "baseline_sql_summary_ms": baseline_ms,
         "baseline_over_cached_summary": round(baseline_ms / warm["summary, all"], 1),
+        "over_http_best_ms": http,
     }
 
 
 async def _main(rows: int) -> None:
-    import json
+    import tempfile
 
-    from devtools.stack import Postgres, create_database, drop_database, migrate, unique_name
+    from devtools.stack import (
+        Broker,
+        Postgres,
+        create_database,
+        drop_database,
+        migrate,
+        unique_name,
+    )
 
+    log_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+    broker = Broker(log_path=log_dir / "broker.log").start()
     pg = Postgres()
     name = unique_name("bench_reports")
     await create_database(pg.url, name)
     try:
         await asyncio.to_thread(migrate, pg.url_for(name))
         print(f"[bench] metrics reports over {rows:,} conversations", flush=True)
-        print(json.dumps(await run(pg.url_for(name), rows), indent=2))
+        figures = await run(pg.url_for(name), rows, bootstrap=broker.bootstrap, log_dir=log_dir)
+        print(json.dumps(figures, indent=2))
     finally:
         await drop_database(pg.url, name)
         pg.stop()
+        broker.stop()
 
 
 if __name__ == "__main__":

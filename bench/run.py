@@ -95,7 +95,9 @@ async def run(profile: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     agents: AgentsProcess | None = None
     try:
         say(f"metrics reports over {profile['report_rows']:,} conversations")
-        out["metrics_reports"] = await metrics_report.run(database_url, profile["report_rows"])
+        out["metrics_reports"] = await metrics_report.run(
+            database_url, profile["report_rows"], bootstrap=broker.bootstrap, log_dir=log_dir
+        )
         scratch = make_engine(database_url, pool_size=1)
         async with scratch.begin() as conn:
             await conn.execute(text("TRUNCATE metrics.conversations CASCADE"))
@@ -320,6 +322,10 @@ def table(out: dict[str, Any]) -> str:
         f"| metrics summary as one PostgreSQL query per table ÷ from the columns, {n} | "
         f"{reports['baseline_sql_summary_ms']} ms ÷ {reports['best_ms']['summary, all']} ms = "
         f"{reports['baseline_over_cached_summary']} |",
+    ]
+    lines += [
+        f"| metrics {name} over HTTP (JSON included), {n} (ms) | {ms} |"
+        for name, ms in reports["over_http_best_ms"].items()
     ]
     return "\n".join(lines)
 
