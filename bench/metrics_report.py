@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from sqlalchemy import text
 
+from bench.pipeline import memory_mb
 from devtools.run import launch, stop_all, wait_ready
 from devtools.stack import free_port
 from services.metrics.reports import ReportCache
@@ -120,9 +121,9 @@ async def _best(query: Callable[[], Awaitable[object]], repeats: int) -> float:
 
 async def over_http(
     database_url: str, bootstrap: str, log_dir: Path, *, repeats: int = 3
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """Best times of the same reports asked of a metrics service process over HTTP (JSON
-    encoding included), after it read the columns at start."""
+    encoding included), after it read the columns at start; and its memory then."""
     key = new_key()
     port = free_port()
     namespace = f"benchreports{uuid.uuid4().hex[:8]}"
@@ -162,7 +163,11 @@ async def over_http(
                 ),
                 "timeseries 1h, all": get("/v1/metrics/timeseries", interval="1h"),
             }
-            return {name: await _best(call, repeats) for name, call in asked.items()}
+            best = {name: await _best(call, repeats) for name, call in asked.items()}
+            return best | {
+                "process_rss_mib": memory_mb(process.pid, "VmRSS"),
+                "process_peak_rss_mib": memory_mb(process.pid),
+            }
     finally:
         await asyncio.to_thread(stop_all, {"metrics": process})
 

@@ -97,18 +97,18 @@ class Desk:
 
     def peak_rss_mb(self) -> dict[str, float | None]:
         """Peak resident memory of each service (VmHWM), in MiB."""
-        out: dict[str, float | None] = {}
-        for name, process in self.processes.items():
-            try:
-                status = Path(f"/proc/{process.pid}/status").read_text()
-            except OSError:
-                out[name] = None
-                continue
-            kb = next(
-                int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")
-            )
-            out[name] = round(kb / 1024, 1)
-        return out
+        return {name: memory_mb(process.pid) for name, process in self.processes.items()}
+
+
+def memory_mb(pid: int, field: str = "VmHWM") -> float | None:
+    """A process's memory figure from /proc (VmHWM: peak resident; VmRSS: resident now), in
+    MiB; None once it has exited."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith(field))
+    return round(kb / 1024, 1)
 
 
 def start_desk(bootstrap: str, database_url: str, agents: int, log_dir: Path) -> Desk:

@@ -323,10 +323,15 @@ def table(out: dict[str, Any]) -> str:
         f"{reports['baseline_sql_summary_ms']} ms ÷ {reports['best_ms']['summary, all']} ms = "
         f"{reports['baseline_over_cached_summary']} |",
     ]
+    http = dict(reports["over_http_best_ms"])
+    rss, peak = http.pop("process_rss_mib", None), http.pop("process_peak_rss_mib", None)
     lines += [
         f"| metrics {name} over HTTP (JSON included), {n} (ms) | {ms} |"
-        for name, ms in reports["over_http_best_ms"].items()
+        for name, ms in http.items()
     ]
+    lines.append(
+        f"| metrics process holding the columns of {n}: RSS / peak (MiB) | {rss} / {peak} |"
+    )
     return "\n".join(lines)
 
 
