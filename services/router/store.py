@@ -487,18 +487,21 @@ class RouterStore:
 
     async def queue_heads(self, *, per_priority: int) -> list[Conversation]:
         """The oldest ``per_priority`` queued conversations of each priority, locked (SKIP
-        LOCKED)."""
-        found: list[Conversation] = []
-        for rank in range(len(Priority)):
-            rows = await self._exec(
-                f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
-                    WHERE state = 'queued' AND priority_rank = :rank
-                    ORDER BY queued_at, id LIMIT :limit FOR UPDATE SKIP LOCKED""",
-                rank=rank,
-                limit=per_priority,
-            )
-            found += [_conversation(r) for r in rows]
-        return found
+        LOCKED) by one statement: locking priority by priority let an agent coming online
+        meanwhile pull a low one while the sweep held the urgent one."""
+        heads = " UNION ALL ".join(
+            f"""(SELECT id FROM router.conversations
+                 WHERE state = 'queued' AND priority_rank = {rank}
+                 ORDER BY queued_at, id LIMIT :limit)"""
+            for rank in range(len(Priority))
+        )
+        rows = await self._exec(
+            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+                WHERE id IN ({heads})
+                ORDER BY priority_rank, queued_at, id FOR UPDATE SKIP LOCKED""",
+            limit=per_priority,
+        )
+        return [_conversation(r) for r in rows]
 
     async def expired_offers(
         self, timeouts: dict[str, float], now: datetime, *, limit: int
