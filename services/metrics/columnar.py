@@ -97,10 +97,13 @@ class Codes:
 
     def encode(self, dimension: str, values: Sequence[str | None]) -> Array:
         codes, known = self._codes[dimension], self.values[dimension]
-        for value in set(values) - codes.keys():
-            codes[value] = len(known)
-            known.append(value)
-        return np.fromiter(map(codes.__getitem__, values), dtype=np.int32, count=len(values))
+        try:  # values seen before: the common case, and the fast one
+            return np.fromiter(map(codes.__getitem__, values), dtype=np.int32, count=len(values))
+        except KeyError:
+            for value in set(values) - codes.keys():
+                codes[value] = len(known)
+                known.append(value)
+            return np.fromiter(map(codes.__getitem__, values), dtype=np.int32, count=len(values))
 
     def code(self, dimension: str, value: str) -> int | None:
         """The code of a value, or None if no row has it."""

@@ -164,18 +164,32 @@ class ReportCache:
         started = time.perf_counter()
         conversations: dict[int, Columns] = {}
         waits: dict[int, Columns] = {}
-        for start, end in _runs(hours):
-            convs_rows, waits_rows = await store.hour_columns(start, end)
-            for hour in range(to_us(start) // HOUR_US, to_us(end) // HOUR_US):
-                conversations[hour] = EMPTY_CONVERSATIONS
-                waits[hour] = EMPTY_WAITS
-            for rows, dtypes, into in (
-                (convs_rows, CONVERSATION_COLUMNS, conversations),
-                (waits_rows, WAIT_COLUMNS, waits),
-            ):
-                for raw in rows:
-                    hour_us = to_us(raw["hour"])
-                    into[hour_us // HOUR_US] = _columns(raw, dtypes, self._codes, hour_us)
+        runs = iter(_runs(hours))
+
+        async def reader(store: MetricsStore) -> None:
+            for start, end in runs:
+                convs_rows, waits_rows = await store.hour_columns(start, end)
+                for hour in range(to_us(start) // HOUR_US, to_us(end) // HOUR_US):
+                    conversations[hour] = EMPTY_CONVERSATIONS
+                    waits[hour] = EMPTY_WAITS
+                for rows, dtypes, into in (
+                    (convs_rows, CONVERSATION_COLUMNS, conversations),
+                    (waits_rows, WAIT_COLUMNS, waits),
+                ):
+                    for raw in rows:
+                        hour_us = to_us(raw["hour"])
+                        into[hour_us // HOUR_US] = _columns(raw, dtypes, self._codes, hour_us)
+
+        if len(hours) <= 24:
+            await reader(store)
+        else:
+            # Many hours (the first read): a second connection in the same snapshot reads
+            # the next run while this process decodes the previous one.
+            snapshot = await store.export_snapshot()
+            async with self._sessions() as session, session.begin():
+                other = MetricsStore(session)
+                await other.use_snapshot(snapshot)
+                await asyncio.gather(reader(store), reader(other))
         self._conversations = self._conversations.replace(conversations)
         self._waits = self._waits.replace(waits)
         log.log(

@@ -375,6 +375,15 @@ class MetricsStore:
         )
         return int(xmin)
 
+    async def export_snapshot(self) -> str:
+        """Name this transaction's snapshot, for another to share (see use_snapshot)."""
+        return str(await self.session.scalar(text("SELECT pg_export_snapshot()")))
+
+    async def use_snapshot(self, snapshot: str) -> None:
+        """Make this new transaction see exactly what the one that exported ``snapshot`` sees."""
+        await self.session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+        await self.session.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
+
     async def opened_hours(self) -> list[datetime]:
         """Every hour (UTC) from the first conversation's opening to the last one's."""
         rows = await self.session.execute(
