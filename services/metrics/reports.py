@@ -18,6 +18,7 @@ busy minute reads a few thousand rows again, not a day's."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import time
 from datetime import datetime, timedelta
@@ -152,6 +153,8 @@ class ReportCache:
                 stale = await store.changed_hours(self._since)
             if stale:
                 await self._read(store, stale)
+                if len(stale) > 24:
+                    _give_back_memory()
             self._since = xmin
             policies = await store.policies()
         first = to_us(filters.start) // HOUR_US if filters.start else -(2**62)
@@ -202,6 +205,16 @@ class ReportCache:
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
+
+
+def _give_back_memory() -> None:
+    """Return the heap a large read freed to the system. The hours' small arrays and the
+    decoded strings come from the C heap, which glibc keeps after they are freed: 1M
+    conversations left the process at 477 MiB resident, 288 MiB after this."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to trim, or the allocator returns memory by itself
 
 
 def _runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
