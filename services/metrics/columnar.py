@@ -6,9 +6,9 @@ wait, reassignments, messages, CSAT). Waits: one row per answered customer wait 
 response of each episode, and next replies). Both carry the conversation's opening time and
 the dimensions a report filters and groups by, as integer codes (``Codes``).
 
-Percentiles are exact and nearest-rank, like ``figures.percentile``: each group's values are
-sorted and the value at rank ceil(p * n) is taken. Sums run over the sorted values, so a
-figure does not depend on the order rows were read in (a replay gives identical figures)."""
+Percentiles are exact and nearest-rank: each group's values are sorted and the value at
+``figures.rank`` taken. Sums run over the sorted values, so a figure does not depend on the
+order rows were read in (a replay gives identical figures)."""
 
 from __future__ import annotations
 
@@ -24,16 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from services.metrics.figures import Figures
-from services.metrics.report import (
-    CONVERSATION_MEASURES,
-    DIMENSIONS,
-    INTERVAL_SECONDS,
-    PERCENTILES,
-    WAIT_MEASURES,
-    Clock,
-    ReportRow,
-)
+from services.metrics.figures import PERCENTILES, Figures, rank
+from services.metrics.report import DIMENSIONS, INTERVAL_SECONDS, Clock, ReportRow
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Time buckets start at whole multiples of their width from this origin (midnight UTC).
@@ -218,19 +210,27 @@ class Table:
 
 @dataclass(frozen=True)
 class Groups:
-    """The group of each row of a table (all in group 0 when ``ids`` is None), and the rows
-    in group order: ``order`` lists the rows of group 0, then of group 1... (``ends``)."""
+    """The group of each row of a table, and the rows in group order: ``order`` lists the
+    rows of group 0, then of group 1..., each group ending at its ``ends``. ``ids`` and
+    ``order`` are None when every row is in the one group."""
 
     ids: Array | None
-    n: int
-    order: Array | None = None
-    ends: Array | None = None
+    order: Array | None
+    ends: Array
+
+    @classmethod
+    def one(cls, rows: int) -> Groups:
+        return cls(None, None, np.array([rows]))
 
     @classmethod
     def of(cls, ids: Array, n: int) -> Groups:
         # numpy sorts 16-bit integers by radix: the grouping sort costs a few milliseconds.
         order = np.argsort(ids.astype(np.int16 if n < 2**15 else np.int64), kind="stable")
-        return cls(ids, n, order, np.cumsum(np.bincount(ids, minlength=n)))
+        return cls(ids, order, np.cumsum(np.bincount(ids, minlength=n)))
+
+    @property
+    def n(self) -> int:
+        return len(self.ends)
 
     def sums(self, weights: Array) -> Array:
         """Per group, the sum of the weights of its rows (booleans count)."""
@@ -239,9 +239,7 @@ class Groups:
         return np.bincount(self.ids, weights=weights, minlength=self.n)
 
     def sizes(self) -> Array:
-        if self.ids is None:
-            raise ValueError("one group: its size is the table's")
-        return np.bincount(self.ids, minlength=self.n)
+        return np.diff(self.ends, prepend=0)
 
 
 def _group_keys(
@@ -250,7 +248,7 @@ def _group_keys(
     """Each table's groups, and each group's key parts (a row per group: bucket number
     first, then the dimension codes), groups ordered by key."""
     if not group_by and width_us is None:
-        return [Groups(None, 1) for _ in tables], np.zeros((1, 0), np.int64)
+        return [Groups.one(t.size) for t in tables], np.zeros((1, 0), np.int64)
     parts: list[list[Array]] = [[] for _ in tables]
     radices: list[int] = []
     if width_us is not None:
@@ -264,7 +262,8 @@ def _group_keys(
         for part, t in zip(parts, tables, strict=True):
             part.append(t[dimension].astype(np.int64))
         radices.append(len(codes.values[dimension]))
-    if math.prod(radices) >= 2**62:
+    possible = math.prod(radices)
+    if possible >= 2**62:
         raise ValueError(f"too many groups: {radices}")
     combined = []
     for part, t in zip(parts, tables, strict=True):
@@ -273,9 +272,9 @@ def _group_keys(
             key = key * radix + p
         combined.append(key)
     every = np.concatenate(combined)
-    if math.prod(radices) <= 4 * len(every) + 1024:
+    if possible <= 4 * len(every) + 1024:
         # Few possible keys: number the keys present by counting, without a sort.
-        present = np.bincount(every, minlength=math.prod(radices)) > 0
+        present = np.bincount(every, minlength=possible) > 0
         unique, inverse = np.flatnonzero(present), (np.cumsum(present) - 1)[every]
     else:
         unique, inverse = np.unique(every, return_inverse=True)
@@ -293,21 +292,16 @@ def _group_keys(
 def figures_by_group(values: Array, groups: Groups) -> list[Figures]:
     """Count, mean, min, max and exact nearest-rank percentiles of the values (NaN is no
     value) of each group."""
-    blocks: Iterable[tuple[int, Array]]
-    if groups.order is None or groups.ends is None:
-        blocks = [(0, np.sort(values))]
-    else:
-        by_group, ends = values[groups.order], groups.ends
-        starts = np.concatenate(([0], ends[:-1]))
-        blocks = ((g, np.sort(by_group[starts[g] : ends[g]])) for g in range(groups.n))
+    by_group = values if groups.order is None else values[groups.order]
+    starts = groups.ends - groups.sizes()
     out = [NO_FIGURES] * groups.n
-    for g, ordered in blocks:
-        # Sorting puts NaN (no value) last.
-        n = len(ordered) if not len(ordered) or ordered[-1] == ordered[-1] else _known(ordered)
+    for g, (start, end) in enumerate(zip(starts, groups.ends, strict=True)):
+        ordered = np.sort(by_group[start:end])
+        n = int(np.count_nonzero(~np.isnan(ordered)))  # sorting puts NaN (no value) last
         if n == 0:
             continue
         ordered = ordered[:n]
-        p50, p90, p95, p99 = (float(ordered[max(math.ceil(p * n), 1) - 1]) for p in PERCENTILES)
+        p50, p90, p95, p99 = (float(ordered[rank(p, n) - 1]) for p in PERCENTILES)
         out[g] = Figures(
             count=n,
             mean=float(ordered.sum()) / n,
@@ -319,11 +313,6 @@ def figures_by_group(values: Array, groups: Groups) -> list[Figures]:
             p99=p99,
         )
     return out
-
-
-def _known(ordered: Array) -> int:
-    """How many values of a sorted array are not NaN (sorting puts NaN last)."""
-    return int(np.searchsorted(np.isnan(ordered), True))
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -366,8 +355,7 @@ def compute(
         "first_response_s": figures_by_group(np.where(first, seconds, np.nan), gw),
         "next_reply_s": figures_by_group(np.where(first, np.nan, seconds), gw),
     }
-    assert set(measures) == set(CONVERSATION_MEASURES + WAIT_MEASURES)
-    count = gc.sizes() if gc.ids is not None else np.array([convs.size])
+    count = gc.sizes()
     reassignments = gc.sums(np.maximum(convs["assignments"] - 1, 0))
     messages = gc.sums(convs["messages"])
     csat = convs["csat"]

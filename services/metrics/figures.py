@@ -14,8 +14,12 @@ def percentile(ordered: Sequence[float], p: float) -> float:
     least p% of the observations at or below it (always a real observation, never interpolated)."""
     if not ordered:
         raise ValueError("percentile of no values")
-    rank = max(math.ceil(p / 100 * len(ordered)), 1)
-    return ordered[rank - 1]
+    return ordered[rank(p, len(ordered)) - 1]
+
+
+def rank(p: float, n: int) -> int:
+    """The rank (from 1) of the nearest-rank p-th percentile among n ascending values."""
+    return max(math.ceil(p / 100 * n), 1)
 
 
 @dataclass(frozen=True)

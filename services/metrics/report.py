@@ -1,5 +1,5 @@
-"""What a report is made of: its measures, the dimensions it filters and groups by, its time
-buckets and its rows. ``columnar.py`` computes them and ``figures.py`` holds the definitions
+"""What a report is made of: the dimensions it filters and groups by, its time buckets and
+its rows. ``columnar.py`` computes them and ``figures.py`` holds the definitions
 in plain Python; the tests hold the two to each other."""
 
 from __future__ import annotations
@@ -14,10 +14,6 @@ Clock = Literal["calendar", "business"]
 DIMENSIONS = ("channel", "priority", "skill", "language", "agent_id", "customer_tier", "team")
 # Time buckets of /v1/metrics/timeseries, in seconds.
 INTERVAL_SECONDS = {"5m": 300, "1h": 3_600, "1d": 86_400}
-PERCENTILES = (0.5, 0.9, 0.95, 0.99)
-CONVERSATION_MEASURES = ("resolution_s", "queue_wait_s")
-WAIT_MEASURES = ("first_response_s", "next_reply_s")
-MEASURES = WAIT_MEASURES + CONVERSATION_MEASURES
 
 
 @dataclass(frozen=True)
