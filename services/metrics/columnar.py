@@ -15,7 +15,6 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
-import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -52,21 +51,6 @@ WAIT_COLUMNS = {
     "business_seconds": np.float64,
     "first": np.bool_,
 }
-
-
-def unpack(data: bytes | None, rows: int, dtype: Any) -> Array:
-    """A column from PostgreSQL's binary format of a one-dimensional array without nulls
-    (``array_send``): a 20-byte header, then each element's length and big-endian value."""
-    dtype = np.dtype(dtype)
-    if rows == 0:
-        return np.empty(0, dtype=dtype)
-    assert data is not None
-    dims, has_nulls, _, length, _ = struct.unpack_from(">iiIii", data)
-    if dims != 1 or has_nulls or length != rows:
-        raise ValueError(f"expected {rows} values without nulls, got {dims}-d array of {length}")
-    element = np.dtype("u1") if dtype == np.bool_ else dtype.newbyteorder(">")
-    layout = np.dtype([("length", ">i4"), ("value", element)])
-    return np.frombuffer(data, layout, count=rows, offset=20)["value"].astype(dtype)
 
 
 def to_us(moment: datetime) -> int:

@@ -36,10 +36,9 @@ from services.metrics.columnar import (
     Targets,
     compute,
     to_us,
-    unpack,
 )
 from services.metrics.report import DIMENSIONS, Clock, ReportRow
-from services.metrics.store import Filters, MetricsStore
+from services.metrics.store import Filters, HourChunk, MetricsStore
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +48,15 @@ EMPTY_CONVERSATIONS = Table.empty(CONVERSATION_COLUMNS).columns
 EMPTY_WAITS = Table.empty(WAIT_COLUMNS).columns
 
 
-def _columns(raw: dict[str, Any], dtypes: dict[str, Any], codes: Codes, start_us: int) -> Columns:
-    rows = int(raw["rows"])
-    columns = {name: unpack(raw[name], rows, dtype) for name, dtype in dtypes.items()}
-    columns["opened_us"] += start_us
+def _columns(chunk: HourChunk, codes: Codes) -> tuple[int, Columns]:
+    """An hour's number and its columns as the report reads them: opening times from the
+    epoch, dimensions as codes."""
+    hour_us = to_us(chunk.hour)
+    columns = dict(chunk.columns)
+    columns["opened_us"] = columns["opened_us"] + hour_us
     for dimension in DIMENSIONS:
-        columns[dimension] = codes.encode(dimension, raw[dimension] or [])
-    return columns
+        columns[dimension] = codes.encode(dimension, columns[dimension])
+    return hour_us // HOUR_US, columns
 
 
 class ReportCache:
@@ -175,13 +176,8 @@ class ReportCache:
                 for hour in range(to_us(start) // HOUR_US, to_us(end) // HOUR_US):
                     conversations[hour] = EMPTY_CONVERSATIONS
                     waits[hour] = EMPTY_WAITS
-                for rows, dtypes, into in (
-                    (convs_rows, CONVERSATION_COLUMNS, conversations),
-                    (waits_rows, WAIT_COLUMNS, waits),
-                ):
-                    for raw in rows:
-                        hour_us = to_us(raw["hour"])
-                        into[hour_us // HOUR_US] = _columns(raw, dtypes, self._codes, hour_us)
+                conversations.update(_columns(c, self._codes) for c in convs_rows)
+                waits.update(_columns(w, self._codes) for w in waits_rows)
 
         if len(hours) <= 24:
             await reader(store)

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+import struct
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.metrics.calendars import BusinessCalendar
+from services.metrics.columnar import CONVERSATION_COLUMNS, WAIT_COLUMNS
 from services.metrics.exposition import HistogramRow
 from services.metrics.facts import Entry, Facts, Moment, derive
 from services.metrics.report import DIMENSIONS
@@ -50,7 +53,7 @@ _MOMENTS: dict[type, Moment] = {
 
 # The hour (UTC) of a moment: the report columns' chunks.
 HOUR = "date_bin(INTERVAL '1 hour', {}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
-# How hour_columns joins a day's dimension values (ASCII unit separator), and marks a missing
+# How hour_columns joins an hour's dimension values (ASCII unit separator), and marks a missing
 # one (record separator): characters no channel, agent or team name holds.
 SEPARATOR, NO_VALUE = 31, 30
 # The SLA policy of a conversation: its priority's policy for its channel, else for any ('*').
@@ -59,6 +62,14 @@ TARGET_JOIN = """LEFT JOIN metrics.sla_policies ps
         LEFT JOIN metrics.sla_policies pa ON pa.priority = c.priority AND pa.channel = '*'"""
 FRT_TARGET = "coalesce(ps.first_response_target_s, pa.first_response_target_s)"
 LIVE = "opened_at IS NOT NULL AND first_response_at IS NULL AND resolved_at IS NULL"
+
+
+@dataclass(frozen=True)
+class HourChunk:
+    """The reported columns of the rows opened in one hour (see hour_columns)."""
+
+    hour: datetime
+    columns: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -78,17 +89,29 @@ class Filters:
         return {d: getattr(self, d) for d in DIMENSIONS if getattr(self, d) is not None}
 
 
-def _split(row: dict[str, Any]) -> dict[str, Any]:
-    """hour_columns' dimensions as lists of values, checked against the count of rows."""
+def _hour_chunk(row: Any, dtypes: dict[str, Any]) -> HourChunk:
+    """One row of hour_columns decoded: numbers from PostgreSQL's binary format of a
+    one-dimensional array without nulls (``array_send``: a 20-byte header, then each
+    element's length and big-endian value), dimensions split into their values."""
+    rows = int(row.rows)
+    columns: dict[str, Any] = {}
+    for name, dtype in dtypes.items():
+        data, dtype = getattr(row, name), np.dtype(dtype)
+        dims, has_nulls, _, length, _ = struct.unpack_from(">iiIii", data)
+        if dims != 1 or has_nulls or length != rows:
+            raise ValueError(f"{name}: expected {rows} values without nulls, got {length}")
+        element = np.dtype("u1") if dtype == np.bool_ else dtype.newbyteorder(">")
+        layout = np.dtype([("length", ">i4"), ("value", element)])
+        columns[name] = np.frombuffer(data, layout, count=rows, offset=20)["value"].astype(dtype)
     for dimension in DIMENSIONS:
-        joined: str = row[dimension] or ""
-        values: Sequence[str | None] = joined.split(chr(SEPARATOR)) if joined else []
+        joined: str = getattr(row, dimension)
+        values: Sequence[str | None] = joined.split(chr(SEPARATOR))
         if chr(NO_VALUE) in joined:
             values = [None if v == chr(NO_VALUE) else v for v in values]
-        if len(values) != row["rows"]:
+        if len(values) != rows:
             raise ValueError(f"{dimension}: a value holds the separator {SEPARATOR}")
-        row[dimension] = values
-    return row
+        columns[dimension] = values
+    return HourChunk(row.hour, columns)
 
 
 def _json(value: Any) -> Any:
@@ -362,8 +385,6 @@ class MetricsStore:
             dict(r._mapping) | {"capacity": _json(r.capacity), "load": _json(r.load)} for r in rows
         ]
 
-    # ------------------------------------------------------------ reports
-
     # ------------------------------------------------------------ report columns
 
     async def begin_report(self) -> int:
@@ -408,11 +429,11 @@ class MetricsStore:
 
     async def hour_columns(
         self, start: datetime, end: datetime
-    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    ) -> tuple[list[HourChunk], list[HourChunk]]:
         """The reported facts of the conversations opened in [start, end), and of their
-        waits, a row per hour of opening (``hour``) and a column each: numbers in
-        PostgreSQL's binary array format (none null), dimensions as lists. Opening times are
-        in microseconds from the hour."""
+        waits, by hour of opening (hours without rows left out): the columns of
+        columnar.CONVERSATION_COLUMNS and WAIT_COLUMNS as arrays (opening times in
+        microseconds from the hour), dimensions as lists of values."""
         # One string per dimension: PostgreSQL builds and asyncpg hands over a text array of
         # the same values about three times slower.
         dimensions = ", ".join(
@@ -450,8 +471,8 @@ class MetricsStore:
             params,
         )
         return (
-            [_split(dict(r._mapping)) for r in conversations],
-            [_split(dict(r._mapping)) for r in waits],
+            [_hour_chunk(r, CONVERSATION_COLUMNS) for r in conversations],
+            [_hour_chunk(r, WAIT_COLUMNS) for r in waits],
         )
 
     async def histograms(self, bounds: tuple[float, ...]) -> dict[str, list[HistogramRow]]:
