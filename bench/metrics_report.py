@@ -29,7 +29,7 @@ from sqlalchemy import text
 from bench.pipeline import memory_mb
 from devtools.run import launch, stop_all, wait_ready
 from devtools.stack import free_port
-from services.metrics.reports import ReportCache
+from services.metrics.report_cache import ReportCache
 from services.metrics.store import Filters
 from shared.auth import hash_key, new_key
 from shared.db import make_engine, make_sessionmaker

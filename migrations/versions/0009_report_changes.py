@@ -2,7 +2,7 @@
 conversation's reported facts, and the openings conversations left.
 
 The metrics service keeps the facts it reports on in memory, one column per fact, in chunks by
-hour of the conversations' opening (services/metrics/reports.py). To know which hours to read
+hour of the conversations' opening (services/metrics/report_cache.py). To know which hours to read
 again it asks for the conversations whose ``changed_xid`` is at least the oldest transaction
 its copy could have missed. A trigger sets ``changed_xid`` whenever a reported column is
 written (and when the conversation's CSAT changes), so no write path can forget it. A

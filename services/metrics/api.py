@@ -13,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from services.metrics.exposition import BUCKETS_S, families, render
 from services.metrics.figures import Figures
 from services.metrics.report import Clock, ReportRow
-from services.metrics.reports import ReportCache
+from services.metrics.report_cache import ReportCache
 from services.metrics.store import Filters, MetricsStore
 from shared.auth import INGEST, OPS, PrincipalDep
 from shared.events import Channel, CustomerTier, Priority, Skill
@@ -126,13 +126,20 @@ async def report_filters(
 
 
 FiltersDep = Annotated[Filters, Depends(report_filters)]
+
+
+def report_cache(request: Request) -> ReportCache:
+    return request.app.state.reports  # type: ignore[no-any-return]
+
+
+ReportsDep = Annotated[ReportCache, Depends(report_cache)]
 GroupBy = Annotated[list[Dimension], Query(description="dimensions to group by")]
 
 
 @router.get("/v1/metrics/summary", response_model=SummaryOut, tags=["metrics"])
 async def summary(
     principal: PrincipalDep,
-    request: Request,
+    reports: ReportsDep,
     filters: FiltersDep,
     group_by: GroupBy = [],  # noqa: B006
     clock: ClockParam = "calendar",
@@ -141,7 +148,6 @@ async def summary(
     mean, min, max, exact p50/p90/p95/p99), reassignments and messages per conversation,
     overall and per group, in calendar or business time."""
     principal.require(OPS)
-    reports: ReportCache = request.app.state.reports
     total, groups = await reports.summary(
         filters, group_by=tuple(dict.fromkeys(group_by)), clock=clock
     )
@@ -155,7 +161,7 @@ async def summary(
 @router.get("/v1/metrics/timeseries", response_model=TimeseriesOut, tags=["metrics"])
 async def timeseries(
     principal: PrincipalDep,
-    request: Request,
+    reports: ReportsDep,
     filters: FiltersDep,
     interval: Literal["5m", "1h", "1d"] = "1h",
     group_by: GroupBy = [],  # noqa: B006
@@ -163,7 +169,6 @@ async def timeseries(
 ) -> TimeseriesOut:
     """The same figures per time bucket of the conversations' opening time."""
     principal.require(OPS)
-    reports: ReportCache = request.app.state.reports
     rows = await reports.report(
         filters,
         group_by=tuple(dict.fromkeys(group_by)),

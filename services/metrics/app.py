@@ -14,7 +14,7 @@ from services.metrics.api import router
 from services.metrics.calendar_api import router as calendar_router
 from services.metrics.consumer import event_handler
 from services.metrics.dashboard import router as dashboard_router
-from services.metrics.reports import ReportCache
+from services.metrics.report_cache import ReportCache
 from services.metrics.settings import MetricsSettings
 from services.metrics.sla import sla_forever
 from shared.db import make_engine, make_sessionmaker

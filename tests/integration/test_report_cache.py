@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
-from services.metrics.reports import ReportCache
+from services.metrics.report_cache import ReportCache
 from services.metrics.store import Filters, MetricsStore
 from shared.db import make_engine, make_sessionmaker
 from shared.events import Channel, Priority

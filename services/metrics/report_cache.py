@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 
 
 HOUR_US = 3_600_000_000
+# Hours read by one query; a read of more (the first one) uses a second connection.
+RUN_HOURS = 24
 EMPTY_CONVERSATIONS = Table.empty(CONVERSATION_COLUMNS).columns
 EMPTY_WAITS = Table.empty(WAIT_COLUMNS).columns
 
@@ -154,7 +156,7 @@ class ReportCache:
                 stale = await store.changed_hours(self._since)
             if stale:
                 await self._read(store, stale)
-                if len(stale) > 24:
+                if len(stale) > RUN_HOURS:
                     _give_back_memory()
             self._since = xmin
             policies = await store.policies()
@@ -164,7 +166,7 @@ class ReportCache:
         return tables, policies
 
     async def _read(self, store: MetricsStore, hours: list[datetime]) -> None:
-        """Read these hours' rows again, a run of consecutive hours (up to a day) per query."""
+        """Read these hours' rows again, a run of consecutive hours per query."""
         started = time.perf_counter()
         conversations: dict[int, Columns] = {}
         waits: dict[int, Columns] = {}
@@ -179,7 +181,7 @@ class ReportCache:
                 conversations.update(_columns(c, self._codes) for c in convs_rows)
                 waits.update(_columns(w, self._codes) for w in waits_rows)
 
-        if len(hours) <= 24:
+        if len(hours) <= RUN_HOURS:
             await reader(store)
         else:
             # Many hours (the first read): a second connection in the same snapshot reads
@@ -192,7 +194,7 @@ class ReportCache:
         self._conversations = self._conversations.replace(conversations)
         self._waits = self._waits.replace(waits)
         log.log(
-            logging.INFO if len(hours) > 24 else logging.DEBUG,
+            logging.INFO if len(hours) > RUN_HOURS else logging.DEBUG,
             "report columns read",
             extra={
                 "hours": len(hours),
@@ -214,10 +216,10 @@ def _give_back_memory() -> None:
 
 
 def _runs(hours: list[datetime]) -> list[tuple[datetime, datetime]]:
-    """Ascending hours as [start, end) runs of consecutive hours, a day at most each."""
+    """Ascending hours as [start, end) runs of consecutive hours, RUN_HOURS at most each."""
     runs: list[tuple[datetime, datetime]] = []
     for hour in hours:
-        if runs and runs[-1][1] == hour and hour - runs[-1][0] < timedelta(days=1):
+        if runs and runs[-1][1] == hour and hour - runs[-1][0] < timedelta(hours=RUN_HOURS):
             runs[-1] = (runs[-1][0], hour + timedelta(hours=1))
         else:
             runs.append((hour, hour + timedelta(hours=1)))
