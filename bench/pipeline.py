@@ -111,6 +111,28 @@ def memory_mb(pid: int, field: str = "VmHWM") -> float | None:
     return round(kb / 1024, 1)
 
 
+def service_env(
+    name: str,
+    port: int,
+    bootstrap: str,
+    database_url: str,
+    api_keys: list[dict[str, Any]],
+    namespace: str,
+) -> dict[str, str]:
+    """The environment of a bench service process: its own port, topics and consumer group."""
+    return {
+        **os.environ,
+        "SWITCHBOARD_KAFKA_BOOTSTRAP": bootstrap,
+        "SWITCHBOARD_DATABASE_URL": database_url,
+        "SWITCHBOARD_API_KEYS": json.dumps(api_keys),
+        "SWITCHBOARD_TOPICS__NAMESPACE": namespace,
+        "SWITCHBOARD_CONSUMER_GROUP": f"{name}-{namespace}",
+        "SWITCHBOARD_KAFKA_SESSION_TIMEOUT_MS": "6000",
+        "SWITCHBOARD_PORT": str(port),
+        "SWITCHBOARD_LOG_LEVEL": "WARNING",
+    }
+
+
 def start_desk(bootstrap: str, database_url: str, agents: int, log_dir: Path) -> Desk:
     topics = Topics(namespace=f"bench{uuid.uuid4().hex[:8]}")
     agent_ids = [f"bench-agent-{i:03d}" for i in range(agents)]
@@ -120,17 +142,7 @@ def start_desk(bootstrap: str, database_url: str, agents: int, log_dir: Path) ->
     ports = {name: free_port() for name in ("ingest", "router", "metrics")}
     processes = {}
     for name, port in ports.items():
-        env = {
-            **os.environ,
-            "SWITCHBOARD_KAFKA_BOOTSTRAP": bootstrap,
-            "SWITCHBOARD_DATABASE_URL": database_url,
-            "SWITCHBOARD_API_KEYS": json.dumps(entries),
-            "SWITCHBOARD_TOPICS__NAMESPACE": topics.namespace,
-            "SWITCHBOARD_CONSUMER_GROUP": f"{name}-{topics.namespace}",
-            "SWITCHBOARD_KAFKA_SESSION_TIMEOUT_MS": "6000",
-            "SWITCHBOARD_PORT": str(port),
-            "SWITCHBOARD_LOG_LEVEL": "WARNING",
-        }
+        env = service_env(name, port, bootstrap, database_url, entries, topics.namespace)
         processes[name] = launch(name, env, log_dir / f"{name}.log")
     try:
         for name, port in ports.items():
