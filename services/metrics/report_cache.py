@@ -148,9 +148,7 @@ class ReportCache:
         async with self._lock, self._sessions() as session, session.begin():
             store = MetricsStore(session)
             xmin = await store.begin_report()
-            if self._since is None:
-                self._conversations = Table.empty(CONVERSATION_COLUMNS)
-                self._waits = Table.empty(WAIT_COLUMNS)
+            if self._since is None:  # nothing read yet (tables stay empty until a read ends)
                 stale = await store.opened_hours()
             else:
                 stale = await store.changed_hours(self._since)
