@@ -269,6 +269,15 @@ async def test_sla_policies_attainment_at_risk_breach_events_csat_and_live_queue
     missed = conversation(5, 100)  # 5 s: misses it
     live = [e.model_copy(update={"occurred_at": now}) for e in conversation(10, 20)[:3]]
     async with running(app) as client:
+        # The answered conversations are folded before any target exists: half-folded (opened,
+        # reply not yet folded) and weeks old, the sweep would rightly find them breached.
+        await publish(broker, topics, met + missed)
+
+        async def answered_in():
+            s = await summary(client, ids)
+            return s["resolution_s"]["count"] == 2
+
+        await eventually(answered_in, what="the two answered conversations")
         for channel, frt in (("chat", 2), ("*", 1000)):
             answer = await client.put(
                 f"/v1/sla-policies/urgent/{channel}",
@@ -282,7 +291,7 @@ async def test_sla_policies_attainment_at_risk_breach_events_csat_and_live_queue
             json={"first_response_target_s": 1, "resolution_target_s": 1},
         )
         assert bad.status_code == 422
-        await publish(broker, topics, met + missed + live)
+        await publish(broker, topics, live)
 
         async def all_in():
             s = await summary(client, ids)
