@@ -154,6 +154,8 @@ async def test_router_and_metrics_reconnect_and_catch_up_when_the_broker_returns
                 folded = await scalar(
                     "SELECT coalesce(sum(customer_messages), 0) FROM metrics.conversations"
                 )
+                # Shown if the wait fails: which side lagged (seen once under the full suite).
+                print(f"routed {routed}, folded {folded}, accepted {len(accepted)}")
                 return routed == folded == len(accepted)
 
             for n in range(30):
