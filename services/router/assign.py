@@ -166,6 +166,7 @@ async def sweep_queue(ctx: Context, *, per_priority: int = 25) -> int:
     with a commit, and conversations that escalation made eligible)."""
     if not await ctx.store.anything_queued():
         return 0
+    await ctx.store.lock_queue_order()
     heads = await ctx.store.queue_heads(per_priority=per_priority)
     heads.sort(
         key=lambda c: queue_key(as_queued(ctx, c), now=ctx.now, step_s=ctx.rules.aging.step_s)
@@ -178,6 +179,8 @@ async def change_status(
 ) -> None:
     """Set an agent's status. Going online pulls queued work; going away or offline re-routes
     the agent's unanswered conversations (all of them if the policy says so)."""
+    if status == AgentStatus.ONLINE:
+        await ctx.store.lock_queue_order()  # before any row lock, as the sweep takes it
     # Conversations before the agent row: the order every other writer takes them in.
     held = await ctx.store.open_conversations_of(agent_id, for_update=True)
     if not await ctx.store.set_status(agent_id, status):

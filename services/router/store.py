@@ -89,6 +89,7 @@ class StoredMessage:
     delivery_detail: str | None = None
 
 
+_QUEUE_ORDER_LOCK = 0x5B0A4E  # advisory lock id (the outbox relay holds 0x5B0A4D)
 _CONVERSATION_COLUMNS = """
     id, conversation_key, channel, customer_id, customer_tier, state, priority, skill, language,
     rules_fired, agent_id, opened_at, queued_at, assigned_at, first_response_at, resolved_at,
@@ -477,6 +478,13 @@ class RouterStore:
             )
             found += [_conversation(r) for r in rows]
         return found
+
+    async def lock_queue_order(self) -> None:
+        """Wait for, and hold until this transaction ends, the right to hand out queued work
+        in queue order: the sweep and an agent coming online take it, so one never sees the
+        other half done (the sweep finding the agent still offline for the urgent head and
+        already online for the low one, while the agent's own pull skipped both as locked)."""
+        await self._exec(f"SELECT pg_advisory_xact_lock({_QUEUE_ORDER_LOCK})")
 
     async def anything_queued(self) -> bool:
         """Whether any conversation waits (one index probe; skips the per-priority reads)."""
