@@ -1,16 +1,18 @@
-"""What every service's app has: problem+json errors, /healthz and /readyz."""
+"""What every service's app has: problem+json errors, /healthz and /readyz, and API docs that
+need a key unless the settings make them public."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.auth import KeyRing
+from shared.auth import KeyRing, current_principal
 from shared.db import database_reachable
 from shared.kafka import broker_reachable
 from shared.problems import install_problem_handlers, problem_response
@@ -93,7 +95,16 @@ def service_app(
 ) -> FastAPI:
     """A service's FastAPI app: its settings and keys on the state, errors as problems, body
     size limit, health endpoints, and its routes."""
-    app = FastAPI(title=title, lifespan=lifespan)
+    public = settings.docs_are_public
+    app = FastAPI(
+        title=title,
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if public else None,
+        docs_url="/docs" if public else None,
+        redoc_url="/redoc" if public else None,
+    )
+    if not public:
+        app.include_router(keyed_docs(app))
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.api_keys)
     app.state.key_limiter = RateLimiter(
@@ -106,6 +117,26 @@ def service_app(
     for router in routers:
         app.include_router(router)
     return app
+
+
+def keyed_docs(app: FastAPI) -> APIRouter:
+    """/openapi.json, /docs and /redoc for a caller with any valid key (a browser sends none:
+    fetch the schema with the key, or make the docs public in development)."""
+    router = APIRouter(dependencies=[Depends(current_principal)], include_in_schema=False)
+
+    @router.get("/openapi.json")
+    async def openapi() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @router.get("/docs")
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title=f"{app.title} - docs")
+
+    @router.get("/redoc")
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title=f"{app.title} - ReDoc")
+
+    return router
 
 
 def stateful_checks(app: FastAPI) -> dict[str, ReadinessCheck]:

@@ -74,5 +74,31 @@ class CommonSettings(BaseSettings):
     rate_limit_per_key_per_s: float = 1000.0
     rate_limit_per_key_burst: int = 2000
     log_level: str = "INFO"
+    # Lines of one kind (logger and message template) written per window; the rest are
+    # counted and summed up in one line, so a flood (e.g. asyncio's accept errors) cannot fill
+    # a disk.
+    log_repeat_limit: int = Field(default=100, ge=1)
+    log_repeat_window_s: float = Field(default=60.0, gt=0)
+    # Slow and idle clients (shared/serving.py). A request's headers must arrive within
+    # header_timeout_s of its first byte (of the connection, for a new one), its body within
+    # body_timeout_s of its headers; a connection idle between requests is closed after
+    # keepalive_timeout_s. A long-poll's wait comes after its request is read: none of these
+    # cut it.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    keepalive_timeout_s: float = Field(default=5.0, gt=0)
+    # Open connections per process (further capped by the file-descriptor limit). Past it
+    # the connection idle longest is closed; if none is idle, the new one is answered 503.
+    max_connections: int = Field(default=2048, ge=1)
+    # /docs, /redoc and /openapi.json without a key. Unset: public in development only;
+    # deploy/ sets it false explicitly.
+    docs_public: bool | None = None
     # OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); unset: no traces.
     otlp_endpoint: str | None = None
+
+    @property
+    def docs_are_public(self) -> bool:
+        """Whether the API docs answer without a key."""
+        if self.docs_public is not None:
+            return self.docs_public
+        return self.environment == "development"
