@@ -248,14 +248,21 @@ class RouterStore:
         """For an inbound message, in one round trip: whether it was applied before, and its
         thread's open conversation, else its latest one resolved at or after
         ``resolved_since`` (to reopen), locked; None: a new conversation is due."""
+        # Two look-ups, each on its own partial index (conversations_open_key, then
+        # conversations_recently_resolved only if nothing is open): one condition with an OR
+        # across both states matches neither index and scans the whole table.
         row = await self._exec(
-            f"""SELECT EXISTS (SELECT 1 FROM router.messages WHERE id = :message) AS seen, c.*
-                FROM (SELECT 1) AS one LEFT JOIN LATERAL (
+            f"""WITH open AS (
                     SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
-                    WHERE conversation_key = :key
-                      AND (state <> 'resolved' OR resolved_at >= :since)
-                    ORDER BY (state <> 'resolved') DESC, resolved_at DESC
-                    LIMIT 1 FOR UPDATE) AS c ON true""",
+                    WHERE conversation_key = :key AND state <> 'resolved' FOR UPDATE),
+                recent AS (
+                    SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+                    WHERE conversation_key = :key AND state = 'resolved'
+                      AND resolved_at >= :since AND NOT EXISTS (SELECT 1 FROM open)
+                    ORDER BY resolved_at DESC LIMIT 1 FOR UPDATE)
+                SELECT EXISTS (SELECT 1 FROM router.messages WHERE id = :message) AS seen, c.*
+                FROM (SELECT 1) AS one
+                LEFT JOIN (SELECT * FROM open UNION ALL SELECT * FROM recent) AS c ON true""",
             message=message_id,
             key=key,
             since=resolved_since,
