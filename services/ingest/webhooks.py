@@ -164,11 +164,12 @@ async def messenger_webhook(
 
 
 @router.get("/x/webhook")
-async def x_crc(
-    request: Request, crc_token: Annotated[str, Query(min_length=1, max_length=500)]
-) -> dict[str, str]:
-    """The Challenge-Response Check: prove we hold the consumer secret."""
+async def x_crc(request: Request, crc_token: Annotated[str, Query()]) -> dict[str, str]:
+    """The Challenge-Response Check: prove we hold the consumer secret. Only tokens shaped like
+    X's are answered, since the answer is also the signature of a body equal to the token."""
     secret = require_secret(_settings(request).x_consumer_secret, "X")
+    if not x.is_crc_token(crc_token):
+        raise BadRequest(f"crc_token must be {x.CRC_TOKEN_SHAPE}, as X sends it")
     return {"response_token": sha256_b64_signature(secret, crc_token.encode())}
 
 

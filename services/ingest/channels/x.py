@@ -4,6 +4,7 @@ with the consumer secret, ``x-twitter-webhooks-signature`` checked on every deli
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -12,6 +13,18 @@ from services.ingest.channels.base import Incoming, from_epoch
 from shared.events import Attachment, Channel, Customer
 
 SIGNATURE_HEADER = "x-twitter-webhooks-signature"
+
+# The CRC answer is base64(HMAC(consumer secret, crc_token)), which is also the signature of a
+# delivery whose body is crc_token. So only tokens shaped like X's are answered: base64 or
+# base64url characters (X sends the unpadded base64 of a UUID, 48 of them), padding only at the
+# end. A delivery is a JSON object, which needs "{", so no such token can be one.
+CRC_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{8,128}={0,2}")
+CRC_TOKEN_SHAPE = "8 to 128 base64 or base64url characters"
+
+
+def is_crc_token(token: str) -> bool:
+    """Whether ``token`` is shaped like the crc_token X sends (and so cannot be a delivery)."""
+    return CRC_TOKEN.fullmatch(token) is not None
 
 
 class Delivery(BaseModel):
