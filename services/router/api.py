@@ -8,9 +8,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.responses import JSONResponse
 
-from services.router import handlers
+from services.router import handlers, pages
+from services.router.context import Context
+from services.router.idempotency import IdempotencyKey, once
+from services.router.pages import Cursor, MessageCount, PageLimit
 from services.router.schemas import (
     AcceptIn,
     AgentId,
@@ -19,6 +23,7 @@ from services.router.schemas import (
     AssignmentsOut,
     ConversationOut,
     CorrectionIn,
+    MessagesOut,
     QueueOut,
     ReplyIn,
     ReplyOut,
@@ -26,10 +31,11 @@ from services.router.schemas import (
     StatusIn,
     TransferIn,
 )
-from services.router.store import RouterStore
+from services.router.settings import RouterSettings
+from services.router.store import Conversation, RouterStore
 from services.router.uow import UnitOfWork, reading
 from services.router.wakeups import AgentWakeups
-from shared.auth import OPS, PrincipalDep, agent_scope
+from shared.auth import OPS, Principal, PrincipalDep, agent_scope
 from shared.problems import NotFound
 
 router = APIRouter(prefix="/v1")
@@ -81,6 +87,11 @@ async def put_status(
         return await _agent_out(ctx.store, agent_id)
 
 
+def _settings(request: Request) -> RouterSettings:
+    settings: RouterSettings = request.app.state.settings
+    return settings
+
+
 @router.get("/agents/{agent_id}/assignments", response_model=AssignmentsOut, tags=["agents"])
 async def get_assignments(
     agent_id: AgentId,
@@ -88,56 +99,109 @@ async def get_assignments(
     request: Request,
     wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for something new")] = 0,
     since: Annotated[int | None, Query(ge=0, description="cursor of the previous answer")] = None,
+    messages: MessageCount = None,
 ) -> AssignmentsOut:
-    """The agent's open conversations with their messages, as soon as there is something new
-    (or, without ``since``, as soon as there is anything); empty after ``wait`` seconds."""
+    """The agent's open conversations with their latest messages, as soon as there is
+    something new (or, without ``since``, as soon as there is anything); empty after ``wait``
+    seconds, or at once when a newer wait of the same agent goes past the cap."""
     principal.require(agent_scope(agent_id), OPS)
+    count = messages or _settings(request).conversation_messages
+    if wait == 0:
+        cursor, answer = await _inbox(request, agent_id, since, count)
+        return answer or AssignmentsOut(agent_id=agent_id, cursor=cursor, conversations=[])
     wakeups: AgentWakeups = request.app.state.wakeups
-    recheck: float = request.app.state.settings.poll_recheck_s
     deadline = time.monotonic() + wait
-    while True:
-        woken = wakeups.event_for(agent_id)
-        async with reading(request.app.state.sessions) as store:
-            details = await store.agent_details(agent_id)
-            if details is None:
-                raise NotFound(f"agent {agent_id!r} does not exist")
-            cursor = int(details["inbox_version"])
-            news = cursor > since if since is not None else None
-            if news is not False:
-                convs = await store.open_conversations_of(agent_id)
-                if news or convs:
-                    messages = await store.messages_of([c.id for c in convs])
-                    return AssignmentsOut(
-                        agent_id=agent_id,
-                        cursor=cursor,
-                        conversations=[ConversationOut.of(c, messages[c.id]) for c in convs],
-                    )
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return AssignmentsOut(agent_id=agent_id, cursor=cursor, conversations=[])
-        try:
-            await asyncio.wait_for(woken.wait(), min(remaining, recheck))
-        except TimeoutError:
-            pass
+    # Registered before the first check, so news that lands during it wakes this wait. While
+    # waiting it holds no connection and queries nothing.
+    with wakeups.waiting(agent_id) as waiter:
+        cursor, answer = await _inbox(request, agent_id, since, count)
+        while answer is None and not waiter.superseded:
+            try:
+                await asyncio.wait_for(waiter.woken.wait(), deadline - time.monotonic())
+            except TimeoutError:
+                break
+            if waiter.superseded:
+                break
+            waiter.woken.clear()  # before checking: news during the check wakes it again
+            cursor, answer = await _inbox(request, agent_id, since, count)
+    return answer or AssignmentsOut(agent_id=agent_id, cursor=cursor, conversations=[])
+
+
+async def _inbox(
+    request: Request, agent_id: str, since: int | None, count: int
+) -> tuple[int, AssignmentsOut | None]:
+    """The agent's cursor, and its assignments if there is something to say since ``since``
+    (holding a connection only while it reads)."""
+    async with reading(request.app.state.sessions) as store:
+        details = await store.agent_details(agent_id)
+        if details is None:
+            raise NotFound(f"agent {agent_id!r} does not exist")
+        cursor = int(details["inbox_version"])
+        news = cursor > since if since is not None else None
+        if news is False:
+            return cursor, None
+        convs = await store.open_conversations_of(agent_id)
+        if not (news or convs):
+            return cursor, None
+        found = await store.latest_messages([c.id for c in convs], limit=count)
+        return cursor, AssignmentsOut(
+            agent_id=agent_id,
+            cursor=cursor,
+            conversations=[ConversationOut.of(c, found[c.id]) for c in convs],
+        )
+
+
+async def _visible(
+    store: RouterStore, principal: Principal, conversation_id: uuid.UUID
+) -> Conversation:
+    """The conversation, if ops or its agent asks; else 404 (nothing leaks that it exists)."""
+    conv = await store.conversation(conversation_id)
+    visible = conv is not None and (
+        principal.has(OPS)
+        or (conv.agent_id is not None and principal.has(agent_scope(conv.agent_id)))
+    )
+    if conv is None or not visible:
+        raise NotFound(f"conversation {conversation_id} not found")
+    return conv
 
 
 @router.get(
     "/conversations/{conversation_id}", response_model=ConversationOut, tags=["conversations"]
 )
 async def get_conversation(
-    conversation_id: uuid.UUID, principal: PrincipalDep, request: Request
+    conversation_id: uuid.UUID,
+    principal: PrincipalDep,
+    request: Request,
+    messages: MessageCount = None,
 ) -> ConversationOut:
-    """A conversation's state, classification (with the rules that fired), agent and messages."""
+    """A conversation's state, classification (with the rules that fired), agent and latest
+    messages (earlier ones: ``/messages?before=<earlier_messages>``)."""
     async with reading(request.app.state.sessions) as store:
-        conv = await store.conversation(conversation_id)
-        visible = conv is not None and (
-            principal.has(OPS)
-            or (conv.agent_id is not None and principal.has(agent_scope(conv.agent_id)))
-        )
-        if conv is None or not visible:
-            raise NotFound(f"conversation {conversation_id} not found")
-        messages = await store.messages_of([conv.id])
-        return ConversationOut.of(conv, messages[conv.id])
+        conv = await _visible(store, principal, conversation_id)
+        count = messages or _settings(request).conversation_messages
+        found = await store.latest_messages([conv.id], limit=count)
+        return ConversationOut.of(conv, found[conv.id])
+
+
+@router.get(
+    "/conversations/{conversation_id}/messages", response_model=MessagesOut, tags=["conversations"]
+)
+async def get_messages(
+    conversation_id: uuid.UUID,
+    principal: PrincipalDep,
+    request: Request,
+    before: Annotated[
+        str | None, Query(max_length=100, description="earlier_messages of a previous answer")
+    ] = None,
+    limit: MessageCount = None,
+) -> MessagesOut:
+    """A conversation's messages before a cursor (without one, the latest), oldest first."""
+    seq = pages.decode(before, (int,))[0] if before is not None else None
+    async with reading(request.app.state.sessions) as store:
+        conv = await _visible(store, principal, conversation_id)
+        count = limit or _settings(request).conversation_messages
+        found = await store.latest_messages([conv.id], limit=count, before=seq)
+        return MessagesOut.of(found[conv.id])
 
 
 @router.post(
@@ -147,12 +211,18 @@ async def get_conversation(
     tags=["conversations"],
 )
 async def post_reply(
-    conversation_id: uuid.UUID, body: ReplyIn, principal: PrincipalDep, uow: UowDep
-) -> ReplyOut:
+    conversation_id: uuid.UUID,
+    body: ReplyIn,
+    principal: PrincipalDep,
+    request: Request,
+    uow: UowDep,
+    idempotency_key: IdempotencyKey = None,
+) -> ReplyOut | JSONResponse:
     """An agent replies in its own conversation; the reply goes out on the customer's channel."""
     principal.require(agent_scope(body.agent_id))
-    message_id = uuid.uuid4()
-    async with uow() as ctx:
+
+    async def act(ctx: Context) -> ReplyOut:
+        message_id = uuid.uuid4()
         await handlers.reply(
             ctx,
             conversation_id=conversation_id,
@@ -160,7 +230,11 @@ async def post_reply(
             text=body.text,
             message_id=message_id,
         )
-    return ReplyOut(message_id=message_id)
+        return ReplyOut(message_id=message_id)
+
+    return await once(
+        uow, request, principal=principal, key=idempotency_key, body=body, status=201, act=act
+    )
 
 
 @router.post(
@@ -174,28 +248,59 @@ async def post_resolve(
     principal: PrincipalDep,
     request: Request,
     uow: UowDep,
-) -> ConversationOut:
+    idempotency_key: IdempotencyKey = None,
+) -> ConversationOut | JSONResponse:
     """An agent resolves its own conversation, freeing a slot for the queue."""
     principal.require(agent_scope(body.agent_id))
-    async with uow() as ctx:
+
+    async def act(ctx: Context) -> ConversationOut:
         await handlers.resolve(ctx, conversation_id=conversation_id, agent_id=body.agent_id)
-    return await _conversation_out(request, conversation_id)
+        return await _conversation_out(request, ctx.store, conversation_id)
+
+    return await once(
+        uow, request, principal=principal, key=idempotency_key, body=body, status=200, act=act
+    )
 
 
 @router.get("/agents", response_model=list[AgentOut], tags=["agents"])
-async def list_agents(principal: PrincipalDep, request: Request) -> list[AgentOut]:
-    """Every agent with status and load (ops)."""
+async def list_agents(
+    principal: PrincipalDep,
+    request: Request,
+    response: Response,
+    limit: PageLimit = None,
+    cursor: Cursor = None,
+) -> list[AgentOut]:
+    """Every agent with status and load, in id order (ops); a ``Link: <...>; rel="next"``
+    header points to the next page."""
     principal.require(OPS)
+    size = limit or _settings(request).list_page_size
+    (after,) = pages.decode(cursor, (str,)) if cursor is not None else ("",)
     async with reading(request.app.state.sessions) as store:
-        return [AgentOut.of(a) for a in await store.agents()]
+        found = await store.agents(after=after, limit=size + 1)
+    page = found[:size]
+    pages.link_next(request, response, [page[-1].id] if len(found) > size else None, size)
+    return [AgentOut.of(a) for a in page]
 
 
 @router.get("/queues", response_model=list[QueueOut], tags=["queues"])
-async def list_queues(principal: PrincipalDep, request: Request) -> list[QueueOut]:
-    """Depth, oldest wait and priority mix of each (skill, language) queue (ops)."""
+async def list_queues(
+    principal: PrincipalDep,
+    request: Request,
+    response: Response,
+    limit: PageLimit = None,
+    cursor: Cursor = None,
+) -> list[QueueOut]:
+    """Depth, oldest wait and priority mix of each (skill, language) queue (ops); a
+    ``Link: <...>; rel="next"`` header points to the next page."""
     principal.require(OPS)
+    size = limit or _settings(request).list_page_size
+    skill, language = pages.decode(cursor, (str, str)) if cursor is not None else ("", "")
     async with reading(request.app.state.sessions) as store:
-        return [QueueOut(**q) for q in await store.queue_stats(datetime.now(UTC))]
+        found = await store.queue_stats(datetime.now(UTC), after=(skill, language), limit=size + 1)
+    page = found[:size]
+    last = [page[-1]["skill"], page[-1]["language"]] if len(found) > size else None
+    pages.link_next(request, response, last, size)
+    return [QueueOut(**q) for q in page]
 
 
 @router.post(
@@ -209,12 +314,18 @@ async def post_accept(
     principal: PrincipalDep,
     request: Request,
     uow: UowDep,
-) -> ConversationOut:
+    idempotency_key: IdempotencyKey = None,
+) -> ConversationOut | JSONResponse:
     """The agent accepts an offered conversation (channels with an offer timeout)."""
     principal.require(agent_scope(body.agent_id))
-    async with uow() as ctx:
+
+    async def act(ctx: Context) -> ConversationOut:
         await handlers.accept(ctx, conversation_id=conversation_id, agent_id=body.agent_id)
-    return await _conversation_out(request, conversation_id)
+        return await _conversation_out(request, ctx.store, conversation_id)
+
+    return await once(
+        uow, request, principal=principal, key=idempotency_key, body=body, status=200, act=act
+    )
 
 
 @router.post(
@@ -228,10 +339,12 @@ async def post_transfer(
     principal: PrincipalDep,
     request: Request,
     uow: UowDep,
-) -> ConversationOut:
+    idempotency_key: IdempotencyKey = None,
+) -> ConversationOut | JSONResponse:
     """Move the agent's conversation to another agent or to a skill's queue, with a reason."""
     principal.require(agent_scope(body.agent_id))
-    async with uow() as ctx:
+
+    async def act(ctx: Context) -> ConversationOut:
         await handlers.transfer(
             ctx,
             conversation_id=conversation_id,
@@ -240,7 +353,11 @@ async def post_transfer(
             to_agent_id=body.to_agent_id,
             to_skill=body.to_skill,
         )
-    return await _conversation_out(request, conversation_id)
+        return await _conversation_out(request, ctx.store, conversation_id)
+
+    return await once(
+        uow, request, principal=principal, key=idempotency_key, body=body, status=200, act=act
+    )
 
 
 @router.post(
@@ -254,10 +371,12 @@ async def post_correction(
     principal: PrincipalDep,
     request: Request,
     uow: UowDep,
-) -> ConversationOut:
+    idempotency_key: IdempotencyKey = None,
+) -> ConversationOut | JSONResponse:
     """The agent corrects priority, skill or language; re-routes if it no longer fits."""
     principal.require(agent_scope(body.agent_id))
-    async with uow() as ctx:
+
+    async def act(ctx: Context) -> ConversationOut:
         await handlers.correct_classification(
             ctx,
             conversation_id=conversation_id,
@@ -266,16 +385,22 @@ async def post_correction(
             skill=body.skill,
             language=body.language,
         )
-    return await _conversation_out(request, conversation_id)
+        return await _conversation_out(request, ctx.store, conversation_id)
+
+    return await once(
+        uow, request, principal=principal, key=idempotency_key, body=body, status=200, act=act
+    )
 
 
-async def _conversation_out(request: Request, conversation_id: uuid.UUID) -> ConversationOut:
-    async with reading(request.app.state.sessions) as store:
-        conv = await store.conversation(conversation_id)
-        if conv is None:
-            raise NotFound(f"conversation {conversation_id} not found")
-        messages = await store.messages_of([conv.id])
-        return ConversationOut.of(conv, messages[conv.id])
+async def _conversation_out(
+    request: Request, store: RouterStore, conversation_id: uuid.UUID
+) -> ConversationOut:
+    """The conversation as an action (in its transaction) or a read left it."""
+    conv = await store.conversation(conversation_id)
+    if conv is None:
+        raise NotFound(f"conversation {conversation_id} not found")
+    found = await store.latest_messages([conv.id], limit=_settings(request).conversation_messages)
+    return ConversationOut.of(conv, found[conv.id])
 
 
 @router.get("/tickets/{ticket}", response_model=ConversationOut, tags=["conversations"])
@@ -288,6 +413,6 @@ async def get_ticket(
     principal.require(OPS)
     async with reading(request.app.state.sessions) as store:
         conv = await store.latest_for_key(f"form:{ticket}")
-    if conv is None:
-        raise NotFound(f"ticket {ticket} not found")
-    return await _conversation_out(request, conv.id)
+        if conv is None:
+            raise NotFound(f"ticket {ticket} not found")
+        return await _conversation_out(request, store, conv.id)

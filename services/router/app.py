@@ -52,7 +52,10 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             reroute_answered_on_leave=settings.reroute_answered_on_leave,
         )
         uow = UnitOfWork(sessions, relay, settings.topics, rules, policy)
-        wakeups = AgentWakeups(async_url(settings.database_url).replace("+asyncpg", "", 1))
+        wakeups = AgentWakeups(
+            async_url(settings.database_url).replace("+asyncpg", "", 1),
+            max_waits_per_agent=settings.max_waits_per_agent,
+        )
         loop = ConsumeLoop(
             consumer,
             producer,

@@ -8,8 +8,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from services.router import pages
 from services.router.routing.select import AgentView
-from services.router.store import Conversation, StoredMessage
+from services.router.store import Conversation, MessagePage, StoredMessage
 from shared.events import AgentStatus, Channel, CustomerTier, Priority, Skill
 
 AgentId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$")]
@@ -164,10 +165,14 @@ class ConversationOut(BaseModel):
     escalated_at: datetime | None
     resolved_at: datetime | None
     reopened: int
-    messages: list[MessageOut]
+    messages: list[MessageOut] = Field(description="the latest messages, oldest first")
+    earlier_messages: str | None = Field(
+        description="there are earlier messages: pass as ?before= to "
+        "GET /v1/conversations/{id}/messages (null: messages starts at the first)"
+    )
 
     @classmethod
-    def of(cls, c: Conversation, messages: list[StoredMessage]) -> ConversationOut:
+    def of(cls, c: Conversation, page: MessagePage) -> ConversationOut:
         return cls(
             id=c.id,
             conversation_key=c.conversation_key,
@@ -192,7 +197,25 @@ class ConversationOut(BaseModel):
             escalated_at=c.escalated_at,
             resolved_at=c.resolved_at,
             reopened=c.reopened,
-            messages=[MessageOut.of(m) for m in messages],
+            messages=[MessageOut.of(m) for m in page.messages],
+            earlier_messages=_earlier(page),
+        )
+
+
+def _earlier(page: MessagePage) -> str | None:
+    return pages.encode([page.earlier]) if page.earlier is not None else None
+
+
+class MessagesOut(BaseModel):
+    messages: list[MessageOut] = Field(description="oldest first")
+    earlier_messages: str | None = Field(
+        description="there are still earlier messages: pass as ?before= for the page before"
+    )
+
+    @classmethod
+    def of(cls, page: MessagePage) -> MessagesOut:
+        return cls(
+            messages=[MessageOut.of(m) for m in page.messages], earlier_messages=_earlier(page)
         )
 
 

@@ -19,9 +19,19 @@ class RouterSettings(CommonSettings):
     db_pool_timeout_s: float = 10.0
     # Period of the queue sweep that assigns anything a racing wake-up left queued.
     queue_sweep_interval_s: float = 1.0
-    # Longest long-poll an agent may ask for, and how often a waiting poll re-checks.
+    # Longest long-poll an agent may ask for.
     max_poll_wait_s: float = 60.0
-    poll_recheck_s: float = 1.0
+    # Long-polls one agent may have waiting in one router process; a new one past the cap
+    # answers the oldest at once (empty, with its cursor), so a frontend that lost its
+    # connections is never locked out by waits nobody reads any more.
+    max_waits_per_agent: int = 4
+    # Messages a conversation carries in answers (the latest ones) when the request does not
+    # say; earlier ones are paged from GET /v1/conversations/{id}/messages.
+    conversation_messages: int = 50
+    # Items per page of GET /v1/agents and GET /v1/queues when the request does not say.
+    list_page_size: int = 100
+    # An Idempotency-Key's stored answer is replayed for at least this long.
+    idempotency_ttl_s: float = 86_400
     # Offers: per channel, seconds an agent has to accept an assignment before it goes to the
     # next agent (a channel not listed: assignments need no acceptance; off by default).
     offer_timeout_s: dict[Channel, float] = {}  # noqa: RUF012 (pydantic copies defaults)

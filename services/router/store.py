@@ -89,6 +89,25 @@ class StoredMessage:
     delivery_detail: str | None = None
 
 
+@dataclass(frozen=True)
+class MessagePage:
+    """Messages oldest first, and the number to page from (``before``) when there are
+    earlier ones."""
+
+    messages: list[StoredMessage]
+    earlier: int | None
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """What an idempotency key's first request was (as a digest) and was answered."""
+
+    fingerprint: str
+    status: int
+    body: Any
+
+
+_NO_SEQ_ABOVE = 2**63 - 1
 _QUEUE_ORDER_LOCK = 0x5B0A4E  # advisory lock id (the outbox relay holds 0x5B0A4D)
 _CONVERSATION_COLUMNS = """
     id, conversation_key, channel, customer_id, customer_tier, state, priority, skill, language,
@@ -216,19 +235,38 @@ class RouterStore:
             detail=detail,
         )
 
-    async def messages_of(
-        self, conversation_ids: Sequence[uuid.UUID]
-    ) -> dict[uuid.UUID, list[StoredMessage]]:
+    async def latest_messages(
+        self, conversation_ids: Sequence[uuid.UUID], *, limit: int, before: int | None = None
+    ) -> dict[uuid.UUID, MessagePage]:
+        """The latest ``limit`` messages of each conversation (before the message numbered
+        ``before``, if given), oldest first; one backward walk of the (conversation_id, seq)
+        index per conversation, whatever its length."""
         rows = await self._exec(
-            """SELECT id, conversation_id, direction, author, text, sent_at, created_at,
-                      delivery_status, delivery_detail
-               FROM router.messages WHERE conversation_id = ANY(:ids) ORDER BY seq""",
+            """SELECT m.* FROM unnest(CAST(:ids AS uuid[])) AS c(id) CROSS JOIN LATERAL (
+                   SELECT id, conversation_id, direction, author, text, sent_at, created_at,
+                          delivery_status, delivery_detail, seq
+                   FROM router.messages
+                   WHERE conversation_id = c.id AND seq < :before
+                   ORDER BY seq DESC LIMIT :limit) AS m""",
             ids=list(conversation_ids),
+            before=before if before is not None else _NO_SEQ_ABOVE,
+            limit=limit + 1,  # one more tells whether there are earlier ones
         )
-        out: dict[uuid.UUID, list[StoredMessage]] = {c: [] for c in conversation_ids}
+        newest_first: dict[uuid.UUID, list[Any]] = {c: [] for c in conversation_ids}
         for r in rows:
-            out[r.conversation_id].append(StoredMessage(**r._mapping))
-        return out
+            newest_first[r.conversation_id].append(r)
+        pages = {}
+        for cid, found in newest_first.items():
+            kept = found[:limit][::-1]
+            earlier = kept[0].seq if len(found) > limit else None
+            pages[cid] = MessagePage(
+                [
+                    StoredMessage(**{k: v for k, v in r._mapping.items() if k != "seq"})
+                    for r in kept
+                ],
+                earlier,
+            )
+        return pages
 
     # ------------------------------------------------------------ conversations
 
@@ -552,17 +590,24 @@ class RouterStore:
         )
         return [_conversation(r) for r in rows]
 
-    async def queue_stats(self, now: datetime) -> list[dict[str, Any]]:
-        """Depth, oldest wait and priority mix of each (skill, language) queue."""
+    async def queue_stats(
+        self, now: datetime, *, after: tuple[str, str] = ("", ""), limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Depth, oldest wait and priority mix of each (skill, language) queue, in that order,
+        those after ``after`` (up to ``limit``)."""
         rows = await self._exec(
             """SELECT skill, language, sum(n)::int AS depth,
                       extract(epoch FROM (:now - min(oldest)))::float AS oldest_wait_s,
                       jsonb_object_agg(priority, n) AS priorities
                FROM (SELECT skill, language, priority, count(*) AS n, min(queued_at) AS oldest
-                     FROM router.conversations WHERE state = 'queued'
+                     FROM router.conversations
+                     WHERE state = 'queued' AND (skill, language) > (:skill, :language)
                      GROUP BY skill, language, priority) q
-               GROUP BY skill, language ORDER BY skill, language""",
+               GROUP BY skill, language ORDER BY skill, language LIMIT :limit""",
             now=now,
+            skill=after[0],
+            language=after[1],
+            limit=limit,
         )
         return [dict(r._mapping) for r in rows]
 
@@ -630,8 +675,16 @@ class RouterStore:
     async def reset_missed_offers(self, agent_id: str) -> None:
         await self._exec("UPDATE router.agents SET missed_offers = 0 WHERE id = :id", id=agent_id)
 
-    async def agents(self) -> list[AgentView]:
-        rows = await self._exec(_AGENT_VIEW + " GROUP BY a.id ORDER BY a.id")
+    async def agents(self, *, after: str = "", limit: int | None = None) -> list[AgentView]:
+        """Agents in id order, those after ``after`` (up to ``limit``)."""
+        rows = await self._exec(
+            _AGENT_VIEW
+            + """ WHERE a.id IN (SELECT id FROM router.agents WHERE id > :after
+                                 ORDER BY id LIMIT :limit)
+                  GROUP BY a.id ORDER BY a.id""",
+            after=after,
+            limit=limit,
+        )
         return [_agent_view(r) for r in rows]
 
     async def agent(self, agent_id: str) -> AgentView | None:
@@ -728,6 +781,59 @@ class RouterStore:
         await self._exec(
             f"WITH woken AS ({_WAKE_AGENT} RETURNING id) SELECT {_NOTIFY_WOKEN} FROM woken",
             agent=agent_id,
+        )
+
+    # ------------------------------------------------------------ idempotency keys
+
+    async def claim_idempotency_key(
+        self, principal: str, key: str, fingerprint: str, *, now: datetime, expired: datetime
+    ) -> StoredAnswer | None:
+        """Take ``key`` for this transaction's action (None), or the answer stored for it by
+        an earlier request (a concurrent one holding it is waited for). A few keys created
+        before ``expired`` are deleted on the way."""
+        for _ in range(2):
+            claimed = await self._exec(
+                """WITH expired AS (
+                       DELETE FROM router.idempotency_keys WHERE (principal, key) IN (
+                           SELECT principal, key FROM router.idempotency_keys
+                           WHERE created_at < :expired
+                             AND NOT (principal = :principal AND key = :key)
+                           ORDER BY created_at LIMIT 20 FOR UPDATE SKIP LOCKED)),
+                   claimed AS (
+                       INSERT INTO router.idempotency_keys (principal, key, fingerprint, created_at)
+                       VALUES (:principal, :key, :fingerprint, :now)
+                       ON CONFLICT DO NOTHING RETURNING 1)
+                   SELECT EXISTS (SELECT 1 FROM claimed)""",
+                principal=principal,
+                key=key,
+                fingerprint=fingerprint,
+                now=now,
+                expired=expired,
+            )
+            if claimed.scalar_one():
+                return None
+            row = await self._exec(
+                """SELECT fingerprint, status, response FROM router.idempotency_keys
+                   WHERE principal = :principal AND key = :key""",
+                principal=principal,
+                key=key,
+            )
+            found = row.first()
+            if found is not None:
+                return StoredAnswer(found.fingerprint, found.status, found.response)
+            # Deleted as expired by another request in between: claim it afresh.
+        raise RuntimeError(f"idempotency key {key!r} could not be claimed")
+
+    async def store_answer(self, principal: str, key: str, status: int, body: Any) -> None:
+        """The answer of the action that claimed ``key``, for its retries."""
+        await self._exec(
+            """UPDATE router.idempotency_keys
+               SET status = :status, response = CAST(:response AS jsonb)
+               WHERE principal = :principal AND key = :key""",
+            principal=principal,
+            key=key,
+            status=status,
+            response=json.dumps(body),
         )
 
     # ------------------------------------------------------------ outbox

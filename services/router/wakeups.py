@@ -1,15 +1,19 @@
 """Agent long-poll wake-ups across replicas, through PostgreSQL LISTEN/NOTIFY.
 
 Any replica that gives an agent something new notifies on commit; every replica listens and
-wakes its own waiters for that agent. Waiters also re-check on a short period, so a lost
-notification (a dropped listening connection) delays an answer, never loses it.
+wakes its own waiters for that agent. A waiter queries nothing until it is woken: the only
+safety net is that a (re)connected listener wakes every waiter once, since notifications sent
+while it was not listening are lost. Each agent has at most ``max_waits_per_agent`` waiters
+in a process; a new one past the cap supersedes the oldest, which is answered at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import asyncpg
 
@@ -18,21 +22,54 @@ from services.router.store import AGENT_CHANNEL
 log = logging.getLogger(__name__)
 
 
+class Waiter:
+    """One waiting long-poll: woken by news for its agent, a listener reconnect, or a newer
+    wait of the same agent past the cap (then ``superseded``)."""
+
+    def __init__(self) -> None:
+        self.woken = asyncio.Event()
+        self.superseded = False
+
+
 class AgentWakeups:
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, *, max_waits_per_agent: int) -> None:
         self.dsn = dsn
-        self._events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
+        self.max_waits_per_agent = max_waits_per_agent
+        # Only agents somebody waits for have an entry; the oldest waiter comes first.
+        self._waiters: dict[str, deque[Waiter]] = {}
         self._conn: asyncpg.Connection | None = None
 
-    def event_for(self, agent_id: str) -> asyncio.Event:
-        """The event the next notification for ``agent_id`` will set; take it before checking
-        state, so a notification that lands in between is not missed."""
-        return self._events[agent_id]
+    def waiting_agents(self) -> int:
+        """How many agents have a waiter in this process."""
+        return len(self._waiters)
+
+    @contextmanager
+    def waiting(self, agent_id: str) -> Iterator[Waiter]:
+        """Register a waiter for ``agent_id`` for the duration of the block; enter it before
+        checking state, so a notification that lands in between is not missed."""
+        waiters = self._waiters.setdefault(agent_id, deque())
+        while len(waiters) >= self.max_waits_per_agent:
+            oldest = waiters.popleft()
+            oldest.superseded = True
+            oldest.woken.set()
+        waiter = Waiter()
+        waiters.append(waiter)
+        try:
+            yield waiter
+        finally:
+            if waiter in waiters:
+                waiters.remove(waiter)
+            if not waiters and self._waiters.get(agent_id) is waiters:
+                del self._waiters[agent_id]
 
     def _notify(self, agent_id: str) -> None:
-        event = self._events.pop(agent_id, None)
-        if event is not None:
-            event.set()
+        for waiter in self._waiters.get(agent_id, ()):
+            waiter.woken.set()
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.woken.set()
 
     def _on_notification(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         self._notify(payload)
@@ -40,9 +77,13 @@ class AgentWakeups:
     async def _listen_once(self) -> None:
         """Listen on one connection until it closes."""
         lost = asyncio.Event()
-        self._conn = await asyncpg.connect(self.dsn)
+        self._conn = await asyncpg.connect(
+            self.dsn, server_settings={"application_name": "switchboard-router-wakeups"}
+        )
         self._conn.add_termination_listener(lambda _conn: lost.set())
         await self._conn.add_listener(AGENT_CHANNEL, self._on_notification)
+        # Whatever was notified while nobody listened is lost: every waiter checks once.
+        self._wake_all()
         await lost.wait()
 
     async def run(self) -> None:
