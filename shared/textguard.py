@@ -1,16 +1,26 @@
-"""Refuse JSON bodies holding text PostgreSQL cannot store (a NUL character, or half of a
+"""Refuse request bodies holding text PostgreSQL cannot store (a NUL character, or half of a
 UTF-16 surrogate pair, which JSON's \\u escapes can smuggle in): 422 before any handler runs,
-so nothing is stored or published, instead of a 500 from deep in a transaction."""
+so nothing is stored or published, instead of a 500 from deep in a transaction or a message
+accepted at the edge and dead-lettered later.
+
+Every body is checked, whatever its content type says: routes parse JSON when the type is any
+spelling of JSON or is missing (FastAPI), and provider webhooks parse their raw body as JSON
+whatever the type. So any body that parses as JSON is checked as JSON, and a form-encoded body
+as a form. Other bodies (multipart, raw email) are decoded by the route that reads them, which
+checks what it decoded (``services/ingest/channels/email.py``)."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qsl
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.problems import problem_response
+
+FORM = "application/x-www-form-urlencoded"
 
 
 def unstorable_text(value: Any, path: str = "body") -> str | None:
@@ -28,7 +38,7 @@ def unstorable_text(value: Any, path: str = "body") -> str | None:
             found = unstorable_text(key, f"{path} key") or unstorable_text(item, f"{path}.{key}")
             if found:
                 return found
-    elif isinstance(value, list):
+    elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             found = unstorable_text(item, f"{path}[{i}]")
             if found:
@@ -36,9 +46,39 @@ def unstorable_text(value: Any, path: str = "body") -> str | None:
     return None
 
 
+def unstorable_body(body: bytes, content_type: str) -> str | None:
+    """Where in a request body there is text PostgreSQL refuses, or None (also when the body
+    is not one the guard can read: the route's own parsing answers that)."""
+    if not body:
+        return None
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == FORM:
+        found = _unstorable_form(body)
+        if found:
+            return found
+    try:
+        # strict=False: control characters inside strings are checked here rather than left
+        # to a parser that may be more lenient than json's.
+        return unstorable_text(json.loads(body, strict=False))
+    except (ValueError, RecursionError):
+        return None  # not JSON (or absurdly deep): the route's own parsing answers
+
+
+def _unstorable_form(body: bytes) -> str | None:
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, errors="strict")
+    except UnicodeError:
+        return "the form body is not valid UTF-8 (percent-decoded)"
+    for name, value in pairs:
+        found = unstorable_text(name, "body key") or unstorable_text(value, f"body.{name}")
+        if found:
+            return found
+    return None
+
+
 class TextGuard:
-    """ASGI middleware: buffers JSON request bodies (already size-limited outside) and checks
-    them; query strings too."""
+    """ASGI middleware: buffers request bodies (already size-limited outside) and checks them;
+    the path and query string too."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -50,14 +90,15 @@ class TextGuard:
         if b"%00" in scope.get("query_string", b""):
             await self._refuse(scope, receive, send, "the query string contains a NUL character")
             return
-        headers = dict(scope["headers"])
-        if b"json" not in headers.get(b"content-type", b""):
-            await self.app(scope, receive, send)
+        if "\x00" in scope.get("path", ""):
+            await self._refuse(scope, receive, send, "the path contains a NUL character")
             return
         chunks = []
         try:
             while True:
                 message = await receive()
+                if message["type"] != "http.request":
+                    break  # the client went away: the route sees an empty body and no one reads
                 chunks.append(message.get("body", b""))
                 if not message.get("more_body"):
                     break
@@ -66,10 +107,8 @@ class TextGuard:
             await response(scope, receive, send)
             return
         body = b"".join(chunks)
-        try:
-            found = unstorable_text(json.loads(body))
-        except (ValueError, RecursionError):
-            found = None  # not JSON (or absurdly deep): the route's own parsing answers
+        content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+        found = unstorable_body(body, content_type)
         if found:
             await self._refuse(scope, receive, send, f"{found}, which cannot be stored")
             return

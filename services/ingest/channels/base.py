@@ -19,10 +19,18 @@ from shared.events import (
     message_id_for,
 )
 from shared.problems import Forbidden, Problem, Unauthorized
+from shared.textguard import unstorable_text
 
 
 class ChannelNotConfigured(Problem):
     status, title = 503, "Service Unavailable"
+
+
+class UnstorableText(Problem):
+    """Text PostgreSQL refuses (NUL, a lone surrogate), found after decoding: refused rather
+    than accepted and dead-lettered by the router."""
+
+    status, title = 422, "Unprocessable Content"
 
 
 @dataclass(frozen=True)
@@ -47,12 +55,13 @@ class Incoming:
 
 def to_event(incoming: Incoming, *, received_at: datetime) -> InboundMessage:
     """The inbound event, with the language detected from the text (the provider's or the
-    customer's hint when the text is too short to tell)."""
+    customer's hint when the text is too short to tell); UnstorableText if it holds text
+    PostgreSQL refuses."""
     message_id = message_id_for(incoming.channel, incoming.channel_message_id)
     language = detect_language(
         incoming.text_for_language or incoming.text, hint=incoming.customer.language
     )
-    return InboundMessage(
+    event = InboundMessage(
         event_id=message_id,
         occurred_at=received_at,
         message_id=message_id,
@@ -68,6 +77,12 @@ def to_event(incoming: Incoming, *, received_at: datetime) -> InboundMessage:
         ticket=incoming.ticket,
         text_for_routing=incoming.text_for_routing,
     )
+    # The body guard saw the request; this sees what adapters decoded from it (charsets,
+    # quoted-printable, MIME words), so nothing the router cannot store is ever published.
+    found = unstorable_text(event.model_dump(mode="json"), "message")
+    if found:
+        raise UnstorableText(f"{found}, which cannot be stored")
+    return event
 
 
 def from_epoch(seconds: int | float | str | None) -> datetime | None:

@@ -13,8 +13,9 @@ from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 
-from services.ingest.channels.base import Incoming
+from services.ingest.channels.base import Incoming, UnstorableText
 from shared.events import Attachment, Channel, Customer
+from shared.textguard import unstorable_text
 
 # Labels mail clients use, mapped to the codec that decodes what they really send
 # (GB2312-labelled mail often contains GBK characters; Big5 mail HKSCS ones; Shift_JIS, cp932).
@@ -80,7 +81,7 @@ def parse_inbound_form(content_type: str, body: bytes) -> Incoming:
     msg = message_from_bytes(headers.strip().encode() + b"\n\n", policy=policy.default)
     assert isinstance(msg, EmailMessage)
     text = field("text") or html_to_text(field("html") or "")
-    return _incoming(msg, body, body_text=text, attachments=files)
+    return _incoming(msg, body, body_text=text, attachments=files, body_label="the text field")
 
 
 def _form_fields(content_type: str, body: bytes) -> tuple[dict[str, bytes], list[Attachment]]:
@@ -116,9 +117,11 @@ def _incoming(
     *,
     body_text: str | None = None,
     attachments: list[Attachment] | None = None,
+    body_label: str = "the decoded body",
 ) -> Incoming:
     if is_auto_reply(msg):
         raise AutoReply(str(msg.get("Message-ID", "")))
+    check_headers(msg)
     senders = getaddresses([str(msg.get("From", ""))])
     name, address = senders[0] if senders else ("", "")
     if not address or "@" not in address:
@@ -129,7 +132,10 @@ def _incoming(
     thread_root = (references or in_reply_to or [message_id])[0]
     subject = str(msg.get("Subject", "")).strip() or None
     text = body_text if body_text is not None else body_of(msg)
+    check_storable(text, body_label)
     files = attachments if attachments is not None else attachments_of(msg)
+    for i, attachment in enumerate(files):
+        check_storable(attachment.name or "", f"the name of attachment {i + 1}")
     if not text.strip():
         text = " ".join(f"[{a.name or a.content_type}]" for a in files) or "(empty message)"
     sent_at = None
@@ -153,6 +159,26 @@ def _incoming(
         text_for_language=routing,
         text_for_routing="\n".join(p for p in (subject, routing) if p),
     )
+
+
+def check_headers(msg: EmailMessage) -> None:
+    """UnstorableText if a header decodes (MIME words, any charset) to text PostgreSQL refuses."""
+    for name in dict.fromkeys(msg.keys()):
+        try:
+            values = [str(v) for v in msg.get_all(name, [])]
+        except UnicodeError as exc:  # the email package fails on a decoded lone surrogate
+            raise UnstorableText(
+                f"the {name} header decodes to an unpaired UTF-16 surrogate, which cannot be stored"
+            ) from exc
+        for value in values:
+            check_storable(value, f"the {name} header")
+
+
+def check_storable(text: str, where: str) -> None:
+    """UnstorableText naming ``where`` if ``text`` holds NUL or a lone surrogate."""
+    found = unstorable_text(text, where)
+    if found:
+        raise UnstorableText(f"{found} once decoded, which cannot be stored")
 
 
 def is_auto_reply(msg: Message) -> bool:
