@@ -78,7 +78,7 @@ def _unstorable_form(body: bytes) -> str | None:
 
 class TextGuard:
     """ASGI middleware: buffers request bodies (already size-limited outside) and checks them;
-    the path and query string too."""
+    the path, query string and headers too."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -93,6 +93,11 @@ class TextGuard:
         if "\x00" in scope.get("path", ""):
             await self._refuse(scope, receive, send, "the path contains a NUL character")
             return
+        for name, value in scope["headers"]:
+            if b"\x00" in value:  # HTTP servers refuse these; an ASGI client need not
+                detail = f"the {name.decode('latin-1')} header contains a NUL character"
+                await self._refuse(scope, receive, send, detail)
+                return
         chunks = []
         try:
             while True:

@@ -275,6 +275,17 @@ async def test_an_inbound_parse_form_with_nul_in_its_text_is_refused(ingest_app,
     assert "NUL" in answer.json()["detail"]
 
 
+async def test_nul_in_a_header_is_refused(ingest_app, ids):
+    async with running(ingest_app) as client:
+        answer = await client.post(
+            "/v1/messages",
+            json=chat("hello"),
+            headers={**ids.as_ingest, "x-request-id": "a\x00b"},
+        )
+    assert answer.status_code == 422 and answer.headers["content-type"] == PROBLEM
+    assert "the x-request-id header contains a NUL character" in answer.json()["detail"]
+
+
 async def test_nul_in_an_agent_reply_sent_as_application_json_uppercase_is_refused(
     common, ids, broker, topics
 ):
