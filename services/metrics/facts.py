@@ -1,13 +1,20 @@
 """A conversation's facts from its timeline (pure): the moments that matter, folded into the
 times ops report. The same timeline gives the same facts whatever order its events arrived
-in, so a replayed or late event never changes an answer."""
+in, so a replayed or late event never changes an answer.
+
+The fold goes entry by entry in timeline order, and what it knows after an entry is a small
+``Fold``. The store keeps the ``Fold`` after each entry, so a new entry is folded from the one
+before it and the entries after it (none when it arrives in order): folding an event costs the
+same whatever the conversation's length."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from services.metrics.calendars import BusinessCalendar
 
@@ -34,9 +41,25 @@ class Entry:
     team: str | None = None  # of the agent assigned
 
 
+def timeline_order(entry: Entry) -> tuple[datetime, int, str, str]:
+    """Where an entry stands in its timeline (entries equal by this fold alike)."""
+    return entry.at, _TIE_ORDER[entry.moment], entry.agent_id or "", entry.team or ""
+
+
 class WaitKind(StrEnum):
     FIRST = "first"  # the first customer message of an episode → the first agent reply
     NEXT = "next"  # a later customer message → the next agent reply
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A customer wait that an agent's reply ended, before it is timed in a calendar."""
+
+    kind: WaitKind
+    episode: int  # 0 for the conversation as opened, 1 after the first reopen, ...
+    started_at: datetime
+    replied_at: datetime
+    agent_id: str | None = None  # who replied
 
 
 @dataclass(frozen=True)
@@ -44,12 +67,110 @@ class Wait:
     """A customer waiting for an agent, answered: first response or next reply."""
 
     kind: WaitKind
-    episode: int  # 0 for the conversation as opened, 1 after the first reopen, ...
+    episode: int
     started_at: datetime
     replied_at: datetime
     seconds: float
     business_seconds: float
     agent_id: str | None = None  # who replied
+
+
+@dataclass(frozen=True)
+class Fold:
+    """What the fold knows after some entries of a timeline: the facts so far, and what the
+    next entries need (whether a customer is waiting and since when, whether this episode had
+    an answer, how many waits were answered before)."""
+
+    opened_at: datetime | None = None
+    first_message_at: datetime | None = None
+    first_assigned_at: datetime | None = None
+    first_response_at: datetime | None = None  # of the conversation as opened (SLA sweep)
+    resolved_at: datetime | None = None  # the latest resolution, None while (re)open
+    agent_id: str | None = None  # the agent assigned last
+    team: str | None = None  # that agent's team when assigned
+    assignments: int = 0
+    reopens: int = 0  # also the current episode
+    customer_messages: int = 0
+    agent_replies: int = 0
+    answered: bool = False  # this episode had an answered wait
+    waiting_since: datetime | None = None
+    waits: int = 0  # answered so far
+
+    def then(self, entry: Entry) -> tuple[Fold, Answer | None]:
+        """The fold after one more entry (the next in timeline order), and the wait it
+        answered if any."""
+        change: dict[str, Any] = {}
+        answer = None
+        match entry.moment:
+            case Moment.OPENED:
+                change["opened_at"] = self.opened_at or entry.at
+            case Moment.REOPENED:
+                change |= dict(reopens=self.reopens + 1, answered=False, waiting_since=None)
+                change["resolved_at"] = None
+            case Moment.MESSAGE:
+                change["customer_messages"] = self.customer_messages + 1
+                change["first_message_at"] = self.first_message_at or entry.at
+                change["waiting_since"] = self.waiting_since or entry.at
+            case Moment.ASSIGNED:
+                change["assignments"] = self.assignments + 1
+                change["first_assigned_at"] = self.first_assigned_at or entry.at
+                change |= dict(agent_id=entry.agent_id, team=entry.team)
+            case Moment.REPLIED:
+                change["agent_replies"] = self.agent_replies + 1
+                if self.reopens == 0:
+                    change["first_response_at"] = self.first_response_at or entry.at
+                if self.waiting_since is not None:
+                    kind = WaitKind.NEXT if self.answered else WaitKind.FIRST
+                    answer = Answer(
+                        kind, self.reopens, self.waiting_since, entry.at, entry.agent_id
+                    )
+                    change |= dict(answered=True, waiting_since=None, waits=self.waits + 1)
+            case Moment.RESOLVED:
+                change["resolved_at"] = entry.at
+                change["waiting_since"] = None  # resolved without an answer: no reply time
+        return dataclasses.replace(self, **change), answer
+
+
+def refold(before: Fold, entries: Sequence[Entry]) -> tuple[list[Fold], list[Answer]]:
+    """Fold entries (in timeline order) after ``before``: the fold after each, and the waits
+    they answered (numbered from ``before.waits``)."""
+    folds: list[Fold] = []
+    answers: list[Answer] = []
+    fold = before
+    for entry in entries:
+        fold, answer = fold.then(entry)
+        folds.append(fold)
+        if answer is not None:
+            answers.append(answer)
+    return folds, answers
+
+
+def _elapsed(
+    start: datetime | None, end: datetime | None, calendar: BusinessCalendar | None
+) -> tuple[float | None, float | None]:
+    """(calendar seconds, business seconds) from start to end; a skewed clock counts as 0. A
+    desk without a calendar works around the clock: business time is calendar time."""
+    if start is None or end is None:
+        return None, None
+    seconds = max((end - start).total_seconds(), 0.0)
+    if calendar is None:
+        return seconds, seconds
+    return seconds, calendar.business_seconds(start, end)
+
+
+def timed(answer: Answer, calendar: BusinessCalendar | None = None) -> Wait:
+    """An answered wait with its calendar and business seconds."""
+    seconds, business = _elapsed(answer.started_at, answer.replied_at, calendar)
+    assert seconds is not None and business is not None
+    return Wait(
+        answer.kind,
+        answer.episode,
+        answer.started_at,
+        answer.replied_at,
+        seconds,
+        business,
+        answer.agent_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -79,84 +200,34 @@ class Facts:
         return max(self.assignments - 1, 0)
 
 
-def _elapsed(
-    start: datetime | None, end: datetime | None, calendar: BusinessCalendar | None
-) -> tuple[float | None, float | None]:
-    """(calendar seconds, business seconds) from start to end; a skewed clock counts as 0. A
-    desk without a calendar works around the clock: business time is calendar time."""
-    if start is None or end is None:
-        return None, None
-    seconds = max((end - start).total_seconds(), 0.0)
-    if calendar is None:
-        return seconds, seconds
-    return seconds, calendar.business_seconds(start, end)
-
-
-def derive(entries: Iterable[Entry], calendar: BusinessCalendar | None = None) -> Facts:
-    """Fold a conversation's timeline (in any order) into its facts."""
-    timeline = sorted(entries, key=lambda e: (e.at, _TIE_ORDER[e.moment], e.agent_id or ""))
-    opened_at = first_message_at = first_assigned_at = first_response_at = None
-    resolved_at: datetime | None = None
-    agent_id: str | None = None
-    team: str | None = None
-    assignments = reopens = customer_messages = agent_replies = 0
-    waits: list[Wait] = []
-    episode, answered, waiting_since = 0, False, None
-    for entry in timeline:
-        match entry.moment:
-            case Moment.OPENED:
-                opened_at = opened_at or entry.at
-            case Moment.REOPENED:
-                reopens += 1
-                episode, answered, waiting_since = reopens, False, None
-                resolved_at = None
-            case Moment.MESSAGE:
-                customer_messages += 1
-                first_message_at = first_message_at or entry.at
-                waiting_since = waiting_since or entry.at
-            case Moment.ASSIGNED:
-                assignments += 1
-                first_assigned_at = first_assigned_at or entry.at
-                agent_id, team = entry.agent_id, entry.team
-            case Moment.REPLIED:
-                agent_replies += 1
-                if episode == 0:
-                    first_response_at = first_response_at or entry.at
-                if waiting_since is not None:
-                    seconds, business = _elapsed(waiting_since, entry.at, calendar)
-                    assert seconds is not None and business is not None
-                    waits.append(
-                        Wait(
-                            WaitKind.NEXT if answered else WaitKind.FIRST,
-                            episode,
-                            waiting_since,
-                            entry.at,
-                            seconds,
-                            business,
-                            entry.agent_id,
-                        )
-                    )
-                    answered, waiting_since = True, None
-            case Moment.RESOLVED:
-                resolved_at = entry.at
-                waiting_since = None  # resolved without an answer: no reply time to count
-    resolution = _elapsed(opened_at, resolved_at, calendar)
-    queue_wait = _elapsed(opened_at, first_assigned_at, calendar)
+def conclude(
+    fold: Fold, waits: Iterable[Wait] = (), calendar: BusinessCalendar | None = None
+) -> Facts:
+    """The facts of a timeline folded to its end (``waits``: its answered waits, timed)."""
+    resolution = _elapsed(fold.opened_at, fold.resolved_at, calendar)
+    queue_wait = _elapsed(fold.opened_at, fold.first_assigned_at, calendar)
     return Facts(
-        opened_at=opened_at,
-        first_message_at=first_message_at,
-        first_assigned_at=first_assigned_at,
-        first_response_at=first_response_at,
-        resolved_at=resolved_at,
-        agent_id=agent_id,
-        team=team,
-        assignments=assignments,
-        reopens=reopens,
-        customer_messages=customer_messages,
-        agent_replies=agent_replies,
+        opened_at=fold.opened_at,
+        first_message_at=fold.first_message_at,
+        first_assigned_at=fold.first_assigned_at,
+        first_response_at=fold.first_response_at,
+        resolved_at=fold.resolved_at,
+        agent_id=fold.agent_id,
+        team=fold.team,
+        assignments=fold.assignments,
+        reopens=fold.reopens,
+        customer_messages=fold.customer_messages,
+        agent_replies=fold.agent_replies,
         resolution_s=resolution[0],
         resolution_bs=resolution[1],
         queue_wait_s=queue_wait[0],
         queue_wait_bs=queue_wait[1],
         waits=tuple(waits),
     )
+
+
+def derive(entries: Iterable[Entry], calendar: BusinessCalendar | None = None) -> Facts:
+    """Fold a conversation's timeline (in any order) into its facts."""
+    folds, answers = refold(Fold(), sorted(entries, key=timeline_order))
+    last = folds[-1] if folds else Fold()
+    return conclude(last, (timed(a, calendar) for a in answers), calendar)

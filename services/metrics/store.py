@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.metrics.calendars import BusinessCalendar
 from services.metrics.columnar import CONVERSATION_COLUMNS, WAIT_COLUMNS
 from services.metrics.exposition import HistogramRow
-from services.metrics.facts import Entry, Facts, Moment, derive
+from services.metrics.facts import (
+    Entry,
+    Facts,
+    Fold,
+    Moment,
+    Wait,
+    conclude,
+    refold,
+    timed,
+    timeline_order,
+)
 from services.metrics.report import DIMENSIONS
 from shared.events import (
     AgentProfileChanged,
@@ -50,6 +61,11 @@ _MOMENTS: dict[type, Moment] = {
     AgentReplied: Moment.REPLIED,
     Resolved: Moment.RESOLVED,
 }
+
+# Moments in the order facts.timeline_order breaks ties, and the fold's fields that are times.
+_MOMENT_ORDER = ", ".join(f"'{m.value}'" for m in Moment)
+_FOLD_TIMES = [f.name for f in dataclasses.fields(Fold) if "datetime" in str(f.type)]
+_BEGINNING, _END = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 # The hour (UTC) of a moment: the report columns' chunks.
 HOUR = "date_bin(INTERVAL '1 hour', {}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
@@ -114,6 +130,27 @@ def _hour_chunk(row: Any, dtypes: dict[str, Any]) -> HourChunk:
     return HourChunk(row.hour, columns)
 
 
+def _wait_copy(f: Facts, conversation: Any) -> dict[str, Any]:
+    """What each wait copies of its conversation, so that a report scans one table."""
+    dims = ("channel", "priority", "skill", "language", "customer_tier")
+    return {d: getattr(conversation, d) for d in dims} | {"opened_at": f.opened_at, "team": f.team}
+
+
+def _json_ready(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+def _fold_of(state: Any) -> Fold | None:
+    """A fold kept as JSON (None when the entry has none yet)."""
+    if state is None:
+        return None
+    values = _json(state)
+    for name in _FOLD_TIMES:
+        if values.get(name) is not None:
+            values[name] = datetime.fromisoformat(values[name])
+    return Fold(**values)
+
+
 def _json(value: Any) -> Any:
     """asyncpg hands jsonb over as text."""
     return json.loads(value) if isinstance(value, str) else value
@@ -176,8 +213,9 @@ class MetricsStore:
             await self.session.execute(text(dimensions), params)
         if moment is not None:
             await self.session.execute(
-                text("""INSERT INTO metrics.timeline VALUES (:event, :id, :moment, :at, :agent,
-                                                             :team)"""),
+                text("""INSERT INTO metrics.timeline (event_id, conversation_id, moment, at,
+                                                      agent_id, team)
+                        VALUES (:event, :id, :moment, :at, :agent, :team)"""),
                 {
                     "event": event.event_id,
                     "id": event.conversation_id,
@@ -187,50 +225,131 @@ class MetricsStore:
                     "team": getattr(event, "team", None),
                 },
             )
-        await self.refresh(event.conversation_id)
+        # An event without a moment changes only dimensions: nothing to fold again.
+        await self._fold(event.conversation_id, since=event.occurred_at if moment else _END)
         return True
 
     async def refresh(self, conversation_id: uuid.UUID) -> Facts:
-        """Derive a conversation's facts anew from its timeline and write them, with its
-        waits. The conversation's row is locked first, so a concurrent refresh (a calendar
-        change) waits for this one and then sees its timeline. One statement reads the row,
-        its timeline and the calendars that may apply (the fold runs for every event)."""
+        """Derive a conversation's facts anew from its whole timeline and write them, with its
+        waits (after a calendar changed)."""
+        return await self._fold(conversation_id, since=None)
+
+    async def _fold(self, conversation_id: uuid.UUID, *, since: datetime | None) -> Facts:
+        """Fold the timeline entries at or after ``since`` (all when None) from the fold kept
+        on the entry before them, and write the facts, the entries' folds and the waits they
+        answered; the facts (with the waits answered from ``since`` on). An entry that
+        arrives in order reads itself and the one before it, whatever the conversation's
+        length. The conversation's row is locked first, so a concurrent fold (a calendar
+        change) waits for this one and then sees its timeline."""
         row = (
             await self.session.execute(
                 text("""SELECT c.channel, c.priority, c.skill, c.language, c.customer_tier,
-                          ARRAY(SELECT t.moment FROM metrics.timeline t
-                                WHERE t.conversation_id = c.conversation_id
-                                ORDER BY t.event_id) AS moments,
-                          ARRAY(SELECT t.at FROM metrics.timeline t
-                                WHERE t.conversation_id = c.conversation_id
-                                ORDER BY t.event_id) AS ats,
-                          ARRAY(SELECT t.agent_id FROM metrics.timeline t
-                                WHERE t.conversation_id = c.conversation_id
-                                ORDER BY t.event_id) AS agents,
-                          ARRAY(SELECT t.team FROM metrics.timeline t
-                                WHERE t.conversation_id = c.conversation_id
-                                ORDER BY t.event_id) AS teams,
+                          c.calendar,
                           (SELECT json_agg(k) FROM metrics.calendars k
                            WHERE c.channel = ANY(k.channels) OR cardinality(k.teams) > 0)
-                            AS calendars
+                            AS calendars,
+                          w.opened_at AS w_opened_at,
+                          w.channel AS w_channel, w.priority AS w_priority,
+                          w.skill AS w_skill, w.language AS w_language,
+                          w.customer_tier AS w_customer_tier, w.team AS w_team
                         FROM metrics.conversations c
+                        LEFT JOIN LATERAL (
+                          SELECT * FROM metrics.waits w
+                          WHERE w.conversation_id = c.conversation_id
+                          ORDER BY w.seq DESC LIMIT 1) w ON true
                         WHERE c.conversation_id = :id FOR UPDATE OF c"""),
                 {"id": conversation_id},
             )
         ).one()
-        entries = [
-            Entry(Moment(m), at, agent, team)
-            for m, at, agent, team in zip(row.moments, row.ats, row.agents, row.teams, strict=True)
-        ]
-        facts = derive(entries)
-        calendar = choose_calendar(_json(row.calendars) or [], team=facts.team, channel=row.channel)
-        if calendar is not None:
-            facts = derive(entries, calendar)
-        dims = {k: getattr(row, k) for k in ("channel", "priority", "skill", "language")}
-        await self._write(conversation_id, facts, dims | {"customer_tier": row.customer_tier})
+        before, rows = await self._timeline_from(conversation_id, since)
+        if before is None:  # entries from before folds were kept: fold them all once
+            since = None
+            before, rows = await self._timeline_from(conversation_id, since)
+        assert before is not None
+        folds, answers = refold(before, [entry for _, entry, _ in rows])
+        last = folds[-1] if folds else before
+        calendars = _json(row.calendars) or []
+        calendar = choose_calendar(calendars, team=last.team, channel=row.channel)
+        if since is not None and (calendar.name if calendar else None) != row.calendar:
+            return await self._fold(conversation_id, since=None)  # time every wait again
+        waits = [timed(a, calendar) for a in answers]
+        facts = conclude(last, waits, calendar)
+        await self._write(conversation_id, facts, calendar.name if calendar else None)
+        if rows:
+            await self.session.execute(
+                text("""UPDATE metrics.timeline SET state = CAST(
+                          (CAST(:states AS text[]))[array_position(CAST(:events AS uuid[]),
+                                                                   event_id)] AS jsonb)
+                        WHERE event_id = ANY(CAST(:events AS uuid[]))"""),
+                {
+                    "events": [event_id for event_id, _, _ in rows],
+                    "states": [json.dumps(_json_ready(dataclasses.asdict(f))) for f in folds],
+                },
+            )
+        # Waits before ``since`` stay; those after it were answered again.
+        first = before.waits
+        answered = max((old.waits for _, _, old in rows if old is not None), default=first)
+        if since is None or answered > first:
+            await self.session.execute(
+                text("DELETE FROM metrics.waits WHERE conversation_id = :id AND seq >= :seq"),
+                {"id": conversation_id, "seq": first},
+            )
+        copy = _wait_copy(facts, row)
+        copied = {k: getattr(row, f"w_{k}") for k in copy}
+        if since is not None and first > 0 and copied != copy:
+            # The conversation's dimensions, opening or team changed: its waits copy them.
+            await self.session.execute(
+                text("""UPDATE metrics.waits SET opened_at = :opened_at, channel = :channel,
+                          priority = :priority, skill = :skill, language = :language,
+                          customer_tier = :customer_tier, team = :team
+                        WHERE conversation_id = :id AND seq < :seq"""),
+                copy | {"id": conversation_id, "seq": first},
+            )
+        if waits:
+            await self._insert_waits(conversation_id, copy, waits, first)
         return facts
 
-    async def _write(self, conversation_id: uuid.UUID, f: Facts, dims: dict[str, Any]) -> None:
+    async def _timeline_from(
+        self, conversation_id: uuid.UUID, since: datetime | None
+    ) -> tuple[Fold | None, list[tuple[uuid.UUID, Entry, Fold | None]]]:
+        """The fold kept on the last timeline entry before ``since`` (an empty fold when there
+        is none, None when that entry has none kept), and the entries at or after ``since`` in
+        timeline order with their folds. Reads one entry through the index on (conversation,
+        time), and those at or after ``since``."""
+        rows = (
+            await self.session.execute(
+                # The last instant before ``since`` comes from the index (ORDER BY ... LIMIT, as
+                # a plan made for a small table reads every entry for max()); the entries at
+                # that instant are then ordered as the fold orders them.
+                text(f"""(SELECT event_id, moment, at, agent_id, team, state, true AS before
+                          FROM metrics.timeline
+                          WHERE conversation_id = :id
+                            AND at = (SELECT at FROM metrics.timeline
+                                      WHERE conversation_id = :id AND at < :since
+                                      ORDER BY at DESC LIMIT 1)
+                          ORDER BY array_position(ARRAY[{_MOMENT_ORDER}], moment) DESC,
+                                   coalesce(agent_id, '') COLLATE "C" DESC,
+                                   coalesce(team, '') COLLATE "C" DESC, event_id DESC
+                          LIMIT 1)
+                         UNION ALL
+                         SELECT event_id, moment, at, agent_id, team, state, false
+                         FROM metrics.timeline WHERE conversation_id = :id AND at >= :since"""),
+                {"id": conversation_id, "since": since or _BEGINNING},
+            )
+        ).all()
+        previous = [r for r in rows if r.before]
+        before = _fold_of(previous[0].state) if previous else Fold()
+        after = sorted(
+            (
+                (r.event_id, Entry(Moment(r.moment), r.at, r.agent_id, r.team), _fold_of(r.state))
+                for r in rows
+                if not r.before
+            ),
+            key=lambda r: (*timeline_order(r[1]), r[0]),
+        )
+        return before, after
+
+    async def _write(self, conversation_id: uuid.UUID, f: Facts, calendar: str | None) -> None:
         await self.session.execute(
             text("""UPDATE metrics.conversations SET
                       opened_at = :opened_at, first_message_at = :first_message_at,
@@ -240,10 +359,12 @@ class MetricsStore:
                       reopens = :reopens, customer_messages = :customer_messages,
                       agent_replies = :agent_replies,
                       resolution_s = :resolution_s, resolution_bs = :resolution_bs,
-                      queue_wait_s = :queue_wait_s, queue_wait_bs = :queue_wait_bs
+                      queue_wait_s = :queue_wait_s, queue_wait_bs = :queue_wait_bs,
+                      calendar = :calendar
                     WHERE conversation_id = :id"""),
             {
                 "id": conversation_id,
+                "calendar": calendar,
                 **{
                     k: getattr(f, k)
                     for k in (
@@ -254,34 +375,38 @@ class MetricsStore:
                 },
             },
         )
+
+    async def _insert_waits(
+        self,
+        conversation_id: uuid.UUID,
+        copy: dict[str, Any],
+        waits: Sequence[Wait],
+        first_seq: int,
+    ) -> None:
+        shared = copy | {"id": conversation_id}
         await self.session.execute(
-            text("DELETE FROM metrics.waits WHERE conversation_id = :id"), {"id": conversation_id}
+            text("""INSERT INTO metrics.waits
+                      (conversation_id, seq, kind, episode, started_at, replied_at, seconds,
+                       business_seconds, opened_at, channel, priority, skill, language,
+                       agent_id, customer_tier, team)
+                    VALUES (:id, :seq, :kind, :episode, :started_at, :replied_at, :seconds,
+                            :business_seconds, :opened_at, :channel, :priority, :skill,
+                            :language, :agent_id, :customer_tier, :team)"""),
+            [
+                shared
+                | {
+                    "seq": first_seq + i,
+                    "kind": w.kind.value,
+                    "episode": w.episode,
+                    "started_at": w.started_at,
+                    "replied_at": w.replied_at,
+                    "seconds": w.seconds,
+                    "business_seconds": w.business_seconds,
+                    "agent_id": w.agent_id,
+                }
+                for i, w in enumerate(waits)
+            ],
         )
-        if f.waits:
-            shared = dims | {"id": conversation_id, "opened_at": f.opened_at, "team": f.team}
-            await self.session.execute(
-                text("""INSERT INTO metrics.waits
-                          (conversation_id, seq, kind, episode, started_at, replied_at, seconds,
-                           business_seconds, opened_at, channel, priority, skill, language,
-                           agent_id, customer_tier, team)
-                        VALUES (:id, :seq, :kind, :episode, :started_at, :replied_at, :seconds,
-                                :business_seconds, :opened_at, :channel, :priority, :skill,
-                                :language, :agent_id, :customer_tier, :team)"""),
-                [
-                    shared
-                    | {
-                        "seq": i,
-                        "kind": w.kind.value,
-                        "episode": w.episode,
-                        "started_at": w.started_at,
-                        "replied_at": w.replied_at,
-                        "seconds": w.seconds,
-                        "business_seconds": w.business_seconds,
-                        "agent_id": w.agent_id,
-                    }
-                    for i, w in enumerate(f.waits)
-                ],
-            )
 
     # ------------------------------------------------------------ calendars
 

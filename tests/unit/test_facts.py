@@ -4,7 +4,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.metrics.calendars import BusinessCalendar
-from services.metrics.facts import Entry, Moment, Wait, WaitKind, derive
+from services.metrics.facts import (
+    Entry,
+    Fold,
+    Moment,
+    Wait,
+    WaitKind,
+    conclude,
+    derive,
+    refold,
+    timed,
+    timeline_order,
+)
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -90,3 +101,54 @@ def test_a_skewed_clock_counts_zero_not_a_negative_time():
 @given(st.permutations(STORY))
 def test_the_order_events_arrive_in_does_not_change_the_facts(shuffled):
     assert derive(shuffled) == derive(STORY)
+
+
+NINE_TO_FIVE = BusinessCalendar.parse("uk", "UTC", {"mon": [["09:00", "17:00"]]})
+
+
+def fold_as_they_arrive(arrivals, calendar=None):
+    """What the metrics store does with each event: fold the entries at or after its time
+    from the fold kept on the entry before them, and answer the waits from there again."""
+    kept = []  # (order, entry, fold after it), in timeline order
+    waits = {}  # seq -> answer
+    for n, entry in enumerate(arrivals):
+        earlier = [row for row in kept if row[1].at < entry.at]
+        before = earlier[-1][2] if earlier else Fold()
+        later = sorted(
+            [(order, e) for order, e, _ in kept if e.at >= entry.at]
+            + [((*timeline_order(entry), n), entry)],
+            key=lambda row: row[0],
+        )
+        folds, answers = refold(before, [e for _, e in later])
+        kept = earlier + [(order, e, f) for (order, e), f in zip(later, folds, strict=True)]
+        waits = {seq: a for seq, a in waits.items() if seq < before.waits}
+        waits |= {before.waits + i: a for i, a in enumerate(answers)}
+    last = kept[-1][2] if kept else Fold()
+    assert sorted(waits) == list(range(last.waits))
+    return conclude(last, [timed(waits[seq], calendar) for seq in sorted(waits)], calendar)
+
+
+ENTRIES = st.builds(
+    Entry,
+    st.sampled_from(Moment),
+    st.integers(0, 40).map(lambda minutes: at(minutes * 600)),  # ties, and closed hours
+    st.sampled_from([None, "alice", "bob"]),
+    st.sampled_from([None, "l1", "l2"]),
+)
+
+
+@given(st.lists(ENTRIES, max_size=40), st.randoms(use_true_random=False))
+def test_folding_each_event_from_the_entry_before_it_equals_folding_the_whole_timeline(
+    timeline, random
+):
+    arrivals = list(timeline)
+    random.shuffle(arrivals)
+    assert fold_as_they_arrive(arrivals) == derive(timeline)
+    assert fold_as_they_arrive(arrivals, NINE_TO_FIVE) == derive(timeline, NINE_TO_FIVE)
+
+
+def test_late_events_fold_again_the_entries_after_them():
+    late_message = STORY[:5] + STORY[6:] + STORY[5:6]  # the message at 100 comes last
+    assert fold_as_they_arrive(late_message) == derive(STORY)
+    assert fold_as_they_arrive(list(reversed(STORY))) == derive(STORY)
+    assert fold_as_they_arrive(STORY) == derive(STORY)
