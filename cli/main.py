@@ -63,6 +63,12 @@ def _client(base_url: str, key: str | None, settings: CliSettings) -> httpx.Clie
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
     """The JSON answer of a call, or exit saying what the service answered."""
+    answer = _answer(client, method, path, **kwargs)
+    return answer.json() if answer.content else None
+
+
+def _answer(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """The answer of a call, or exit saying what the service answered."""
     try:
         answer = client.request(method, path, **kwargs)
     except httpx.HTTPError as exc:
@@ -73,7 +79,18 @@ def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
         except ValueError:
             detail = answer.text
         raise _fail(f"{method} {path} answered {answer.status_code}: {detail}")
-    return answer.json() if answer.content else None
+    return answer
+
+
+def _every_page(client: httpx.Client, path: str) -> list[Any]:
+    """Every item of a paged list, following its ``Link: <...>; rel="next"`` headers."""
+    items: list[Any] = []
+    url: str | None = path
+    while url is not None:
+        answer = _answer(client, "GET", url)
+        items += answer.json()
+        url = answer.links.get("next", {}).get("url")
+    return items
 
 
 @agents.command("import")
@@ -108,7 +125,7 @@ def list_agents(key: KeyOption = None, router: RouterOption = None) -> None:
     """Agents with their status, team, load and capacity."""
     settings = CliSettings()
     with _client(router or settings.router_url, key, settings) as client:
-        found = _call(client, "GET", "/v1/agents")
+        found = _every_page(client, "/v1/agents")
     table = Table("agent", "status", "team", "load / capacity", "skills", "languages")
     for a in found:
         load = ", ".join(f"{c} {a['load'].get(c, 0)}/{n}" for c, n in a["capacity"].items())
@@ -136,7 +153,7 @@ def queues(key: KeyOption = None, router: RouterOption = None) -> None:
     """Conversations waiting for an agent, per skill and language."""
     settings = CliSettings()
     with _client(router or settings.router_url, key, settings) as client:
-        found = _call(client, "GET", "/v1/queues")
+        found = _every_page(client, "/v1/queues")
     table = Table("skill", "language", "waiting", "oldest wait (s)", "by priority")
     for q in found:
         by_priority = ", ".join(f"{p} {n}" for p, n in q["priorities"].items())
@@ -168,6 +185,8 @@ def show_conversation(
         f"{', '.join(k['rules_fired']) or 'none'}"
     )
     out.print(f"agent: {c['agent_id'] or '(waiting)'}; opened {c['opened_at']}")
+    if c.get("earlier_messages"):
+        out.print(f"  (the latest {len(c['messages'])} messages; earlier ones not shown)")
     for m in c["messages"]:
         who = "customer" if m["direction"] == "inbound" else m["author"]
         delivery = f" [{m['delivery_status']}]" if m.get("delivery_status") else ""

@@ -74,14 +74,16 @@ async def run_demo(keys: dict[str, str]) -> None:
                     f"{agent:6s} got {conv['channel']:9s} {c['priority']:7s} {c['skill']:9s} "
                     f"{c['language']}  rules: {', '.join(c['rules_fired'])}"
                 )
+                # An agent frontend sends each action with a key of its own, so that it can
+                # retry after a lost answer without the customer getting the reply twice.
                 await http.post(
                     f"{ROUTER}/v1/conversations/{conv['id']}/replies",
-                    headers=auth(f"agent-{agent}"),
+                    headers={**auth(f"agent-{agent}"), "Idempotency-Key": f"reply-{conv['id']}"},
                     json={"agent_id": agent, "text": "Thanks, we are on it."},
                 )
                 await http.post(
                     f"{ROUTER}/v1/conversations/{conv['id']}/resolve",
-                    headers=auth(f"agent-{agent}"),
+                    headers={**auth(f"agent-{agent}"), "Idempotency-Key": f"resolve-{conv['id']}"},
                     json={"agent_id": agent},
                 )
         await asyncio.sleep(1.5)
