@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import Field
+
 from services.router.routing.rules import DEFAULT_RULES_PATH
 from shared.events import Channel
 from shared.settings import CommonSettings
@@ -24,12 +26,12 @@ class RouterSettings(CommonSettings):
     # Long-polls one agent may have waiting in one router process; a new one past the cap
     # answers the oldest at once (empty, with its cursor), so a frontend that lost its
     # connections is never locked out by waits nobody reads any more.
-    max_waits_per_agent: int = 4
+    max_waits_per_agent: int = Field(default=4, ge=1)
     # Messages a conversation carries in answers (the latest ones) when the request does not
     # say; earlier ones are paged from GET /v1/conversations/{id}/messages.
-    conversation_messages: int = 50
+    conversation_messages: int = Field(default=50, ge=1, le=500)
     # Items per page of GET /v1/agents and GET /v1/queues when the request does not say.
-    list_page_size: int = 100
+    list_page_size: int = Field(default=100, ge=1, le=1000)
     # An Idempotency-Key's stored answer is replayed for at least this long.
     idempotency_ttl_s: float = 86_400
     # Offers: per channel, seconds an agent has to accept an assignment before it goes to the
