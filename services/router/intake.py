@@ -1,0 +1,40 @@
+"""Apply a poll's inbound messages in one transaction: read and lock what they meet (their
+threads' conversations, then the agents they could go to, each in id order), plan in memory
+with the pure planner, write the plan set-based, and leave its events in the outbox.
+
+The outcome equals ``handlers.receive_message`` applied to each message in turn at the same
+``now`` (tests/integration/test_batched_intake.py holds it to that)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.router.context import Context
+from services.router.routing.batch import Intake, Plan, needs_of_batch, plan_batch
+from shared.events import InboundMessage
+
+
+async def receive_messages(ctx: Context, messages: Sequence[InboundMessage]) -> Plan:
+    """Apply ``messages`` (in offset order); messages applied before change nothing."""
+    store = ctx.store
+    seen = await store.applied([m.message_id for m in messages])
+    fresh = [m for m in messages if m.message_id not in seen]
+    keys = list(dict.fromkeys(m.conversation_key for m in fresh))
+    threads = await store.lock_threads(keys, ctx.now - ctx.policy.reopen_window) if keys else {}
+    # Agents written to without being chosen: a reopened thread's last agent, and the agent
+    # of an assigned thread (woken by the follow-up).
+    also = {c.last_agent_id or c.agent_id for c in threads.values() if c.state == "resolved"}
+    also |= {c.agent_id for c in threads.values() if c.state == "assigned"}
+    needs = set(needs_of_batch(fresh, threads, ctx.rules))
+    agents = await store.lock_agents_for(needs, sorted(a for a in also if a)) if fresh else {}
+    plan = plan_batch(
+        messages,
+        Intake(seen, threads, agents),
+        rules=ctx.rules,
+        policy=ctx.policy,
+        now=ctx.now,
+    )
+    await store.write_intake(plan)
+    for conversation_id, event in plan.events:
+        ctx.publish(ctx.topics.conversation_events, str(conversation_id), event)
+    return plan

@@ -1,0 +1,400 @@
+"""Plan a batch of inbound messages: the pure core of the router's batched consumer.
+
+Given the messages of one poll (in offset order) and the state they meet, locked (their
+threads' conversations, which of their ids were applied before, the agents that could take
+them), the plan is what applying them one at a time would do: the conversations and messages
+to write, the agents' new loads, who to wake, and the events in order. ``handlers`` is the
+one-at-a-time reference; tests hold this module to it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel
+
+from services.router.context import Policy
+from services.router.routing.classify import Classification, classify, raise_on_followup
+from services.router.routing.rules import RuleSet
+from services.router.routing.select import AgentView, Need, choose_agent
+from services.router.store import Conversation
+from shared.events import (
+    AgentStatus,
+    Assigned,
+    Channel,
+    Classified,
+    ConversationOpened,
+    InboundMessage,
+    MessageReceived,
+    Offered,
+    Queued,
+    Reopened,
+    derived_id,
+)
+
+
+@dataclass(frozen=True)
+class Intake:
+    """What a batch meets, read and locked before planning."""
+
+    seen: frozenset[uuid.UUID]  # message ids applied before
+    threads: Mapping[str, Conversation]  # by key: the open conversation, else a reopenable one
+    agents: Mapping[str, AgentView]  # every agent the batch may assign to or reopen with
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    message_id: uuid.UUID
+    conversation_id: uuid.UUID
+    author: str
+    text: str
+    created_at: datetime
+    channel_message_id: str | None
+    sent_at: datetime | None
+
+
+@dataclass
+class Plan:
+    """The writes of a batch: rows in their final state, and the events in order."""
+
+    now: datetime
+    created: dict[uuid.UUID, Conversation] = field(default_factory=dict)
+    changed: dict[uuid.UUID, Conversation] = field(default_factory=dict)
+    messages: list[NewMessage] = field(default_factory=list)
+    claims: dict[tuple[str, Channel], int] = field(default_factory=dict)  # slots taken
+    woken: dict[str, int] = field(default_factory=dict)  # agent id: inbox bumps
+    events: list[tuple[uuid.UUID, BaseModel]] = field(default_factory=list)  # by conversation
+    skipped: int = 0  # messages applied before
+
+
+def need_for(conv: Conversation, rules: RuleSet) -> Need:
+    """What the conversation needs of its agent; escalation widens level and team."""
+    min_level, team = conv.min_level, conv.team
+    if conv.escalated_at is not None:
+        min_level = min(min_level, rules.escalation.widen_to_level)
+        if rules.escalation.widen_teams:
+            team = None
+    return Need(
+        conv.channel, conv.skill, conv.language, min_level, team, frozenset(conv.excluded_agents)
+    )
+
+
+def classify_message(message: InboundMessage, rules: RuleSet) -> Classification:
+    return classify(
+        message.text_for_routing or message.text,
+        rules=rules,
+        tier=message.customer.tier,
+        language_hint=message.customer.language,
+        channel=message.channel,
+        category=message.category,
+    )
+
+
+def needs_of_batch(
+    messages: Iterable[InboundMessage], threads: Mapping[str, Conversation], rules: RuleSet
+) -> list[Need]:
+    """Every need the batch may assign for (before planning, to find the agents to lock): a
+    new thread's classification, a waiting or reopened one's, raised or not."""
+    needs: list[Need] = []
+    for message in messages:
+        found = classify_message(message, rules)
+        conv = threads.get(message.conversation_key)
+        needs.append(
+            Need(message.channel, found.skill, found.language, found.min_level, found.team)
+        )
+        if conv is not None:
+            needs.append(need_for(conv, rules))
+            raised = raise_on_followup(conv.classification, found)
+            needs.append(Need(conv.channel, raised.skill, raised.language, 1, None))
+    return needs
+
+
+class _Planner:
+    def __init__(self, intake: Intake, rules: RuleSet, policy: Policy, now: datetime) -> None:
+        self.rules = rules
+        self.policy = policy
+        self.now = now
+        self.seen = set(intake.seen)
+        self.threads = dict(intake.threads)
+        self.agents = dict(intake.agents)
+        self.plan = Plan(now)
+
+    # ------------------------------------------------------------ state changes
+
+    def _save(self, conv: Conversation) -> Conversation:
+        self.threads[conv.conversation_key] = conv
+        if conv.id in self.plan.created:
+            self.plan.created[conv.id] = conv
+        else:
+            self.plan.changed[conv.id] = conv
+        return conv
+
+    def _emit(self, conv: Conversation, event: BaseModel) -> None:
+        self.plan.events.append((conv.id, event))
+
+    def _wake(self, agent_id: str) -> None:
+        self.plan.woken[agent_id] = self.plan.woken.get(agent_id, 0) + 1
+
+    def _claim(self, agent_id: str, channel: Channel) -> bool:
+        """``store.claim_slot``: an online agent with room on the channel takes one more."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.status != AgentStatus.ONLINE or agent.room(channel) <= 0:
+            return False
+        load = {**agent.load, channel.value: agent.load.get(channel.value, 0) + 1}
+        self.agents[agent_id] = replace(agent, load=load, last_assigned_at=self.now)
+        slot = (agent_id, channel)
+        self.plan.claims[slot] = self.plan.claims.get(slot, 0) + 1
+        return True
+
+    # ------------------------------------------------------------ use cases
+
+    def receive(self, message: InboundMessage) -> None:
+        """``handlers.receive_message``."""
+        if message.message_id in self.seen:
+            self.plan.skipped += 1
+            return
+        self.seen.add(message.message_id)
+        found = classify_message(message, self.rules)
+        conv = self.threads.get(message.conversation_key)
+        if conv is not None and conv.state == "resolved":
+            since = self.now - self.policy.reopen_window
+            if conv.resolved_at is None or conv.resolved_at < since:
+                conv = None
+        if conv is None:
+            self._open(message, found)
+        elif conv.state == "resolved":
+            self._reopen(conv, message, found)
+        else:
+            self._continue(conv, message, found)
+
+    def _open(self, message: InboundMessage, found: Classification) -> None:
+        conv = Conversation(
+            id=derived_id("conversation", message.message_id),
+            conversation_key=message.conversation_key,
+            channel=message.channel,
+            customer_id=message.customer.id,
+            customer_tier=message.customer.tier,
+            state="queued",
+            priority=found.priority,
+            skill=found.skill,
+            language=found.language,
+            rules_fired=tuple(found.rules_fired),
+            agent_id=None,
+            opened_at=message.occurred_at,
+            queued_at=message.occurred_at,
+            assigned_at=None,
+            first_response_at=None,
+            resolved_at=None,
+            category=message.category,
+            min_level=found.min_level,
+            team=found.team,
+        )
+        self.plan.created[conv.id] = conv
+        self._save(conv)
+        self._add_message(conv, message)
+        self._emit(
+            conv,
+            ConversationOpened(
+                event_id=derived_id("opened", conv.id),
+                occurred_at=message.occurred_at,
+                conversation_id=conv.id,
+                channel=conv.channel,
+                conversation_key=conv.conversation_key,
+                customer_id=conv.customer_id,
+                customer_tier=conv.customer_tier,
+            ),
+        )
+        self._emit_received(conv, message)
+        self._emit_classified(conv, message.message_id)
+        if not self._try_assign(conv):
+            self._emit_queued(conv, None)
+
+    def _continue(self, conv: Conversation, message: InboundMessage, found: Classification) -> None:
+        """A follow-up stays with the conversation's agent; while waiting, words of urgency
+        raise the priority."""
+        self._add_message(conv, message)
+        self._emit_received(conv, message)
+        if conv.state == "assigned" and conv.agent_id is not None:
+            self._wake(conv.agent_id)
+            return
+        raised = raise_on_followup(conv.classification, found)
+        if raised != conv.classification:
+            conv = self._reclassify(conv, raised)
+            self._emit_classified(conv, message.message_id)
+
+    def _reopen(self, conv: Conversation, message: InboundMessage, found: Classification) -> None:
+        """Back to the last agent if online with room, else routed."""
+        last_agent = conv.last_agent_id or conv.agent_id
+        conv = self._save(
+            replace(
+                conv,
+                state="queued",
+                agent_id=None,
+                resolved_at=None,
+                queued_at=self.now,
+                offered_at=None,
+                accepted_at=None,
+                escalated_at=None,
+                excluded_agents=(),
+                reopened=conv.reopened + 1,
+            )
+        )
+        self._emit(
+            conv,
+            Reopened(
+                event_id=derived_id("reopened", message.message_id),
+                occurred_at=message.occurred_at,
+                conversation_id=conv.id,
+                channel=conv.channel,
+                message_id=message.message_id,
+                last_agent_id=last_agent,
+            ),
+        )
+        self._add_message(conv, message)
+        self._emit_received(conv, message)
+        raised = raise_on_followup(conv.classification, found)
+        if raised != conv.classification:
+            conv = self._reclassify(conv, raised)
+            self._emit_classified(conv, message.message_id)
+        if last_agent is not None and self._claim(last_agent, conv.channel):
+            self._give(conv, last_agent)
+        elif not self._try_assign(conv):
+            self._emit_queued(conv, "reopened")
+
+    def _reclassify(self, conv: Conversation, c: Classification) -> Conversation:
+        return self._save(
+            replace(
+                conv,
+                priority=c.priority,
+                skill=c.skill,
+                language=c.language,
+                rules_fired=tuple(c.rules_fired),
+                min_level=c.min_level,
+                team=c.team,
+            )
+        )
+
+    def _add_message(self, conv: Conversation, message: InboundMessage) -> None:
+        self.plan.messages.append(
+            NewMessage(
+                message.message_id,
+                conv.id,
+                message.customer.id,
+                message.text,
+                message.occurred_at,
+                message.channel_message_id,
+                message.sent_at,
+            )
+        )
+
+    def _try_assign(self, conv: Conversation) -> bool:
+        need = need_for(conv, self.rules)
+        agent = choose_agent(self.agents.values(), need)
+        if agent is None or not self._claim(agent.id, conv.channel):
+            return False
+        self._give(conv, agent.id)
+        return True
+
+    def _give(self, conv: Conversation, agent_id: str) -> None:
+        """``assign.give`` after a claimed slot: assigned, or offered where the channel asks
+        for acceptance; the agent is woken either way."""
+        offer = conv.channel in self.policy.offer_timeout_s
+        self._save(
+            replace(
+                conv,
+                state="assigned",
+                agent_id=agent_id,
+                assigned_at=self.now,
+                offered_at=self.now,
+                accepted_at=None if offer else self.now,
+            )
+        )
+        self._wake(agent_id)
+        stamp = self.now.isoformat()
+        if offer:
+            expires = self.now + timedelta(seconds=self.policy.offer_timeout_s[conv.channel])
+            self._emit(
+                conv,
+                Offered(
+                    event_id=derived_id("offered", conv.id, agent_id, stamp),
+                    occurred_at=self.now,
+                    conversation_id=conv.id,
+                    channel=conv.channel,
+                    agent_id=agent_id,
+                    expires_at=expires,
+                ),
+            )
+        else:
+            self._emit(
+                conv,
+                Assigned(
+                    event_id=derived_id("assigned", conv.id, agent_id, stamp),
+                    occurred_at=self.now,
+                    conversation_id=conv.id,
+                    channel=conv.channel,
+                    agent_id=agent_id,
+                    team=self.agents[agent_id].team,
+                ),
+            )
+
+    # ------------------------------------------------------------ events
+
+    def _emit_received(self, conv: Conversation, message: InboundMessage) -> None:
+        self._emit(
+            conv,
+            MessageReceived(
+                event_id=derived_id("message_received", message.message_id),
+                occurred_at=message.occurred_at,
+                conversation_id=conv.id,
+                channel=conv.channel,
+                message_id=message.message_id,
+            ),
+        )
+
+    def _emit_classified(self, conv: Conversation, cause: object) -> None:
+        self._emit(
+            conv,
+            Classified(
+                event_id=derived_id("classified", conv.id, cause),
+                occurred_at=self.now,
+                conversation_id=conv.id,
+                channel=conv.channel,
+                priority=conv.priority,
+                skill=conv.skill,
+                language=conv.language,
+                rules_fired=list(conv.rules_fired),
+                corrected_by=None,
+            ),
+        )
+
+    def _emit_queued(self, conv: Conversation, reason: str | None) -> None:
+        self._emit(
+            conv,
+            Queued(
+                event_id=derived_id("queued", conv.id, self.now.isoformat(), reason),
+                occurred_at=self.now,
+                conversation_id=conv.id,
+                channel=conv.channel,
+                priority=conv.priority,
+                skill=conv.skill,
+                language=conv.language,
+                reason=reason,
+            ),
+        )
+
+
+def plan_batch(
+    messages: Iterable[InboundMessage],
+    intake: Intake,
+    *,
+    rules: RuleSet,
+    policy: Policy,
+    now: datetime,
+) -> Plan:
+    """What applying ``messages`` one at a time, in order, at ``now`` would write and emit."""
+    planner = _Planner(intake, rules, policy, now)
+    for message in messages:
+        planner.receive(message)
+    return planner.plan
