@@ -1,7 +1,9 @@
 """``make run``: broker, database, migrations and the three services, with dev API keys.
 
-Ctrl-C (or SIGTERM) stops everything. ``--demo`` also seeds agents and posts messages so a
-newcomer sees assignments and metrics move.
+Ctrl-C (or SIGTERM) stops everything, losing nothing in flight: ingest stops accepting first
+(it answers the requests it holds), the router and metrics consume what is left on the topics,
+and only then do they and the broker stop. A second Ctrl-C stops at once. ``--demo`` also
+seeds agents and posts messages so a newcomer sees assignments and metrics move.
 """
 
 from __future__ import annotations
@@ -14,16 +16,23 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from devtools.stack import ROOT, Broker, Postgres, create_database, migrate, port_free
+from devtools.topics import lag
+from services.metrics.settings import MetricsSettings
+from services.router.settings import RouterSettings
 from shared.auth import agent_scope, hash_key, new_key
+from shared.settings import Topics
 
 RUN_DIR = ROOT / ".run"
 SERVICES = {"ingest": 8001, "router": 8002, "metrics": 8003}
 DEMO_AGENTS = ["alice", "bao", "chloe"]
+# How long a stop waits for the router and metrics to consume what is on the topics.
+DRAIN_TIMEOUT_S = 60.0
 
 
 def say(message: str) -> None:
@@ -65,6 +74,9 @@ def launch(name: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[b
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,
+        # Its own session: Ctrl-C in the terminal reaches only ``make run``, which stops the
+        # services in order.
+        start_new_session=True,
     )
 
 
@@ -91,6 +103,63 @@ def stop_all(processes: dict[str, subprocess.Popen[bytes]]) -> None:
             process.wait(10)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def drained_groups(topics: Topics) -> dict[str, dict[str, list[str]]]:
+    """Per service that must drain before the broker stops: its consumer groups (as ``make
+    run`` names them) and their topics."""
+    router = str(RouterSettings.model_fields["consumer_group"].default)
+    metrics = str(MetricsSettings.model_fields["consumer_group"].default)
+    return {
+        "router": {router: [topics.inbound], f"{router}-deliveries": [topics.conversation_events]},
+        "metrics": {metrics: [topics.conversation_events, topics.agent_events]},
+    }
+
+
+def stop_desk(
+    processes: dict[str, subprocess.Popen[bytes]],
+    bootstrap: str,
+    groups: dict[str, dict[str, list[str]]],
+    *,
+    timeout: float = DRAIN_TIMEOUT_S,
+    interrupted: Callable[[], bool] = lambda: False,
+) -> dict[str, int]:
+    """Stop ingest (it answers what it holds and publishes it), wait until the running
+    services' consumer groups have committed every record on their topics (progress printed,
+    at most ``timeout`` seconds, or until ``interrupted``), then stop the other services.
+    What was left unconsumed, per group."""
+    if "ingest" in processes:
+        say("stopping ingest: no new messages; the requests it holds are answered")
+        stop_all({"ingest": processes.pop("ingest")})
+    watched = {
+        group: topics
+        for name, service_groups in groups.items()
+        if name in processes and processes[name].poll() is None
+        for group, topics in service_groups.items()
+    }
+    behind: dict[str, int] = {}
+    deadline = time.monotonic() + timeout
+    settled = 0
+    while watched and not interrupted():
+        try:
+            behind = asyncio.run(asyncio.wait_for(lag(bootstrap, watched), 10))
+        except Exception as exc:  # a broker that is gone cannot be drained
+            say(f"cannot read the consumer groups' progress ({exc!r}); stopping anyway")
+            break
+        # Zero twice in a row: the router's outbox may still be publishing what it consumed.
+        settled = settled + 1 if not any(behind.values()) else 0
+        if settled == 2:
+            say("drained: the router and metrics consumed everything on the topics")
+            break
+        if time.monotonic() > deadline:
+            say(f"gave up draining after {timeout:.0f}s; unconsumed records are lost: {behind}")
+            break
+        if any(behind.values()):
+            say("draining: " + ", ".join(f"{g} {n} behind" for g, n in behind.items()))
+        time.sleep(1.0)
+    stop_all(processes)
+    processes.clear()
+    return behind
 
 
 def main() -> int:
@@ -130,11 +199,12 @@ def main() -> int:
             from devtools.demo import run_demo
 
             asyncio.run(run_demo({n: str(k["key"]) for n, k in keys.items()}))
-        say("running; Ctrl-C stops everything")
-        stop = {"now": False}
+        say("running; Ctrl-C stops everything (after the topics are drained)")
+        stop = {"now": False, "signals": 0}
 
         def on_signal(*_: object) -> None:
             stop["now"] = True
+            stop["signals"] = int(stop["signals"]) + 1
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
@@ -144,9 +214,15 @@ def main() -> int:
                     say(f"{name} exited with code {process.returncode}; see .run/{name}.log")
                     stop["now"] = True
             time.sleep(0.5)
+        say("stopping; Ctrl-C again stops at once, losing what is still on the topics")
+        stop_desk(
+            processes,
+            broker.bootstrap,
+            drained_groups(Topics()),
+            interrupted=lambda: int(stop["signals"]) > 1,
+        )
         return 0
     finally:
-        say("stopping")
         stop_all(processes)
         broker.stop()
         pg.stop()

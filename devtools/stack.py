@@ -32,7 +32,10 @@ def free_port() -> int:
 
 
 def port_free(port: int) -> bool:
+    """Whether a server can listen on ``port`` now. Binds as uvicorn does, with SO_REUSEADDR:
+    a port whose connections of a process just stopped are in TIME_WAIT is free."""
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

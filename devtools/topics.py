@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 
 async def read_topic(bootstrap: str, topic: str, *, settle: float = 0.3) -> list[Any]:
@@ -47,3 +49,30 @@ async def produce(bootstrap: str, topic: str, items: list[tuple[str, bytes]]) ->
             await future
     finally:
         await producer.stop()
+
+
+async def lag(bootstrap: str, groups: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Records on each consumer group's topics that the group has not committed yet."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await consumer.start()
+    await admin.start()
+    try:
+        await consumer._client.force_metadata_update()
+        behind: dict[str, int] = {}
+        for group, topics in groups.items():
+            tps = [
+                TopicPartition(topic, p)
+                for topic in topics
+                for p in consumer.partitions_for_topic(topic) or ()
+            ]
+            end = await consumer.end_offsets(tps) if tps else {}
+            committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+            behind[group] = sum(
+                max(end[tp] - max(committed[tp].offset if tp in committed else 0, 0), 0)
+                for tp in tps
+            )
+        return behind
+    finally:
+        await admin.close()
+        await consumer.stop()
