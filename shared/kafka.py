@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -329,3 +329,120 @@ class ConsumeLoop:
         )
         self.dead_lettered += 1
         return True
+
+
+class BatchConsumeLoop(ConsumeLoop, Generic[M]):
+    """A consume loop that applies each partition's records of a poll as batches of at most
+    ``max_records``, one ``apply`` call (one transaction) per batch.
+
+    Records that do not parse are dead-lettered after their batch committed. A batch that
+    fails transiently is retried whole after a pause; one that fails otherwise is split in
+    halves, applied in order, down to the one record that is then retried and, if it keeps
+    failing, dead-lettered (``ConsumeLoop._apply_one``). The records of a partition are
+    applied in offset order either way."""
+
+    def __init__(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        *,
+        parse: Callable[[ConsumerRecord[Any, Any]], M],
+        apply: Callable[[list[M]], Awaitable[None]],
+        dead_letter_topic: str,
+        group_id: str,
+        max_records: int = 200,
+        max_attempts: int = 3,
+        retry_pause: float = 0.5,
+    ) -> None:
+        async def handle_one(record: ConsumerRecord[Any, Any]) -> None:
+            await apply([parse(record)])
+
+        super().__init__(
+            consumer,
+            producer,
+            handle=handle_one,
+            dead_letter_topic=dead_letter_topic,
+            group_id=group_id,
+            max_attempts=max_attempts,
+            retry_pause=retry_pause,
+        )
+        self.parse = parse
+        self.apply = apply
+        self.max_records = max_records
+        self.batches = 0
+
+    async def _apply_partition(
+        self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
+    ) -> tuple[TopicPartition, int | None]:
+        next_offset: int | None = None
+        for start in range(0, len(records), self.max_records):
+            batch = records[start : start + self.max_records]
+            settled = await self._settle(batch)
+            if settled:
+                next_offset = batch[settled - 1].offset + 1
+            if settled < len(batch):
+                self.consumer.seek(tp, batch[settled].offset)
+                break
+        return tp, next_offset
+
+    async def _settle(self, records: list[ConsumerRecord[Any, Any]]) -> int:
+        """Apply or dead-letter the leading records; how many are done (fewer than all when
+        the rest must be retried later)."""
+        if len(records) == 1:
+            return int(await self._apply_one(records[0]))
+        parsed: list[M] = []
+        poison: list[tuple[int, str]] = []
+        for i, record in enumerate(records):
+            try:
+                parsed.append(self.parse(record))
+            except PoisonRecord as exc:
+                poison.append((i, exc.reason))
+        try:
+            with tracer.start_as_current_span(
+                f"{records[0].topic} process batch",
+                kind=SpanKind.CONSUMER,
+                attributes={
+                    "messaging.destination.name": records[0].topic,
+                    "messaging.consumer.group.name": self.group_id,
+                    "messaging.batch.message_count": len(records),
+                },
+            ):
+                if parsed:
+                    await self.apply(parsed)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if _is_transient(exc):
+                self.healthy = False
+                log.warning(
+                    "transient failure applying a batch, will retry",
+                    extra={
+                        "topic": records[0].topic,
+                        "partition": records[0].partition,
+                        "offsets": f"{records[0].offset}-{records[-1].offset}",
+                        "error": repr(exc),
+                    },
+                )
+                await asyncio.sleep(self.retry_pause)
+                return 0
+            log.warning(
+                "batch failed, narrowing it down",
+                extra={
+                    "topic": records[0].topic,
+                    "partition": records[0].partition,
+                    "offsets": f"{records[0].offset}-{records[-1].offset}",
+                    "error": repr(exc),
+                },
+            )
+            half = len(records) // 2
+            done = await self._settle(records[:half])
+            if done < half:
+                return done
+            return half + await self._settle(records[half:])
+        self.healthy = True
+        self.batches += 1
+        self.applied += len(parsed)
+        for i, reason in poison:
+            if not await self._dead_letter(records[i], reason):
+                return i  # the records after it were applied: applying them again is a no-op
+        return len(records)

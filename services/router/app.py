@@ -12,7 +12,12 @@ from datetime import timedelta
 from fastapi import FastAPI
 
 from services.router.api import router
-from services.router.consumer import delivery_handler, inbound_handler, sweep_forever
+from services.router.consumer import (
+    delivery_handler,
+    inbound_batch_applier,
+    parse_inbound,
+    sweep_forever,
+)
 from services.router.context import Policy
 from services.router.outbox import OutboxRelay
 from services.router.routing.rules import RulesSource
@@ -20,7 +25,14 @@ from services.router.settings import RouterSettings
 from services.router.uow import UnitOfWork
 from services.router.wakeups import AgentWakeups
 from shared.db import async_url, make_engine, make_sessionmaker
-from shared.kafka import ConsumeLoop, TopicGuard, ensure_topics, make_consumer, make_producer
+from shared.kafka import (
+    BatchConsumeLoop,
+    ConsumeLoop,
+    TopicGuard,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+)
 from shared.service import service_app, stateful_checks
 
 
@@ -56,12 +68,14 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             async_url(settings.database_url).replace("+asyncpg", "", 1),
             max_waits_per_agent=settings.max_waits_per_agent,
         )
-        loop = ConsumeLoop(
+        loop = BatchConsumeLoop(
             consumer,
             producer,
-            handle=inbound_handler(uow),
+            parse=parse_inbound,
+            apply=inbound_batch_applier(uow),
             dead_letter_topic=settings.topics.dead_letter,
             group_id=settings.consumer_group,
+            max_records=settings.inbound_batch_max_records,
         )
         deliveries_group = f"{settings.consumer_group}-deliveries"
         deliveries_consumer = make_consumer(

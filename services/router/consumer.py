@@ -1,4 +1,5 @@
-"""The router's Kafka side: apply each inbound message in its own transaction; sweep the queue."""
+"""The router's Kafka side: apply inbound messages a batch per transaction (or one at a time,
+the reference the batch is held to); record delivery statuses; sweep the queue."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from aiokafka import ConsumerRecord
 from services.router.assign import escalate_due, expire_offers, sweep_queue
 from services.router.context import Context
 from services.router.handlers import receive_message
+from services.router.intake import receive_messages
 from services.router.uow import UnitOfWork
 from shared.events import (
     InboundMessage,
@@ -22,6 +24,21 @@ from shared.events import (
 from shared.kafka import RecordHandler, parse_record
 
 log = logging.getLogger(__name__)
+
+
+def parse_inbound(record: ConsumerRecord[Any, Any]) -> InboundMessage:
+    """An inbound record's message, or PoisonRecord saying what is wrong with it."""
+    return parse_record(InboundMessage, record)
+
+
+def inbound_batch_applier(uow: UnitOfWork) -> Callable[[list[InboundMessage]], Awaitable[None]]:
+    """Apply a batch of inbound messages in one transaction; returns after the commit."""
+
+    async def apply(messages: list[InboundMessage]) -> None:
+        async with uow() as ctx:
+            await receive_messages(ctx, messages)
+
+    return apply
 
 
 def inbound_handler(uow: UnitOfWork) -> RecordHandler:

@@ -19,6 +19,9 @@ class RouterSettings(CommonSettings):
     # Seconds a request or a record waits for one of the db_pool_size connections (the router
     # opens no more) before it is answered 503 or retried.
     db_pool_timeout_s: float = 10.0
+    # Inbound records of one partition applied in one transaction (a poll's records, at most
+    # this many; nothing waits for a batch to fill). See docs/benchmarks.md for the measure.
+    inbound_batch_max_records: int = Field(default=200, ge=1, le=500)
     # Period of the queue sweep that assigns anything a racing wake-up left queued.
     queue_sweep_interval_s: float = 1.0
     # Longest long-poll an agent may ask for.

@@ -7,7 +7,14 @@ import json
 from aiokafka import TopicPartition
 from sqlalchemy.exc import OperationalError
 
-from shared.kafka import ConsumeLoop, ensure_topics, make_consumer, make_producer
+from shared.kafka import (
+    BatchConsumeLoop,
+    ConsumeLoop,
+    PoisonRecord,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+)
 from shared.settings import CommonSettings
 from tests.conftest import eventually, produce, read_topic
 
@@ -106,3 +113,90 @@ async def test_a_record_whose_handler_keeps_failing_is_dead_lettered_with_the_re
     assert len(letters) == 1
     assert letters[0]["value"] == "bug" and "KeyError" in letters[0]["reason"]
     assert letters[0]["source_offset"] == 0 and letters[0]["consumer_group"] == "bugs"
+
+
+async def _run_batches(broker, topics, group, apply, values, *, parse=lambda r: r.value):
+    """Produce ``values`` on one partition and run a BatchConsumeLoop over them until every
+    offset is committed; the loop's counters."""
+    settings = CommonSettings(
+        kafka_bootstrap=broker.bootstrap,
+        topics=topics,
+        kafka_partitions=1,
+        kafka_session_timeout_ms=3000,
+    )
+    await ensure_topics(settings)
+    consumer = make_consumer(settings, topics.inbound, group_id=group)
+    producer = make_producer(settings)
+    await consumer.start()
+    await producer.start()
+    loop = BatchConsumeLoop(
+        consumer,
+        producer,
+        parse=parse,
+        apply=apply,
+        dead_letter_topic=topics.dead_letter,
+        group_id=group,
+        max_records=50,
+        retry_pause=0.05,
+    )
+    task = asyncio.create_task(loop.run())
+    try:
+        await produce(broker.bootstrap, topics.inbound, [("k", v) for v in values])
+
+        async def committed():
+            return await consumer.committed(TopicPartition(topics.inbound, 0)) == len(values)
+
+        await eventually(committed, what=f"offset {len(values)} committed")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()
+    return loop
+
+
+async def test_a_failing_batch_is_narrowed_to_its_bad_record_and_the_partition_goes_on(
+    broker, topics
+):
+    values = [f"m{i}".encode() for i in range(30)]
+    values[17] = b"bug"
+    values[23] = b"unparseable"
+    applied: list[bytes] = []
+
+    def parse(record):
+        if record.value == b"unparseable":
+            raise PoisonRecord("not a message")
+        return record.value
+
+    async def apply(batch):
+        if b"bug" in batch:  # as a transaction would: nothing of the batch is kept
+            raise KeyError("customer")
+        applied.extend(batch)
+
+    loop = await _run_batches(broker, topics, "narrowing", apply, values, parse=parse)
+    assert applied == [v for v in values if v not in (b"bug", b"unparseable")]
+    letters = [json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.dead_letter)]
+    assert sorted((x["value"], x["source_offset"]) for x in letters) == [
+        ("bug", 17),
+        ("unparseable", 23),
+    ]
+    assert "KeyError" in next(x["reason"] for x in letters if x["value"] == "bug")
+    assert loop.applied == 28
+
+
+async def test_a_batch_that_fails_transiently_is_retried_whole_and_nothing_dead_lettered(
+    broker, topics
+):
+    values = [f"m{i}".encode() for i in range(10)]
+    applied: list[bytes] = []
+    failures = {"left": 2}
+
+    async def apply(batch):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OperationalError("INSERT ...", {}, ConnectionError("database went away"))
+        applied.extend(batch)
+
+    await _run_batches(broker, topics, "transient-batches", apply, values)
+    assert applied == values
+    assert await read_topic(broker.bootstrap, topics.dead_letter) == []
