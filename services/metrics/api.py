@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import uuid
 from dataclasses import asdict
 from datetime import UTC, datetime
@@ -311,12 +313,27 @@ class AgentOut(BaseModel):
 
 
 @router.get("/v1/live/agents", response_model=list[AgentOut], tags=["live"])
-async def live_agents(principal: PrincipalDep, request: Request) -> list[AgentOut]:
-    """Every agent the router announced: status, team, capacity and load (open assigned
-    conversations) per channel."""
+async def live_agents(
+    principal: PrincipalDep,
+    request: Request,
+    response: Response,
+    limit: Annotated[int, Query(ge=1, le=1000, description="agents per page")] = 500,
+    cursor: Annotated[
+        str | None, Query(max_length=400, description="the previous page's next link's cursor")
+    ] = None,
+) -> list[AgentOut]:
+    """Agents the router announced, in id order: status, team, capacity and load (open
+    assigned conversations) per channel. A ``Link: <...>; rel="next"`` header points to the
+    next page."""
     principal.require(OPS)
+    after = _after(cursor) if cursor is not None else ""
     async with request.app.state.sessions() as session:
-        rows = await MetricsStore(session).live_agents()
+        rows = await MetricsStore(session).live_agents(after=after, limit=limit + 1)
+    page = rows[:limit]
+    if len(rows) > limit:
+        cursor = base64.urlsafe_b64encode(page[-1]["agent_id"].encode()).decode()
+        url = request.url.include_query_params(cursor=cursor, limit=limit)
+        response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
     return [
         AgentOut(
             agent_id=r["agent_id"],
@@ -326,5 +343,13 @@ async def live_agents(principal: PrincipalDep, request: Request) -> list[AgentOu
             load=r["load"],
             status_since=r["status_at"],
         )
-        for r in rows
+        for r in page
     ]
+
+
+def _after(cursor: str) -> str:
+    """The agent id a cursor of live_agents holds (opaque to clients)."""
+    try:
+        return base64.b64decode(cursor, altchars=b"-_", validate=True).decode()
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest("the cursor is not one this API gave") from exc

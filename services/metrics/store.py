@@ -491,20 +491,26 @@ class MetricsStore:
             },
         )
 
-    async def live_agents(self) -> list[dict[str, Any]]:
-        """Every known agent: status, team, capacity per channel and load (its open, assigned
-        conversations per channel)."""
+    async def live_agents(
+        self, *, after: str = "", limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Known agents after ``after`` in id order, at most ``limit`` (None: all): status,
+        team, capacity per channel and load (its open, assigned conversations per channel)."""
         rows = await self.session.execute(
-            text("""SELECT a.agent_id, a.status, a.team, a.capacity, a.status_at,
+            text("""WITH page AS (SELECT * FROM metrics.agents WHERE agent_id > :after
+                                  ORDER BY agent_id LIMIT :limit)
+                    SELECT a.agent_id, a.status, a.team, a.capacity, a.status_at,
                            coalesce(l.load, '{}'::jsonb) AS load
-                    FROM metrics.agents a
+                    FROM page a
                     LEFT JOIN (SELECT agent_id, jsonb_object_agg(channel, n) AS load
                                FROM (SELECT agent_id, channel, count(*) AS n
                                      FROM metrics.conversations
-                                     WHERE agent_id IS NOT NULL AND resolved_at IS NULL
+                                     WHERE agent_id IN (SELECT agent_id FROM page)
+                                       AND resolved_at IS NULL
                                      GROUP BY 1, 2) per_channel
                                GROUP BY agent_id) l USING (agent_id)
-                    ORDER BY a.agent_id""")
+                    ORDER BY a.agent_id"""),
+            {"after": after, "limit": limit},
         )
         return [
             dict(r._mapping) | {"capacity": _json(r.capacity), "load": _json(r.load)} for r in rows

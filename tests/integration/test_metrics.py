@@ -11,6 +11,8 @@ from services.metrics.app import create_app
 from services.metrics.settings import MetricsSettings
 from shared.events import (
     AgentReplied,
+    AgentStatus,
+    AgentStatusChanged,
     Assigned,
     Channel,
     Classified,
@@ -350,3 +352,37 @@ async def test_sla_policies_attainment_at_risk_breach_events_csat_and_live_queue
     assert [
         s.value for s in parsed["switchboard_sla_breaches"].samples if s.name.endswith("_total")
     ] == [1]
+
+
+async def test_live_agents_come_in_pages_linked_by_next(metrics_app, ids, broker, topics):
+    now = datetime.now(UTC)
+    events = [
+        AgentStatusChanged(
+            event_id=derived_id("page", agent),
+            occurred_at=now,
+            agent_id=agent,
+            status=AgentStatus.ONLINE,
+        )
+        for agent in ("ann", "ben", "cat", "dan", "eve")
+    ]
+    await produce(
+        broker.bootstrap,
+        topics.agent_events,
+        [(e.agent_id, e.model_dump_json().encode()) for e in events],
+    )
+    async with running(metrics_app) as client:
+
+        async def all_listed():
+            answer = await client.get("/v1/live/agents", headers=ids.as_ops)
+            return len(answer.json()) == 5
+
+        await eventually(all_listed)
+        seen, url = [], "/v1/live/agents?limit=2"
+        while url:
+            answer = await client.get(url, headers=ids.as_ops)
+            assert answer.status_code == 200, answer.text
+            seen.append([a["agent_id"] for a in answer.json()])
+            url = answer.links.get("next", {}).get("url")
+        bad = await client.get("/v1/live/agents?cursor=%25%25", headers=ids.as_ops)
+    assert seen == [["ann", "ben"], ["cat", "dan"], ["eve"]]
+    assert bad.status_code == 400

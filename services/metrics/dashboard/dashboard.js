@@ -16,16 +16,33 @@ function takeKey() {
   return sessionStorage.getItem("switchboard-ops-key");
 }
 
-async function api(path, params) {
-  const url = new URL(path, location.origin);
-  for (const [name, value] of params || []) url.searchParams.append(name, value);
+async function fetchPage(url, path) {
   const answer = await fetch(url, { headers: { Authorization: `Bearer ${takeKey()}` } });
   if (answer.status === 401 || answer.status === 403) {
     sessionStorage.removeItem("switchboard-ops-key");
     throw new Error("the key was refused: an ops key is needed");
   }
   if (!answer.ok) throw new Error(`${path} answered ${answer.status}`);
-  return answer.json();
+  const next = /<([^>]+)>;\s*rel="next"/.exec(answer.headers.get("Link") || "");
+  return [await answer.json(), next ? new URL(next[1], location.origin) : null];
+}
+
+async function api(path, params) {
+  const url = new URL(path, location.origin);
+  for (const [name, value] of params || []) url.searchParams.append(name, value);
+  return (await fetchPage(url, path))[0];
+}
+
+// Every page of a list, following its Link rel="next" headers.
+async function apiAll(path) {
+  let items = [];
+  let url = new URL(path, location.origin);
+  while (url) {
+    const [page, next] = await fetchPage(url, path);
+    items = items.concat(page);
+    url = next;
+  }
+  return items;
 }
 
 function duration(seconds) {
@@ -123,7 +140,7 @@ async function refresh() {
   const from = new Date(Date.now() - span).toISOString();
   const [queues, agents, series, summary] = await Promise.all([
     api("/v1/live/queues"),
-    api("/v1/live/agents"),
+    apiAll("/v1/live/agents"),
     api("/v1/metrics/timeseries", [["interval", interval], ["from", from], ["clock", clock]]),
     api("/v1/metrics/summary", [["from", from], ["clock", clock], ["group_by", "priority"]]),
   ]);
