@@ -1,5 +1,6 @@
 """deploy/: the Prometheus scrape config and the Grafana dashboard fit what the services export;
-Kubernetes manifests, the Compose file and the topics file are valid and say what they must."""
+Kubernetes manifests, the Compose file and the topics file are valid and say what they must;
+ingest is reached only through the nginx proxy, whose config nginx accepts."""
 
 import json
 import re
@@ -15,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cli.topics_file import TopicsFileError, parse_topics
 from services.metrics.exposition import BUCKETS_S, HistogramRow, families, render
+from shared.settings import CommonSettings
 from shared.telemetry import RequestMetrics, _ConsumerProgress
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -112,8 +114,9 @@ def test_the_validator_refuses_a_misspelled_field():
 def test_every_service_probes_readyz_and_healthz_and_several_routers_run():
     docs = [d for _, d in manifests()]
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
-    assert set(deployments) == {f"switchboard-{s}" for s in ("ingest", "router", "metrics")}
-    for d in deployments.values():
+    services = {f"switchboard-{s}" for s in ("ingest", "router", "metrics")}
+    assert set(deployments) == services | {"switchboard-ingest-proxy"}
+    for d in (deployments[name] for name in services):
         (container,) = d["spec"]["template"]["spec"]["containers"]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -141,7 +144,7 @@ def test_the_compose_file_is_valid_and_runs_one_image_for_the_three_services(tmp
     }
     text = compose.read_text().replace("file: ./ops-key", f"file: {tmp_path / 'ops-key'}")
     (tmp_path / "compose.yml").write_text(text)
-    for folder in ("prometheus", "grafana"):
+    for folder in ("prometheus", "grafana", "nginx"):
         (tmp_path / folder).symlink_to(DEPLOY / folder)
     checked = subprocess.run(
         [binary, "-f", str(tmp_path / "compose.yml"), "config"],
@@ -161,6 +164,116 @@ def test_the_compose_file_is_valid_and_runs_one_image_for_the_three_services(tmp
         assert services[s]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
     dockerfile = (DEPLOY.parent / "Dockerfile").read_text()
     assert "-c constraints.txt" in dockerfile and "USER 10001" in dockerfile
+
+    # Ingest publishes no port: its address (8001) is the proxy's, which mounts the config.
+    assert "ports" not in services["ingest"]
+    proxy = services["ingest-proxy"]
+    assert proxy["image"].startswith("nginx:")
+    (published,) = proxy["ports"]
+    assert (str(published["published"]), published["target"]) == ("8001", 8080)
+    (mount,) = proxy["volumes"]  # docker-compose 1.x renders "source:target:mode"
+    if isinstance(mount, str):
+        source, target, _ = mount.split(":")
+    else:
+        source, target = mount["source"], mount["target"]
+    assert source.endswith("nginx/ingest-proxy.conf") and target == "/etc/nginx/nginx.conf"
+    assert UPSTREAM.split(":")[0] in services["ingest"]["networks"]["default"]["aliases"]
+    assert proxy["depends_on"]["ingest"]["condition"] == "service_healthy"
+    published_ports = {p["published"] for s in services.values() for p in s.get("ports", [])}
+    assert {str(p) for p in published_ports} >= {"8001", "8002", "8003"}
+    for s in ("ingest", "router", "metrics"):
+        assert services[s]["environment"]["SWITCHBOARD_DOCS_PUBLIC"] == "false"
+
+
+# ---------------------------------------------------------------- the proxy in front of ingest
+
+PROXY_CONF = DEPLOY / "nginx/ingest-proxy.conf"
+UPSTREAM = "switchboard-ingest:8001"
+
+
+def directives(text):
+    """Each simple nginx directive's arguments, by name (comments dropped)."""
+    found = {}
+    for line in text.splitlines():
+        words = line.split("#", 1)[0].strip().rstrip(";").split()
+        if words and not line.strip().endswith("{"):
+            found.setdefault(words[0], []).append(words[1:])
+    return found
+
+
+def size_in_bytes(value):
+    units = {"k": 1024, "m": 1024**2}
+    return int(value[:-1]) * units[value[-1].lower()] if value[-1].isalpha() else int(value)
+
+
+def test_the_proxy_limits_each_client_and_matches_ingests_own_limits():
+    found = directives(PROXY_CONF.read_text())
+    settings = CommonSettings()
+    (body,) = found["client_max_body_size"]
+    assert size_in_bytes(body[0]) == settings.max_body_bytes
+    assert found["server"] == [[UPSTREAM]] and found["proxy_pass"] == [["http://ingest"]]
+    assert [z[0] for z in found["limit_conn_zone"]] == ["$binary_remote_addr"]
+    assert [z[0] for z in found["limit_req_zone"]] == ["$binary_remote_addr"]
+    assert found["limit_conn"] and found["limit_req"]
+    for timeout in ("client_header_timeout", "client_body_timeout", "keepalive_timeout"):
+        assert timeout in found
+    # The proxy lets an upstream connection go before ingest's keep-alive timeout does.
+    upstream_keepalive = min(int(v[0].rstrip("s")) for v in found["keepalive_timeout"])
+    assert upstream_keepalive < settings.keepalive_timeout_s
+
+
+def test_nginx_accepts_the_proxy_config(tmp_path):
+    binary = shutil.which("nginx", path="/usr/sbin:/usr/bin:/sbin:/bin")  # not on every PATH
+    assert binary, "nginx is missing: `make system-deps` installs Debian's"
+    # nginx -t resolves upstream names; the cluster's is not resolvable here.
+    config = tmp_path / "nginx.conf"
+    config.write_text(PROXY_CONF.read_text().replace(UPSTREAM, "127.0.0.1:8001"))
+    checked = subprocess.run(
+        [binary, "-t", "-q", "-c", str(config), "-e", "stderr", "-p", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_in_kubernetes_ingest_is_reached_only_through_the_proxy():
+    docs = [d for _, d in manifests()]
+
+    def named(kind, name):
+        (found,) = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+        return found
+
+    config = named("ConfigMap", "switchboard-ingest-proxy")
+    assert config["data"]["nginx.conf"] == PROXY_CONF.read_text()
+    public = [
+        d["metadata"]["name"]
+        for d in docs
+        if d["kind"] == "Service" and d["spec"].get("type") in ("LoadBalancer", "NodePort")
+    ]
+    assert public == ["switchboard-ingest-proxy"]
+    assert named("Service", "switchboard-ingest")["spec"]["type"] == "ClusterIP"
+    assert named("Service", "switchboard-ingest")["spec"]["ports"][0]["port"] == int(
+        UPSTREAM.split(":")[1]
+    )
+    proxy = named("Deployment", "switchboard-ingest-proxy")["spec"]["template"]["spec"]
+    (container,) = proxy["containers"]
+    assert container["image"].startswith("nginx:")
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/etc/nginx/nginx.conf"]["subPath"] == "nginx.conf"
+    volumes = {v["name"]: v for v in proxy["volumes"]}
+    assert volumes[mounts["/etc/nginx/nginx.conf"]["name"]]["configMap"]["name"] == (
+        "switchboard-ingest-proxy"
+    )
+    policy = named("NetworkPolicy", "switchboard-ingest")
+    ingest_labels = named("Deployment", "switchboard-ingest")["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == ingest_labels
+    (rule,) = policy["spec"]["ingress"]
+    pods = [p["podSelector"]["matchLabels"] for p in rule["from"] if "podSelector" in p]
+    proxy_labels = named("Deployment", "switchboard-ingest-proxy")["spec"]["selector"]
+    assert pods == [proxy_labels["matchLabels"]]
+    shared_config = named("ConfigMap", "switchboard")["data"]
+    assert shared_config["SWITCHBOARD_DOCS_PUBLIC"] == "false"
 
 
 def test_the_topics_file_gives_production_settings_and_a_development_override():
