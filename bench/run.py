@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bench import baselines, candidates_read, metrics_report, scaling
+from bench import baselines, candidates_read, metrics_report, router_drain, scaling
 from bench.agents_proc import AgentsProcess
 from bench.loadgen import run_load
 from bench.pipeline import (
@@ -181,6 +181,37 @@ async def run(profile: dict[str, Any], args: argparse.Namespace) -> dict[str, An
     out["ratios"] = ratios(out)
     out["finished_at"] = datetime.now(UTC).isoformat()
     return out
+
+
+PARTS = {"router": router_drain.run}
+PART_SIZES = {
+    "quick": {"messages": 4_000, "history": 100_000},
+    "full": {"messages": 20_000, "history": 1_000_000},
+}
+
+
+async def run_part(part: str, profile: str) -> dict[str, Any]:
+    """One part of the bench on its own broker and database, with the machine it ran on."""
+    log_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
+    broker = Broker(log_path=log_dir / "broker.log").start()
+    pg = Postgres()
+    try:
+        figures = await PARTS[part](broker, pg, log_dir, **PART_SIZES[profile])
+    finally:
+        broker.stop()
+        pg.stop()
+    return figures | {"profile": profile, "machine": machine(), "at": datetime.now(UTC).isoformat()}
+
+
+def record_part(part: str, figures: dict[str, Any]) -> None:
+    """Keep a full-size part's figures in docs/benchmarks.json under ``parts``."""
+    if figures["profile"] != "full":
+        return
+    path = ROOT / "docs" / "benchmarks.json"
+    recorded = json.loads(path.read_text()) if path.exists() else {}
+    recorded.setdefault("parts", {})[part] = figures
+    path.write_text(json.dumps(recorded, indent=2))
+    say(f"recorded the {part} part in {path.relative_to(ROOT)}")
 
 
 def wait_ready_http(port: int, process: Any) -> None:
@@ -372,7 +403,17 @@ def main() -> int:
         help="find the highest rate keeping p99 ingest→assigned under 250 ms",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    parser.add_argument(
+        "--only",
+        choices=sorted(PARTS),
+        help="run one part; its figures are the JSON object on the last line",
+    )
     args = parser.parse_args()
+    if args.only:
+        figures = asyncio.run(run_part(args.only, args.profile))
+        record_part(args.only, figures)
+        print(json.dumps(figures), flush=True)
+        return 0
     if args.ramp is None:
         args.ramp = args.profile == "full"
     profile = PROFILES[args.profile]

@@ -10,11 +10,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from opentelemetry.trace import SpanKind
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -35,6 +37,20 @@ class PoisonRecord(Exception):
         self.reason = reason
 
 
+@lru_cache(maxsize=65_536)
+def _key_hash(key: bytes) -> int:
+    return int(murmur2(key)) & 0x7FFFFFFF
+
+
+def key_partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
+    """aiokafka's default partitioner (murmur2, as the Java client, so every client puts a key
+    on the same partition) with each key's hash remembered: aiokafka computes it in pure
+    Python, and a conversation's key is published again with each of its events."""
+    if key is None:
+        return int(DefaultPartitioner()(key, all_partitions, available))
+    return all_partitions[_key_hash(key) % len(all_partitions)]
+
+
 def make_producer(settings: CommonSettings) -> AIOKafkaProducer:
     """A producer that waits for every in-sync replica (the idempotent producer is not used:
     the local broker does not support it, and consumers deduplicate on event ids instead)."""
@@ -43,6 +59,7 @@ def make_producer(settings: CommonSettings) -> AIOKafkaProducer:
         acks="all",
         request_timeout_ms=settings.kafka_request_timeout_ms,
         linger_ms=1,
+        partitioner=key_partitioner,
         client_id=f"switchboard-{settings.environment}",
     )
 
@@ -332,8 +349,9 @@ class ConsumeLoop:
 
 
 class BatchConsumeLoop(ConsumeLoop, Generic[M]):
-    """A consume loop that applies each partition's records of a poll as batches of at most
-    ``max_records``, one ``apply`` call (one transaction) per batch.
+    """A consume loop that applies each poll's records (at most ``max_records``, from every
+    partition assigned, each partition's in offset order) as one batch: one ``apply`` call, one
+    transaction, then the offsets.
 
     Records that do not parse are dead-lettered after their batch committed. A batch that
     fails transiently is retried whole after a pause; one that fails otherwise is split in
@@ -371,19 +389,30 @@ class BatchConsumeLoop(ConsumeLoop, Generic[M]):
         self.max_records = max_records
         self.batches = 0
 
-    async def _apply_partition(
-        self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
-    ) -> tuple[TopicPartition, int | None]:
-        next_offset: int | None = None
-        for start in range(0, len(records), self.max_records):
-            batch = records[start : start + self.max_records]
-            settled = await self._settle(batch)
-            if settled:
-                next_offset = batch[settled - 1].offset + 1
-            if settled < len(batch):
-                self.consumer.seek(tp, batch[settled].offset)
-                break
-        return tp, next_offset
+    async def run(self) -> None:
+        """Consume until cancelled: each poll (at most ``max_records``, across partitions, each
+        partition's records in offset order) is one batch; the offsets of what it settled are
+        committed after it, and each partition with records left is rewound to the first."""
+        while True:
+            polled = await self.consumer.getmany(timeout_ms=200, max_records=self.max_records)
+            records = [r for tp in sorted(polled) for r in polled[tp]]
+            if not records:
+                continue
+            settled = await self._settle(records)
+            offsets = {
+                TopicPartition(r.topic, r.partition): r.offset + 1 for r in records[:settled]
+            }
+            rewound: set[TopicPartition] = set()
+            for record in records[settled:]:
+                tp = TopicPartition(record.topic, record.partition)
+                if tp not in rewound:
+                    self.consumer.seek(tp, record.offset)
+                    rewound.add(tp)
+            if offsets:
+                try:
+                    await self.consumer.commit(offsets)
+                except KafkaError as exc:
+                    log.warning("offset commit failed", extra={"error": repr(exc)})
 
     async def _settle(self, records: list[ConsumerRecord[Any, Any]]) -> int:
         """Apply or dead-letter the leading records; how many are done (fewer than all when

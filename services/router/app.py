@@ -13,8 +13,9 @@ from fastapi import FastAPI
 
 from services.router.api import router
 from services.router.consumer import (
-    delivery_handler,
+    delivery_applier,
     inbound_batch_applier,
+    parse_delivery,
     parse_inbound,
     sweep_forever,
 )
@@ -27,7 +28,6 @@ from services.router.wakeups import AgentWakeups
 from shared.db import async_url, make_engine, make_sessionmaker
 from shared.kafka import (
     BatchConsumeLoop,
-    ConsumeLoop,
     TopicGuard,
     ensure_topics,
     make_consumer,
@@ -83,12 +83,14 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         )
         # Both groups join at once: a join can take seconds.
         await asyncio.gather(consumer.start(), deliveries_consumer.start())
-        deliveries = ConsumeLoop(
+        deliveries = BatchConsumeLoop(
             deliveries_consumer,
             producer,
-            handle=delivery_handler(uow),
+            parse=parse_delivery,
+            apply=delivery_applier(uow),
             dead_letter_topic=settings.topics.dead_letter,
             group_id=deliveries_group,
+            max_records=500,
         )
         deliveries.start()
         app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer

@@ -52,24 +52,34 @@ def inbound_handler(uow: UnitOfWork) -> RecordHandler:
     return handle
 
 
-def delivery_handler(uow: UnitOfWork) -> RecordHandler:
-    """Record the delivery status the dispatcher reports on the conversation-events topic;
-    every other event there is the router's own and is skipped."""
+DeliveryStatus = ReplyDelivered | ReplyFailed
 
-    async def handle(record: ConsumerRecord[Any, Any]) -> None:
-        if b'"conversation.reply_' not in (record.value or b""):
-            return
-        event = parse_record(conversation_event_adapter, record)
-        if isinstance(event, ReplyDelivered):
-            status, detail = "sent", f"delivered after {event.attempts} attempt(s)"
-        elif isinstance(event, ReplyFailed):
-            status, detail = "failed", event.reason
-        else:
+
+def parse_delivery(record: ConsumerRecord[Any, Any]) -> DeliveryStatus | None:
+    """A delivery status the dispatcher reports on the conversation-events topic; None for
+    every other event there (the router's own, skipped without parsing)."""
+    if b'"conversation.reply_' not in (record.value or b""):
+        return None
+    event = parse_record(conversation_event_adapter, record)
+    return event if isinstance(event, ReplyDelivered | ReplyFailed) else None
+
+
+def delivery_applier(uow: UnitOfWork) -> Callable[[list[DeliveryStatus | None]], Awaitable[None]]:
+    """Record a batch's delivery statuses in one transaction, in order (a later 'sent' wins)."""
+
+    async def apply(events: list[DeliveryStatus | None]) -> None:
+        statuses = [e for e in events if e is not None]
+        if not statuses:
             return
         async with uow() as ctx:
-            await ctx.store.set_delivery(event.message_id, status, detail)
+            for event in statuses:
+                if isinstance(event, ReplyDelivered):
+                    detail = f"delivered after {event.attempts} attempt(s)"
+                    await ctx.store.set_delivery(event.message_id, "sent", detail)
+                else:
+                    await ctx.store.set_delivery(event.message_id, "failed", event.reason)
 
-    return handle
+    return apply
 
 
 async def sweep_forever(uow: UnitOfWork, interval_s: float) -> None:

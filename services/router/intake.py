@@ -10,7 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.router.context import Context
-from services.router.routing.batch import Intake, Plan, needs_of_batch, plan_batch
+from services.router.routing.batch import (
+    Intake,
+    Plan,
+    classify_message,
+    needs_of_batch,
+    plan_batch,
+)
 from shared.events import InboundMessage
 
 
@@ -25,7 +31,8 @@ async def receive_messages(ctx: Context, messages: Sequence[InboundMessage]) -> 
     # of an assigned thread (woken by the follow-up).
     also = {c.last_agent_id or c.agent_id for c in threads.values() if c.state == "resolved"}
     also |= {c.agent_id for c in threads.values() if c.state == "assigned"}
-    needs = set(needs_of_batch(fresh, threads, ctx.rules))
+    classified = {m.message_id: classify_message(m, ctx.rules) for m in fresh}
+    needs = set(needs_of_batch(fresh, threads, ctx.rules, classified))
     agents = await store.lock_agents_for(needs, sorted(a for a in also if a)) if fresh else {}
     plan = plan_batch(
         messages,
@@ -33,6 +40,7 @@ async def receive_messages(ctx: Context, messages: Sequence[InboundMessage]) -> 
         rules=ctx.rules,
         policy=ctx.policy,
         now=ctx.now,
+        classified=classified,
     )
     await store.write_intake(plan)
     for conversation_id, event in plan.events:

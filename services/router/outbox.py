@@ -80,12 +80,12 @@ class OutboxRelay:
             if not rows:
                 return 0
             await self.topics.ensure()
+            # A batch's rows mostly share a few trace contexts: decode each once.
+            traces = {r.trace for r in rows}
+            headers = {t: kafka_headers(json.loads(t) if t else {}) for t in traces}
             sent = [
                 await self.producer.send(
-                    r.topic,
-                    r.payload.encode(),
-                    key=r.key.encode(),
-                    headers=kafka_headers(json.loads(r.trace) if r.trace else {}),
+                    r.topic, r.payload.encode(), key=r.key.encode(), headers=headers[r.trace]
                 )
                 for r in rows
             ]

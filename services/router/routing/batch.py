@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from services.router.context import Policy
 from services.router.routing.classify import Classification, classify, raise_on_followup
 from services.router.routing.rules import RuleSet
-from services.router.routing.select import AgentView, Need, choose_agent
+from services.router.routing.select import AgentView, Need, choose_agent, suits
 from services.router.store import Conversation
 from shared.events import (
     AgentStatus,
@@ -93,13 +93,16 @@ def classify_message(message: InboundMessage, rules: RuleSet) -> Classification:
 
 
 def needs_of_batch(
-    messages: Iterable[InboundMessage], threads: Mapping[str, Conversation], rules: RuleSet
+    messages: Iterable[InboundMessage],
+    threads: Mapping[str, Conversation],
+    rules: RuleSet,
+    classified: Mapping[uuid.UUID, Classification],
 ) -> list[Need]:
     """Every need the batch may assign for (before planning, to find the agents to lock): a
     new thread's classification, a waiting or reopened one's, raised or not."""
     needs: list[Need] = []
     for message in messages:
-        found = classify_message(message, rules)
+        found = classified[message.message_id]
         conv = threads.get(message.conversation_key)
         needs.append(
             Need(message.channel, found.skill, found.language, found.min_level, found.team)
@@ -112,8 +115,19 @@ def needs_of_batch(
 
 
 class _Planner:
-    def __init__(self, intake: Intake, rules: RuleSet, policy: Policy, now: datetime) -> None:
+    def __init__(
+        self,
+        intake: Intake,
+        rules: RuleSet,
+        policy: Policy,
+        now: datetime,
+        classified: Mapping[uuid.UUID, Classification],
+    ) -> None:
         self.rules = rules
+        self.classified = classified
+        # Per need, the agents that suit it (status, skills, languages and teams do not change
+        # within a batch; loads do): each choice then ranks only those.
+        self.suited: dict[Need, list[str]] = {}
         self.policy = policy
         self.now = now
         self.seen = set(intake.seen)
@@ -156,7 +170,7 @@ class _Planner:
             self.plan.skipped += 1
             return
         self.seen.add(message.message_id)
-        found = classify_message(message, self.rules)
+        found = self.classified.get(message.message_id) or classify_message(message, self.rules)
         conv = self.threads.get(message.conversation_key)
         if conv is not None and conv.state == "resolved":
             since = self.now - self.policy.reopen_window
@@ -291,7 +305,12 @@ class _Planner:
 
     def _try_assign(self, conv: Conversation) -> bool:
         need = need_for(conv, self.rules)
-        agent = choose_agent(self.agents.values(), need)
+        suited = self.suited.get(need)
+        if suited is None:
+            suited = [a.id for a in self.agents.values() if suits(a, need)]
+        # Room only shrinks within a batch: an agent full on the channel stays full.
+        suited = self.suited[need] = [a for a in suited if self.agents[a].room(need.channel) > 0]
+        agent = choose_agent((self.agents[a] for a in suited), need)
         if agent is None or not self._claim(agent.id, conv.channel):
             return False
         self._give(conv, agent.id)
@@ -392,9 +411,11 @@ def plan_batch(
     rules: RuleSet,
     policy: Policy,
     now: datetime,
+    classified: Mapping[uuid.UUID, Classification] | None = None,
 ) -> Plan:
-    """What applying ``messages`` one at a time, in order, at ``now`` would write and emit."""
-    planner = _Planner(intake, rules, policy, now)
+    """What applying ``messages`` one at a time, in order, at ``now`` would write and emit
+    (``classified``: the messages' classifications, where already made)."""
+    planner = _Planner(intake, rules, policy, now, classified or {})
     for message in messages:
         planner.receive(message)
     return planner.plan

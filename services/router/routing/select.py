@@ -53,17 +53,21 @@ class AgentView:
         return self.load.get(channel.value, 0) / capacity if capacity > 0 else 1.0
 
 
-def is_eligible(agent: AgentView, need: Need) -> bool:
+def suits(agent: AgentView, need: Need) -> bool:
     """Online, skilled enough, speaks the language (unknown language: anyone), in the team the
-    conversation needs (if any), not excluded from it, and has room on the channel."""
+    conversation needs (if any) and not excluded from it: eligible but for room."""
     return (
         agent.status == AgentStatus.ONLINE
         and agent.skills.get(need.skill.value, 0) >= need.min_level
         and (need.language == UNKNOWN_LANGUAGE or need.language in agent.languages)
         and (need.team is None or agent.team == need.team)
         and agent.id not in need.excluded
-        and agent.room(need.channel) > 0
     )
+
+
+def is_eligible(agent: AgentView, need: Need) -> bool:
+    """Suits the need and has room on the channel."""
+    return suits(agent, need) and agent.room(need.channel) > 0
 
 
 def _rank_key(agent: AgentView, need: Need) -> tuple[float, int, float, str]:
