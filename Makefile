@@ -39,17 +39,18 @@ format: $(STAMP)
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
 
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) system-deps
 	$(BIN)/python -m bench.run --quick
 
 # Debian packages the tests use: Chromium for the dashboard test (Playwright drives it, it
-# never downloads a browser) and docker-compose to validate deploy/docker-compose.yml.
-SYSTEM_DEPS := chromium docker-compose
+# never downloads a browser), docker-compose to validate deploy/docker-compose.yml, nginx to
+# check deploy/'s ingest proxy config (nginx -t) and wrk, the C load generator of make bench.
+SYSTEM_DEPS := chromium docker-compose nginx wrk
 system-deps:
-	@missing=""; for cmd in $(SYSTEM_DEPS); do command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; done; \
+	@missing=""; for cmd in $(SYSTEM_DEPS); do PATH="$$PATH:/usr/sbin" command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$cmd"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "[switchboard] installing Debian's$$missing for the tests"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
