@@ -110,8 +110,11 @@ async def test_crc_tokens_not_shaped_like_xs_are_refused(ingest_app, token):
     "token",
     [
         # What X sends today: base64 (unpadded) of a UUID.
-        base64.b64encode(str(uuid.uuid4()).encode()).decode().rstrip("="),
-        base64.urlsafe_b64encode(uuid.uuid4().bytes).decode(),
+        # Fixed values: pytest-xdist workers must collect the same parameters.
+        base64.b64encode(str(uuid.UUID(int=0x57F1A21E76459AEFB9F40441E70430A3)).encode())
+        .decode()
+        .rstrip("="),
+        base64.urlsafe_b64encode(uuid.UUID(int=0xA2BC9F6BD6960F3CCF3FF2A6F8C9D7E1).bytes).decode(),
         base64.b64encode(b"\xfb\xff" * 16).decode(),  # standard alphabet with + and /
         "9b4507b3",
     ],
