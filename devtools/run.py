@@ -111,7 +111,7 @@ def drained_groups(topics: Topics) -> dict[str, dict[str, list[str]]]:
     router = str(RouterSettings.model_fields["consumer_group"].default)
     metrics = str(MetricsSettings.model_fields["consumer_group"].default)
     return {
-        "router": {router: [topics.inbound], f"{router}-deliveries": [topics.conversation_events]},
+        "router": {router: [topics.inbound], f"{router}-deliveries": [topics.delivery_events]},
         "metrics": {metrics: [topics.conversation_events, topics.agent_events]},
     }
 

@@ -28,6 +28,11 @@ class Topics(BaseModel):
         return f"{self.namespace}.conversation-events.v1"
 
     @property
+    def delivery_events(self) -> str:
+        """Written by ingest's reply dispatcher only: reply_delivered, reply_failed."""
+        return f"{self.namespace}.delivery-events.v1"
+
+    @property
     def agent_events(self) -> str:
         return f"{self.namespace}.agent-events.v1"
 
@@ -43,6 +48,7 @@ class Topics(BaseModel):
         return [
             self.inbound,
             self.conversation_events,
+            self.delivery_events,
             self.agent_events,
             self.outbound,
             self.dead_letter,

@@ -79,7 +79,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         )
         deliveries_group = f"{settings.consumer_group}-deliveries"
         deliveries_consumer = make_consumer(
-            settings, settings.topics.conversation_events, group_id=deliveries_group
+            settings, settings.topics.delivery_events, group_id=deliveries_group
         )
         # Both groups join at once: a join can take seconds.
         await asyncio.gather(consumer.start(), deliveries_consumer.start())

@@ -1,14 +1,15 @@
 """The router's Kafka side: apply inbound messages a batch per transaction (or one at a time,
-the reference the batch is held to); record delivery statuses; sweep the queue."""
+the reference the batch is held to); record reply delivery statuses; sweep the queue."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
 from aiokafka import ConsumerRecord
+from pydantic import Field, TypeAdapter
 
 from services.router.assign import escalate_due, expire_offers, sweep_queue
 from services.router.context import Context
@@ -19,7 +20,6 @@ from shared.events import (
     InboundMessage,
     ReplyDelivered,
     ReplyFailed,
-    conversation_event_adapter,
 )
 from shared.kafka import RecordHandler, parse_record
 
@@ -53,24 +53,20 @@ def inbound_handler(uow: UnitOfWork) -> RecordHandler:
 
 
 DeliveryStatus = ReplyDelivered | ReplyFailed
+_delivery_status: TypeAdapter[DeliveryStatus] = TypeAdapter(
+    Annotated[DeliveryStatus, Field(discriminator="type")]
+)
 
 
-def parse_delivery(record: ConsumerRecord[Any, Any]) -> DeliveryStatus | None:
-    """A delivery status the dispatcher reports on the conversation-events topic; None for
-    every other event there (the router's own, skipped without parsing)."""
-    if b'"conversation.reply_' not in (record.value or b""):
-        return None
-    event = parse_record(conversation_event_adapter, record)
-    return event if isinstance(event, ReplyDelivered | ReplyFailed) else None
+def parse_delivery(record: ConsumerRecord[Any, Any]) -> DeliveryStatus:
+    """A delivery status the dispatcher reports on the delivery-events topic."""
+    return parse_record(_delivery_status, record)
 
 
-def delivery_applier(uow: UnitOfWork) -> Callable[[list[DeliveryStatus | None]], Awaitable[None]]:
+def delivery_applier(uow: UnitOfWork) -> Callable[[list[DeliveryStatus]], Awaitable[None]]:
     """Record a batch's delivery statuses in one transaction, in order (a later 'sent' wins)."""
 
-    async def apply(events: list[DeliveryStatus | None]) -> None:
-        statuses = [e for e in events if e is not None]
-        if not statuses:
-            return
+    async def apply(statuses: list[DeliveryStatus]) -> None:
         async with uow() as ctx:
             for event in statuses:
                 if isinstance(event, ReplyDelivered):

@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cli.topics_file import TopicsFileError, parse_topics
 from services.metrics.exposition import BUCKETS_S, HistogramRow, families, render
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, Topics
 from shared.telemetry import RequestMetrics, _ConsumerProgress
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -279,10 +279,7 @@ def test_in_kubernetes_ingest_is_reached_only_through_the_proxy():
 def test_the_topics_file_gives_production_settings_and_a_development_override():
     text = (DEPLOY / "topics.yaml").read_text()
     topics = {t.name: t for t in parse_topics(text)}
-    assert set(topics) == {
-        f"switchboard.{n}.v1"
-        for n in ("inbound", "conversation-events", "agent-events", "outbound", "dead-letter")
-    }
+    assert set(topics) == set(Topics().all())  # every topic the services use, no other
     inbound = topics["switchboard.inbound.v1"]
     assert inbound.replication_factor == 3 and inbound.configs["min.insync.replicas"] == "2"
     assert topics["switchboard.dead-letter.v1"].configs["retention.ms"] == "2592000000"

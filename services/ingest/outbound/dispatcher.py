@@ -92,6 +92,4 @@ class Dispatcher:
         raise PoisonRecord(f"reply {reply.message_id} not delivered: {reason}")
 
     async def _report(self, event: ReplyDelivered | ReplyFailed) -> None:
-        await publish(
-            self.producer, self.topics.conversation_events, str(event.conversation_id), event
-        )
+        await publish(self.producer, self.topics.delivery_events, str(event.conversation_id), event)
