@@ -7,7 +7,6 @@ password hash protects low-entropy secrets, which these are not); only digests a
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -62,11 +61,13 @@ class KeyRing:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Authorization header must be 'Bearer <key>'")
-        digest = hash_key(token.strip())
-        for known, principal in self._by_digest.items():
-            if hmac.compare_digest(known, digest):
-                return principal
-        raise Unauthorized("unknown API key")
+        # Looked up by digest, not compared with every key: the table is keyed by SHA-256 of
+        # the key, so a lookup's timing tells nothing about any key (only about digests,
+        # which cannot be turned back into keys).
+        principal = self._by_digest.get(hash_key(token.strip()))
+        if principal is None:
+            raise Unauthorized("unknown API key")
+        return principal
 
 
 async def current_principal(request: Request) -> Principal:
