@@ -3,7 +3,7 @@ need a key unless the settings make them public."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -27,13 +27,17 @@ Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 
 def install_common(
-    app: FastAPI, checks: Callable[[FastAPI], dict[str, ReadinessCheck]], *, max_body_bytes: int
+    app: FastAPI,
+    checks: Callable[[FastAPI], dict[str, ReadinessCheck]],
+    *,
+    max_body_bytes: int,
+    body_limits: Mapping[str, int] | None = None,
 ) -> None:
-    """Add error translation, the body size limit and the health endpoints; ``checks`` names
-    the readiness probes."""
+    """Add error translation, the body size limit (``body_limits``: other limits for some
+    paths) and the health endpoints; ``checks`` names the readiness probes."""
     install_problem_handlers(app)
     app.add_middleware(TextGuard)  # inside the size limit: it reads bodies already bounded
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, per_path=body_limits)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -53,20 +57,25 @@ def install_common(
 
 
 class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` with a problem+json 413: at once when the
-    declared Content-Length is too large, else as soon as the streamed body passes the limit."""
+    """Refuse request bodies over ``max_bytes`` (or the limit ``per_path`` gives the request's
+    exact path) with a problem+json 413: at once when the declared Content-Length is too
+    large, else as soon as the streamed body passes the limit."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_path: Mapping[str, int] | None = None
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.per_path.get(scope["path"], self.max_bytes)
         declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            response = problem_response(413, "Content Too Large", self._detail())
+        if declared.isdigit() and int(declared) > limit:
+            response = problem_response(413, "Content Too Large", self._detail(limit))
             await response(scope, receive, send)
             return
         seen = 0
@@ -75,15 +84,16 @@ class BodySizeLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_bytes:
+            if seen > limit:
                 # FastAPI re-raises HTTPException from body reading; the handler renders it.
-                raise HTTPException(413, self._detail())
+                raise HTTPException(413, self._detail(limit))
             return message
 
         await self.app(scope, counting_receive, send)
 
-    def _detail(self) -> str:
-        return f"request body exceeds {self.max_bytes} bytes"
+    @staticmethod
+    def _detail(limit: int) -> str:
+        return f"request body exceeds {limit} bytes"
 
 
 def service_app(
@@ -92,9 +102,11 @@ def service_app(
     lifespan: Lifespan,
     checks: Callable[[FastAPI], dict[str, ReadinessCheck]],
     *routers: APIRouter,
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """A service's FastAPI app: its settings and keys on the state, errors as problems, body
-    size limit, health endpoints, and its routes."""
+    size limit (``body_limits``: other limits for some paths), health endpoints, and its
+    routes."""
     public = settings.docs_are_public
     app = FastAPI(
         title=title,
@@ -110,7 +122,7 @@ def service_app(
     app.state.key_limiter = RateLimiter(
         settings.rate_limit_per_key_per_s, settings.rate_limit_per_key_burst
     )
-    install_common(app, checks, max_body_bytes=settings.max_body_bytes)
+    install_common(app, checks, max_body_bytes=settings.max_body_bytes, body_limits=body_limits)
     service = title.removeprefix("Switchboard ").strip()
     install_telemetry(app, service)
     app.add_middleware(RequestIdMiddleware)

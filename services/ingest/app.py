@@ -6,13 +6,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from services.ingest.api import InboundPublisher, router
 from services.ingest.language import detect_language
+from services.ingest.normalize import MessageIn
 from services.ingest.outbound.dispatcher import Dispatcher
 from services.ingest.outbound.senders import make_senders
 from services.ingest.settings import IngestSettings
@@ -77,14 +81,34 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             await http.aclose()
             await producer.stop()
 
-    return service_app(
+    app = service_app(
         "Switchboard ingest",
         settings,
         lifespan,
         lambda a: {"broker": lambda: _broker_ready(a)},
         router,
         channel_router,
+        body_limits={"/v1/messages/batch": settings.batch_max_body_bytes},
     )
+    _document_models(app, MessageIn)
+    return app
+
+
+def _document_models(app: FastAPI, *models: type[BaseModel]) -> None:
+    """Add ``models`` to the OpenAPI components: routes that parse their own body (the generic
+    message, for speed; a batch's items, one by one) refer to them rather than declare them."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()  # cached on the app: completed once
+            _, defs = models_json_schema(
+                [(m, "validation") for m in models], ref_template="#/components/schemas/{model}"
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs["$defs"])
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _broker_ready(app: FastAPI) -> bool:

@@ -1,13 +1,18 @@
-"""The generic inbound message as integrators post it, and its normalized event."""
+"""The generic inbound message as integrators post it (alone or in a batch), and its
+normalized event."""
 
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from fastapi.exceptions import RequestValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.ingest.channels.base import Incoming
-from shared.events import Channel, Customer, CustomerTier
+from services.ingest.channels.base import Incoming, UnstorableText, to_event
+from shared.events import Channel, Customer, CustomerTier, InboundMessage
 
 
 class _Strict(BaseModel):
@@ -57,4 +62,110 @@ def to_incoming(message: MessageIn) -> Incoming:
         text=message.text,
         sent_at=message.sent_at,
         category=message.category,
+    )
+
+
+def parse_message(body: bytes, content_type: str | None) -> MessageIn:
+    """The generic message in a request body, parsed and validated in one pass; a
+    RequestValidationError (422) as FastAPI raises for a body parameter otherwise: a body
+    that is not declared JSON (``application/json`` or ``application/*+json``) is not read
+    as JSON."""
+    if not body:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    declared_json = media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+    try:
+        if declared_json:
+            return MessageIn.model_validate_json(body)
+        return MessageIn.model_validate(body)  # refused: bytes are not an object
+    except ValidationError as exc:
+        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
+        raise RequestValidationError(errors) from exc
+
+
+# ---------------------------------------------------------------- batches
+
+
+class BatchIn(_Strict):
+    """Up to ``SWITCHBOARD_BATCH_MAX_ITEMS`` generic messages in one request. Each item is
+    validated on its own, so an invalid item is refused alone; the others go on."""
+
+    messages: list[dict[str, Any]] = Field(
+        min_length=1,
+        description="generic messages, each as POST /v1/messages takes it",
+        json_schema_extra={"items": {"$ref": "#/components/schemas/MessageIn"}},
+    )
+
+
+ItemStatus = Literal["accepted", "duplicate", "refused", "rate_limited"]
+
+
+class ItemResult(BaseModel):
+    """What became of one item of a batch. ``accepted``: the broker has it (a retry gets the
+    same ``message_id``); ``duplicate``: an earlier item of this batch is the same message
+    (same channel and channel_message_id), published once; ``refused``: invalid, ``reason``
+    says why, nothing published; ``rate_limited``: its customer is over the per-customer rate,
+    not published, retry later."""
+
+    index: int
+    status: ItemStatus
+    message_id: uuid.UUID | None = None
+    conversation_key: str | None = None
+    reason: str | None = None
+
+
+class BatchOut(BaseModel):
+    accepted: int
+    duplicates: int
+    refused: int
+    rate_limited: int
+    results: list[ItemResult]
+
+
+@dataclass
+class ReadBatch:
+    """A batch's items read: the events to publish (with their item's index) and every
+    item's result so far (an accepted item's result stands once the broker acknowledges)."""
+
+    results: list[ItemResult]
+    events: list[tuple[int, InboundMessage]]
+
+
+def read_batch(items: list[dict[str, Any]], *, received_at: datetime) -> ReadBatch:
+    """Validate and normalize each item on its own: an invalid one is refused with its
+    reason, a repeat of an earlier item (same message id) is a duplicate, published once."""
+    results: list[ItemResult] = []
+    events: list[tuple[int, InboundMessage]] = []
+    seen: set[uuid.UUID] = set()
+    for index, item in enumerate(items):
+        try:
+            event = to_event(to_incoming(MessageIn.model_validate(item)), received_at=received_at)
+        except ValidationError as exc:
+            results.append(ItemResult(index=index, status="refused", reason=_reason(exc)))
+            continue
+        except UnstorableText as exc:
+            results.append(ItemResult(index=index, status="refused", reason=exc.detail))
+            continue
+        status: ItemStatus = "duplicate" if event.message_id in seen else "accepted"
+        if status == "accepted":
+            seen.add(event.message_id)
+            events.append((index, event))
+        results.append(
+            ItemResult(
+                index=index,
+                status=status,
+                message_id=event.message_id,
+                conversation_key=event.conversation_key,
+            )
+        )
+    return ReadBatch(results, events)
+
+
+def _reason(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'item'}: {e['msg']}" for e in exc.errors()
     )

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pydantic import Field
+
 from shared.settings import CommonSettings
 
 
@@ -14,6 +16,10 @@ class IngestSettings(CommonSettings):
     # Messages per second per customer of a channel (a flooding visitor is slowed, others not).
     rate_limit_per_customer_per_s: float = 2.0
     rate_limit_per_customer_burst: int = 20
+    # POST /v1/messages/batch: messages per request, and its body limit (the other routes keep
+    # max_body_bytes). 500 generic messages of a few KiB each fit in 4 MiB.
+    batch_max_items: int = Field(default=500, ge=1, le=5000)
+    batch_max_body_bytes: int = Field(default=4 * 1024 * 1024, gt=0)
     # Channel secrets: a channel whose secret is unset answers 503 (not configured).
     telegram_secret_token: str | None = None  # the secret_token given to setWebhook
     meta_app_secret: str | None = None  # signs WhatsApp and Messenger deliveries

@@ -125,3 +125,30 @@ async def test_an_unreachable_broker_gets_503_with_retry_after_never_a_2xx(commo
     assert answer.headers["retry-after"] == "5"
     assert answer.headers["content-type"] == "application/problem+json"
     assert ready.status_code == 503
+
+
+async def test_a_body_not_declared_json_or_empty_is_refused_as_fastapi_would(
+    ingest_app, ids, broker, topics
+):
+    async with running(ingest_app) as client:
+        as_text = await client.post(
+            "/v1/messages",
+            content=json.dumps(message()).encode(),
+            headers={**ids.as_ingest, "content-type": "text/plain"},
+        )
+        empty = await client.post(
+            "/v1/messages",
+            content=b"",
+            headers={**ids.as_ingest, "content-type": "application/json"},
+        )
+        as_problem_json = await client.post(
+            "/v1/messages",
+            content=json.dumps(message()).encode(),
+            headers={**ids.as_ingest, "content-type": "application/merge-patch+json"},
+        )
+    assert as_text.status_code == empty.status_code == 422
+    assert as_text.headers["content-type"] == "application/problem+json"
+    assert as_text.json()["errors"][0]["loc"] == ["body"]
+    assert empty.json()["errors"][0]["type"] == "missing"
+    assert as_problem_json.status_code == 202
+    assert len(await read_topic(broker.bootstrap, topics.inbound)) == 1
