@@ -12,13 +12,19 @@ from fastapi import FastAPI
 
 from services.metrics.api import router
 from services.metrics.calendar_api import router as calendar_router
-from services.metrics.consumer import event_handler
+from services.metrics.consumer import batch_folder, event_handler, event_parser
 from services.metrics.dashboard import router as dashboard_router
 from services.metrics.report_cache import ReportCache
 from services.metrics.settings import MetricsSettings
 from services.metrics.sla import sla_forever
 from shared.db import make_engine, make_sessionmaker
-from shared.kafka import ConsumeLoop, ensure_topics, make_consumer, make_producer
+from shared.kafka import (
+    BatchConsumeLoop,
+    ConsumeLoop,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+)
 from shared.service import service_app, stateful_checks
 
 log = logging.getLogger(__name__)
@@ -50,13 +56,25 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             group_id=settings.consumer_group,
         )
         await consumer.start()
-        loop = ConsumeLoop(
-            consumer,
-            producer,
-            handle=event_handler(sessions, settings.topics),
-            dead_letter_topic=settings.topics.dead_letter,
-            group_id=settings.consumer_group,
-        )
+        loop: ConsumeLoop
+        if settings.fold_batch_max_records:
+            loop = BatchConsumeLoop(
+                consumer,
+                producer,
+                parse=event_parser(settings.topics),
+                apply=batch_folder(sessions),
+                dead_letter_topic=settings.topics.dead_letter,
+                group_id=settings.consumer_group,
+                max_records=settings.fold_batch_max_records,
+            )
+        else:
+            loop = ConsumeLoop(
+                consumer,
+                producer,
+                handle=event_handler(sessions, settings.topics),
+                dead_letter_topic=settings.topics.dead_letter,
+                group_id=settings.consumer_group,
+            )
         app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
         app.state.consume_loop = loop
         app.state.reports = reports = ReportCache(sessions)

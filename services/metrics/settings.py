@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pydantic import Field
+
 from shared.settings import CommonSettings
 
 
@@ -11,3 +13,6 @@ class MetricsSettings(CommonSettings):
     consumer_group: str = "switchboard-metrics"
     # How often live conversations are checked against their first-response targets.
     sla_sweep_interval_s: float = 1.0
+    # Events folded per transaction: at most one poll's records. 0 folds one event per
+    # transaction (the reference the batches are held to, and the bench's comparison).
+    fold_batch_max_records: int = Field(default=500, ge=0, le=5000)
