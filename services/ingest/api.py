@@ -161,18 +161,15 @@ async def post_batch(
         raise TooManyItems(
             f"a batch holds at most {limit} messages; this one holds {len(batch.messages)}"
         )
-    read = read_batch(batch.messages, received_at=datetime.now(UTC))
     now = time.monotonic()
-    publish = []
-    for index, event in read.events:
+
+    def over_rate(event: InboundMessage) -> str | None:
         over = publisher.throttled(event, now)
-        if over:
-            result = read.results[index]
-            result.status, result.reason = "rate_limited", over.detail
-        else:
-            publish.append(event)
-    if publish:
-        await publisher.send(publish)
+        return over.detail if over else None
+
+    read = read_batch(batch.messages, received_at=datetime.now(UTC), over_rate=over_rate)
+    if read.events:
+        await publisher.send(read.events)
     counts = Counter(r.status for r in read.results)
     return BatchOut(
         accepted=counts["accepted"],

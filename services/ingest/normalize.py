@@ -4,6 +4,7 @@ normalized event."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -128,19 +129,25 @@ class BatchOut(BaseModel):
 
 @dataclass
 class ReadBatch:
-    """A batch's items read: the events to publish (with their item's index) and every
-    item's result so far (an accepted item's result stands once the broker acknowledges)."""
+    """A batch's items read: every item's result (an accepted item's stands once the broker
+    acknowledges) and the events to publish, in the batch's order."""
 
     results: list[ItemResult]
-    events: list[tuple[int, InboundMessage]]
+    events: list[InboundMessage]
 
 
-def read_batch(items: list[dict[str, Any]], *, received_at: datetime) -> ReadBatch:
+def read_batch(
+    items: list[dict[str, Any]],
+    *,
+    received_at: datetime,
+    over_rate: Callable[[InboundMessage], str | None],
+) -> ReadBatch:
     """Validate and normalize each item on its own: an invalid one is refused with its
-    reason, a repeat of an earlier item (same message id) is a duplicate, published once."""
+    reason, one whose customer is over its rate (``over_rate`` says why) is not published, and
+    a repeat of an earlier item (same message id) shares that item's fate, published once."""
     results: list[ItemResult] = []
-    events: list[tuple[int, InboundMessage]] = []
-    seen: set[uuid.UUID] = set()
+    events: list[InboundMessage] = []
+    first: dict[uuid.UUID, ItemResult] = {}
     for index, item in enumerate(items):
         try:
             event = to_event(to_incoming(MessageIn.model_validate(item)), received_at=received_at)
@@ -150,18 +157,24 @@ def read_batch(items: list[dict[str, Any]], *, received_at: datetime) -> ReadBat
         except UnstorableText as exc:
             results.append(ItemResult(index=index, status="refused", reason=exc.detail))
             continue
-        status: ItemStatus = "duplicate" if event.message_id in seen else "accepted"
-        if status == "accepted":
-            seen.add(event.message_id)
-            events.append((index, event))
-        results.append(
-            ItemResult(
-                index=index,
-                status=status,
-                message_id=event.message_id,
-                conversation_key=event.conversation_key,
-            )
+        result = ItemResult(
+            index=index,
+            status="accepted",
+            message_id=event.message_id,
+            conversation_key=event.conversation_key,
         )
+        earlier = first.get(event.message_id)
+        if earlier is not None:
+            result.status = "duplicate" if earlier.status == "accepted" else earlier.status
+            result.reason = earlier.reason
+        else:
+            first[event.message_id] = result
+            result.reason = over_rate(event)
+            if result.reason:
+                result.status = "rate_limited"
+            else:
+                events.append(event)
+        results.append(result)
     return ReadBatch(results, events)
 
 
