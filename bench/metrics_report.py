@@ -77,6 +77,39 @@ WHERE w.kind = 'first' OR assignments > 1
 ]
 
 
+# The timeline the consumer keeps of those conversations (since 0010): each entry with the fold
+# after it (services/metrics/facts.py ``Fold``, only its fields that are not defaults), and
+# every event recorded as processed. The reports do not read it; a fold does.
+_FOLD = "jsonb_build_object('opened_at', opened_at, 'first_message_at', first_message_at"
+TIMELINE_FILL = [
+    f"""
+INSERT INTO metrics.timeline (event_id, conversation_id, moment, at, agent_id, team, state)
+SELECT gen_random_uuid(), conversation_id, e.moment, e.at, e.agent_id, e.team, e.state
+FROM metrics.conversations CROSS JOIN LATERAL (VALUES
+    ('opened', opened_at, NULL, NULL, jsonb_build_object('opened_at', opened_at)),
+    ('message', first_message_at, NULL, NULL,
+     {_FOLD}, 'customer_messages', 1, 'waiting_since', first_message_at)),
+    ('assigned', first_assigned_at, agent_id, team,
+     {_FOLD}, 'customer_messages', 1, 'waiting_since', first_message_at,
+       'first_assigned_at', first_assigned_at, 'assignments', 1, 'agent_id', agent_id,
+       'team', team)),
+    ('replied', first_response_at, agent_id, NULL,
+     {_FOLD}, 'customer_messages', 1, 'first_assigned_at', first_assigned_at,
+       'assignments', 1, 'agent_id', agent_id, 'team', team,
+       'first_response_at', first_response_at, 'agent_replies', 1, 'answered', true,
+       'waits', 1)),
+    ('resolved', resolved_at, agent_id, NULL,
+     {_FOLD}, 'customer_messages', 1, 'first_assigned_at', first_assigned_at,
+       'assignments', 1, 'agent_id', agent_id, 'team', team,
+       'first_response_at', first_response_at, 'agent_replies', 1, 'answered', true,
+       'waits', 1, 'resolved_at', resolved_at))
+) AS e(moment, at, agent_id, team, state)
+WHERE e.at IS NOT NULL
+""",
+    "INSERT INTO metrics.processed_events (event_id) SELECT event_id FROM metrics.timeline",
+]
+
+
 # SLA targets for every priority on every channel, and a few channel-specific ones.
 POLICIES = """
 INSERT INTO metrics.sla_policies VALUES
