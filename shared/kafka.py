@@ -64,15 +64,18 @@ def make_producer(settings: CommonSettings) -> AIOKafkaProducer:
     )
 
 
-def make_consumer(settings: CommonSettings, *topics: str, group_id: str) -> AIOKafkaConsumer:
-    """A group consumer with manual commits, starting from the earliest offset for a new group."""
+def make_consumer(
+    settings: CommonSettings, *topics: str, group_id: str, fetch_max_wait_ms: int | None = None
+) -> AIOKafkaConsumer:
+    """A group consumer with manual commits, starting from the earliest offset for a new group
+    (``fetch_max_wait_ms``: for a topic whose latency matters less than the setting's)."""
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group_id,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+        fetch_max_wait_ms=fetch_max_wait_ms or settings.kafka_fetch_max_wait_ms,
         request_timeout_ms=max(settings.kafka_request_timeout_ms, 40_000),
         max_poll_records=500,
         session_timeout_ms=settings.kafka_session_timeout_ms,

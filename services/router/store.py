@@ -534,6 +534,17 @@ class RouterStore:
         already online for the low one, while the agent's own pull skipped both as locked)."""
         await self._exec(f"SELECT pg_advisory_xact_lock({_QUEUE_ORDER_LOCK})")
 
+    async def anyone_with_room(self) -> bool:
+        """Whether any online agent has a free slot on some channel (an index-free read of the
+        agents and their slots: the desk's staff, not its history)."""
+        row = await self._exec(
+            """SELECT EXISTS (
+                   SELECT 1 FROM router.agents a JOIN router.agent_slots s ON s.agent_id = a.id
+                   WHERE a.status = 'online' AND s.load < s.capacity
+                     AND (a.max_load IS NULL OR a.total_load < a.max_load))"""
+        )
+        return bool(row.scalar())
+
     async def anything_queued(self) -> bool:
         """Whether any conversation waits (one index probe; skips the per-priority reads)."""
         row = await self._exec(
