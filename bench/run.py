@@ -18,7 +18,15 @@ from typing import Any
 
 from sqlalchemy import text
 
-from bench import baselines, candidates_read, desk_load, metrics_report, router_drain, scaling
+from bench import (
+    baselines,
+    candidates_read,
+    desk_load,
+    ingest_http,
+    metrics_report,
+    router_drain,
+    scaling,
+)
 from bench.agents_proc import AgentsProcess
 from bench.loadgen import run_load
 from bench.pipeline import (
@@ -187,17 +195,20 @@ PARTS: dict[str, Any] = {
     "router": router_drain.run,
     "pipeline": desk_load.run_pipeline,
     "surge": desk_load.run_surge,
+    "ingest-http": ingest_http.run,
 }
 PART_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "router": {"messages": 4_000, "history": 100_000},
         "pipeline": {"rates": [100, 200], "step_s": 5},
         "surge": {"rate": 50, "calm_s": 5, "surge_s": 10},
+        "ingest-http": {"duration_s": 3, "connections": 32},
     },
     "full": {
         "router": {"messages": 20_000, "history": 1_000_000},
         "pipeline": {"rates": [100, 200, 300, 400, 500, 750, 1000], "step_s": 10},
         "surge": {"rate": 200, "calm_s": 20, "surge_s": 30},
+        "ingest-http": {"duration_s": 10, "connections": 64},
     },
 }
 

@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cli.topics_file import TopicsFileError, parse_topics
+from services.ingest.settings import IngestSettings
 from services.metrics.exposition import BUCKETS_S, HistogramRow, families, render
 from shared.settings import CommonSettings, Topics
 from shared.telemetry import RequestMetrics, _ConsumerProgress
@@ -209,9 +210,12 @@ def size_in_bytes(value):
 def test_the_proxy_limits_each_client_and_matches_ingests_own_limits():
     found = directives(PROXY_CONF.read_text())
     settings = CommonSettings()
-    (body,) = found["client_max_body_size"]
+    # Every path's limit is ingest's, but the batch endpoint's (its own location).
+    body, batch_body = found["client_max_body_size"]
     assert size_in_bytes(body[0]) == settings.max_body_bytes
-    assert found["server"] == [[UPSTREAM]] and found["proxy_pass"] == [["http://ingest"]]
+    assert size_in_bytes(batch_body[0]) == IngestSettings().batch_max_body_bytes
+    assert found["server"] == [[UPSTREAM]]
+    assert found["proxy_pass"] and all(p == ["http://ingest"] for p in found["proxy_pass"])
     assert [z[0] for z in found["limit_conn_zone"]] == ["$binary_remote_addr"]
     assert [z[0] for z in found["limit_req_zone"]] == ["$binary_remote_addr"]
     assert found["limit_conn"] and found["limit_req"]
