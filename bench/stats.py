@@ -47,7 +47,7 @@ class CpuShare:
 
     def _read(self) -> dict[str, float]:
         used = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
-        used["postgres"] = sum(cpu_seconds(pid) for pid in postgres_pids())
+        used |= {f"postgres:{pid}": cpu_seconds(pid) for pid in postgres_pids()}
         return used
 
     def start(self) -> None:
@@ -56,4 +56,8 @@ class CpuShare:
     def stop(self) -> dict[str, float]:
         elapsed = time.monotonic() - self._t0
         used = self._read()
-        return {name: round((used[name] - self._used0[name]) / elapsed, 2) for name in used}
+        # A backend that started meanwhile counts from 0; one that ended is not counted.
+        spent = {k: used[k] - self._used0.get(k, 0.0) for k in used}
+        share = {name: spent[name] / elapsed for name in self.pids}
+        share["postgres"] = sum(v for k, v in spent.items() if k.startswith("postgres:")) / elapsed
+        return {name: round(value, 2) for name, value in share.items()}
