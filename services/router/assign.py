@@ -3,20 +3,17 @@ putting it back, pulling from the queue, and the periodic sweeps (queue, offers,
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from services.router.context import Context
+from services.router.routing import events
+from services.router.routing.batch import need_for
 from services.router.routing.queue import QueuedConversation, next_for_agent, queue_key
 from services.router.routing.select import Need, rank_candidates
 from services.router.store import Conversation
 from shared.events import (
     AgentStatus,
     AgentStatusChanged,
-    Assigned,
     Escalated,
-    Offered,
     OfferTimedOut,
-    Queued,
     derived_id,
 )
 from shared.problems import Conflict, NotFound
@@ -31,14 +28,7 @@ CANDIDATES_AT_A_TIME = 8
 
 def need_of(ctx: Context, conv: Conversation) -> Need:
     """What the conversation needs of its agent; escalation widens level and team."""
-    min_level, team = conv.min_level, conv.team
-    if conv.escalated_at is not None:
-        min_level = min(min_level, ctx.rules.escalation.widen_to_level)
-        if ctx.rules.escalation.widen_teams:
-            team = None
-    return Need(
-        conv.channel, conv.skill, conv.language, min_level, team, frozenset(conv.excluded_agents)
-    )
+    return need_for(conv, ctx.rules)
 
 
 def as_queued(ctx: Context, conv: Conversation) -> QueuedConversation:
@@ -74,52 +64,19 @@ async def _give(ctx: Context, conv: Conversation, agent_id: str) -> None:
     claim = await ctx.store.mark_assigned(conv.id, agent_id, ctx.now, accepted=not offer)
     if not claim.done:
         raise Conflict(f"conversation {conv.id} is no longer queued")
-    stamp = ctx.now.isoformat()
     if offer:
-        expires = ctx.now + timedelta(seconds=ctx.policy.offer_timeout_s[conv.channel])
-        await ctx.emit(
-            conv,
-            Offered(
-                event_id=derived_id("offered", conv.id, agent_id, stamp),
-                occurred_at=ctx.now,
-                conversation_id=conv.id,
-                channel=conv.channel,
-                agent_id=agent_id,
-                expires_at=expires,
-            ),
-        )
+        timeout_s = ctx.policy.offer_timeout_s[conv.channel]
+        await ctx.emit(conv, events.offered(conv, agent_id, ctx.now, timeout_s))
     else:
         await emit_assigned(ctx, conv, agent_id, claim.team)
 
 
 async def emit_assigned(ctx: Context, conv: Conversation, agent_id: str, team: str | None) -> None:
-    await ctx.emit(
-        conv,
-        Assigned(
-            event_id=derived_id("assigned", conv.id, agent_id, ctx.now.isoformat()),
-            occurred_at=ctx.now,
-            conversation_id=conv.id,
-            channel=conv.channel,
-            agent_id=agent_id,
-            team=team,
-        ),
-    )
+    await ctx.emit(conv, events.assigned(conv, agent_id, team, ctx.now))
 
 
 async def emit_queued(ctx: Context, conv: Conversation, reason: str | None) -> None:
-    await ctx.emit(
-        conv,
-        Queued(
-            event_id=derived_id("queued", conv.id, ctx.now.isoformat(), reason),
-            occurred_at=ctx.now,
-            conversation_id=conv.id,
-            channel=conv.channel,
-            priority=conv.priority,
-            skill=conv.skill,
-            language=conv.language,
-            reason=reason,
-        ),
-    )
+    await ctx.emit(conv, events.queued(conv, ctx.now, reason))
 
 
 async def put_back(ctx: Context, conv: Conversation, *, reason: str, exclude: bool) -> bool:

@@ -18,6 +18,7 @@ from services.router.assign import (
     try_assign,
 )
 from services.router.context import Context
+from services.router.routing import events
 from services.router.routing.classify import Classification, classify, raise_on_followup
 from services.router.routing.select import is_eligible
 from services.router.store import Conversation, FirstMessage
@@ -25,13 +26,9 @@ from shared.events import (
     AgentProfileChanged,
     AgentReplied,
     AgentStatus,
-    Classified,
-    ConversationOpened,
     InboundMessage,
-    MessageReceived,
     OutboundReply,
     Priority,
-    Reopened,
     Resolved,
     Skill,
     Transferred,
@@ -79,18 +76,7 @@ async def _open(ctx: Context, message: InboundMessage, found: Classification) ->
             message.message_id, message.text, message.channel_message_id, message.sent_at
         ),
     )
-    await ctx.emit(
-        conv,
-        ConversationOpened(
-            event_id=derived_id("opened", conv.id),
-            occurred_at=message.occurred_at,
-            conversation_id=conv.id,
-            channel=conv.channel,
-            conversation_key=conv.conversation_key,
-            customer_id=conv.customer_id,
-            customer_tier=conv.customer_tier,
-        ),
-    )
+    await ctx.emit(conv, events.opened(conv, message))
     await _emit_received(ctx, conv, message)
     await _emit_classified(ctx, conv, message.message_id)
     if not await try_assign(ctx, conv):
@@ -119,17 +105,7 @@ async def _reopen(
     last_agent = conv.last_agent_id or conv.agent_id
     await ctx.store.reopen(conv.id, ctx.now)
     conv = await _reload(ctx, conv.id)
-    await ctx.emit(
-        conv,
-        Reopened(
-            event_id=derived_id("reopened", message.message_id),
-            occurred_at=message.occurred_at,
-            conversation_id=conv.id,
-            channel=conv.channel,
-            message_id=message.message_id,
-            last_agent_id=last_agent,
-        ),
-    )
+    await ctx.emit(conv, events.reopened(conv, message, last_agent))
     await _add_inbound(ctx, conv, message)
     raised = raise_on_followup(conv.classification, found)
     if raised != conv.classification:
@@ -164,35 +140,13 @@ async def _add_inbound(ctx: Context, conv: Conversation, message: InboundMessage
 
 
 async def _emit_received(ctx: Context, conv: Conversation, message: InboundMessage) -> None:
-    await ctx.emit(
-        conv,
-        MessageReceived(
-            event_id=derived_id("message_received", message.message_id),
-            occurred_at=message.occurred_at,
-            conversation_id=conv.id,
-            channel=conv.channel,
-            message_id=message.message_id,
-        ),
-    )
+    await ctx.emit(conv, events.received(conv, message))
 
 
 async def _emit_classified(
     ctx: Context, conv: Conversation, cause: object, corrected_by: str | None = None
 ) -> None:
-    await ctx.emit(
-        conv,
-        Classified(
-            event_id=derived_id("classified", conv.id, cause),
-            occurred_at=ctx.now,
-            conversation_id=conv.id,
-            channel=conv.channel,
-            priority=conv.priority,
-            skill=conv.skill,
-            language=conv.language,
-            rules_fired=list(conv.rules_fired),
-            corrected_by=corrected_by,
-        ),
-    )
+    await ctx.emit(conv, events.classified(conv, cause, ctx.now, corrected_by))
 
 
 # ---------------------------------------------------------------- agents

@@ -11,26 +11,20 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import BaseModel
 
 from services.router.context import Policy
+from services.router.routing import events
 from services.router.routing.classify import Classification, classify, raise_on_followup
 from services.router.routing.rules import RuleSet
 from services.router.routing.select import AgentView, Need, choose_agent, suits
 from services.router.store import Conversation
 from shared.events import (
     AgentStatus,
-    Assigned,
     Channel,
-    Classified,
-    ConversationOpened,
     InboundMessage,
-    MessageReceived,
-    Offered,
-    Queued,
-    Reopened,
     derived_id,
 )
 
@@ -208,18 +202,7 @@ class _Planner:
         self.plan.created[conv.id] = conv
         self._save(conv)
         self._add_message(conv, message)
-        self._emit(
-            conv,
-            ConversationOpened(
-                event_id=derived_id("opened", conv.id),
-                occurred_at=message.occurred_at,
-                conversation_id=conv.id,
-                channel=conv.channel,
-                conversation_key=conv.conversation_key,
-                customer_id=conv.customer_id,
-                customer_tier=conv.customer_tier,
-            ),
-        )
+        self._emit(conv, events.opened(conv, message))
         self._emit_received(conv, message)
         self._emit_classified(conv, message.message_id)
         if not self._try_assign(conv):
@@ -233,10 +216,7 @@ class _Planner:
         if conv.state == "assigned" and conv.agent_id is not None:
             self._wake(conv.agent_id)
             return
-        raised = raise_on_followup(conv.classification, found)
-        if raised != conv.classification:
-            conv = self._reclassify(conv, raised)
-            self._emit_classified(conv, message.message_id)
+        self._raise(conv, message, found)
 
     def _reopen(self, conv: Conversation, message: InboundMessage, found: Classification) -> None:
         """Back to the last agent if online with room, else routed."""
@@ -255,27 +235,25 @@ class _Planner:
                 reopened=conv.reopened + 1,
             )
         )
-        self._emit(
-            conv,
-            Reopened(
-                event_id=derived_id("reopened", message.message_id),
-                occurred_at=message.occurred_at,
-                conversation_id=conv.id,
-                channel=conv.channel,
-                message_id=message.message_id,
-                last_agent_id=last_agent,
-            ),
-        )
+        self._emit(conv, events.reopened(conv, message, last_agent))
         self._add_message(conv, message)
         self._emit_received(conv, message)
-        raised = raise_on_followup(conv.classification, found)
-        if raised != conv.classification:
-            conv = self._reclassify(conv, raised)
-            self._emit_classified(conv, message.message_id)
+        conv = self._raise(conv, message, found)
         if last_agent is not None and self._claim(last_agent, conv.channel):
             self._give(conv, last_agent)
         elif not self._try_assign(conv):
             self._emit_queued(conv, "reopened")
+
+    def _raise(
+        self, conv: Conversation, message: InboundMessage, found: Classification
+    ) -> Conversation:
+        """A waiting conversation's priority raised by a follow-up's words of urgency."""
+        raised = raise_on_followup(conv.classification, found)
+        if raised == conv.classification:
+            return conv
+        conv = self._reclassify(conv, raised)
+        self._emit_classified(conv, message.message_id)
+        return conv
 
     def _reclassify(self, conv: Conversation, c: Classification) -> Conversation:
         return self._save(
@@ -331,77 +309,23 @@ class _Planner:
             )
         )
         self._wake(agent_id)
-        stamp = self.now.isoformat()
         if offer:
-            expires = self.now + timedelta(seconds=self.policy.offer_timeout_s[conv.channel])
-            self._emit(
-                conv,
-                Offered(
-                    event_id=derived_id("offered", conv.id, agent_id, stamp),
-                    occurred_at=self.now,
-                    conversation_id=conv.id,
-                    channel=conv.channel,
-                    agent_id=agent_id,
-                    expires_at=expires,
-                ),
-            )
+            timeout_s = self.policy.offer_timeout_s[conv.channel]
+            self._emit(conv, events.offered(conv, agent_id, self.now, timeout_s))
         else:
-            self._emit(
-                conv,
-                Assigned(
-                    event_id=derived_id("assigned", conv.id, agent_id, stamp),
-                    occurred_at=self.now,
-                    conversation_id=conv.id,
-                    channel=conv.channel,
-                    agent_id=agent_id,
-                    team=self.agents[agent_id].team,
-                ),
-            )
+            team = self.agents[agent_id].team
+            self._emit(conv, events.assigned(conv, agent_id, team, self.now))
 
     # ------------------------------------------------------------ events
 
     def _emit_received(self, conv: Conversation, message: InboundMessage) -> None:
-        self._emit(
-            conv,
-            MessageReceived(
-                event_id=derived_id("message_received", message.message_id),
-                occurred_at=message.occurred_at,
-                conversation_id=conv.id,
-                channel=conv.channel,
-                message_id=message.message_id,
-            ),
-        )
+        self._emit(conv, events.received(conv, message))
 
     def _emit_classified(self, conv: Conversation, cause: object) -> None:
-        self._emit(
-            conv,
-            Classified(
-                event_id=derived_id("classified", conv.id, cause),
-                occurred_at=self.now,
-                conversation_id=conv.id,
-                channel=conv.channel,
-                priority=conv.priority,
-                skill=conv.skill,
-                language=conv.language,
-                rules_fired=list(conv.rules_fired),
-                corrected_by=None,
-            ),
-        )
+        self._emit(conv, events.classified(conv, cause, self.now))
 
     def _emit_queued(self, conv: Conversation, reason: str | None) -> None:
-        self._emit(
-            conv,
-            Queued(
-                event_id=derived_id("queued", conv.id, self.now.isoformat(), reason),
-                occurred_at=self.now,
-                conversation_id=conv.id,
-                channel=conv.channel,
-                priority=conv.priority,
-                skill=conv.skill,
-                language=conv.language,
-                reason=reason,
-            ),
-        )
+        self._emit(conv, events.queued(conv, self.now, reason))
 
 
 def plan_batch(
