@@ -23,6 +23,7 @@ from bench import (
     candidates_read,
     desk_load,
     ingest_http,
+    metrics_fold,
     metrics_report,
     router_drain,
     scaling,
@@ -196,6 +197,7 @@ PARTS: dict[str, Any] = {
     "pipeline": desk_load.run_pipeline,
     "surge": desk_load.run_surge,
     "ingest-http": ingest_http.run,
+    "metrics-fold": metrics_fold.run,
 }
 PART_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
@@ -203,12 +205,14 @@ PART_SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "pipeline": {"rates": [100, 200], "step_s": 5},
         "surge": {"rate": 50, "calm_s": 5, "surge_s": 10},
         "ingest-http": {"duration_s": 3, "connections": 32},
+        "metrics-fold": {"events": 5_000, "history": 20_000},
     },
     "full": {
         "router": {"messages": 20_000, "history": 1_000_000},
         "pipeline": {"rates": [100, 200, 300, 400, 500, 750, 1000], "step_s": 10},
         "surge": {"rate": 200, "calm_s": 20, "surge_s": 30},
         "ingest-http": {"duration_s": 10, "connections": 64},
+        "metrics-fold": {"events": 50_000, "history": 1_000_000},
     },
 }
 

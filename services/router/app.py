@@ -49,6 +49,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             pool_size=settings.db_pool_size,
             max_overflow=0,
             pool_timeout_s=settings.db_pool_timeout_s,
+            jit=False,  # short indexed statements only; see make_engine
         )
         sessions = make_sessionmaker(engine)
         producer = make_producer(settings)
