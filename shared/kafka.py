@@ -22,7 +22,14 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from shared.events import DeadLetter
 from shared.settings import CommonSettings
-from shared.tracing import context_from_headers, kafka_headers, tracer
+from shared.tracing import (
+    carrier_json_of,
+    context_from_headers,
+    kafka_headers,
+    record_span,
+    tracer,
+    tracing_on,
+)
 
 log = logging.getLogger(__name__)
 
@@ -433,6 +440,7 @@ class BatchConsumeLoop(ConsumeLoop, Generic[M]):
         the rest must be retried later)."""
         if len(records) == 1:
             return int(await self._apply_one(records[0]))
+        started_ns = time.time_ns()
         parsed: list[M] = []
         poison: list[tuple[int, str]] = []
         for i, record in enumerate(records):
@@ -485,7 +493,26 @@ class BatchConsumeLoop(ConsumeLoop, Generic[M]):
         self.healthy = True
         self.batches += 1
         self.applied += len(parsed)
+        if tracing_on():
+            self._trace_records(records, started_ns)
         for i, reason in poison:
             if not await self._dead_letter(records[i], reason):
                 return i  # the records after it were applied: applying them again is a no-op
         return len(records)
+
+    def _trace_records(self, records: list[ConsumerRecord[Any, Any]], started_ns: int) -> None:
+        """A span per record of an applied batch, in the record's own trace (the batch's span
+        belongs to no one message's trace)."""
+        for record in records:
+            record_span(
+                f"{record.topic} process",
+                carrier_json_of(record.headers),
+                {
+                    "messaging.destination.name": record.topic,
+                    "messaging.consumer.group.name": self.group_id,
+                    "messaging.kafka.offset": record.offset,
+                    "messaging.batch.message_count": len(records),
+                },
+                kind=SpanKind.CONSUMER,
+                start_ns=started_ns,
+            )

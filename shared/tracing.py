@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
+from opentelemetry.trace import SpanKind
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 tracer = trace.get_tracer("switchboard")
@@ -81,3 +82,31 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+def carrier_json_of(headers: Iterable[tuple[str, bytes | None]] | None) -> str | None:
+    """A record's trace context (its headers), for work done later in its name."""
+    carrier = {k: v.decode(errors="replace") for k, v in headers or () if v is not None}
+    return json.dumps(carrier) if carrier else None
+
+
+def record_span(
+    name: str,
+    carrier: str | None,
+    attributes: Mapping[str, str | int],
+    *,
+    kind: SpanKind = SpanKind.INTERNAL,
+    start_ns: int | None = None,
+) -> None:
+    """A finished span in the trace of ``carrier`` (a W3C carrier as JSON; None: the current
+    context): one item's part of work done for a batch."""
+    context = propagate.extract(json.loads(carrier)) if carrier else None
+    span = tracer.start_span(
+        name, context=context, kind=kind, attributes=attributes, start_time=start_ns
+    )
+    span.end()
+
+
+def tracing_on() -> bool:
+    """Whether spans are recorded in this process (a tracer provider was configured)."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)

@@ -22,21 +22,27 @@ from shared.events import (
     ReplyFailed,
 )
 from shared.kafka import RecordHandler, parse_record
+from shared.tracing import carrier_json_of
 
 log = logging.getLogger(__name__)
 
 
-def parse_inbound(record: ConsumerRecord[Any, Any]) -> InboundMessage:
-    """An inbound record's message, or PoisonRecord saying what is wrong with it."""
-    return parse_record(InboundMessage, record)
+# An inbound message and the trace it came in (its record's headers, as JSON).
+TracedInbound = tuple[InboundMessage, str | None]
 
 
-def inbound_batch_applier(uow: UnitOfWork) -> Callable[[list[InboundMessage]], Awaitable[None]]:
+def parse_inbound(record: ConsumerRecord[Any, Any]) -> TracedInbound:
+    """An inbound record's message and trace, or PoisonRecord saying what is wrong with it."""
+    return parse_record(InboundMessage, record), carrier_json_of(record.headers)
+
+
+def inbound_batch_applier(uow: UnitOfWork) -> Callable[[list[TracedInbound]], Awaitable[None]]:
     """Apply a batch of inbound messages in one transaction; returns after the commit."""
 
-    async def apply(messages: list[InboundMessage]) -> None:
+    async def apply(items: list[TracedInbound]) -> None:
+        traces = {message.message_id: trace for message, trace in items if trace}
         async with uow() as ctx:
-            await receive_messages(ctx, messages)
+            await receive_messages(ctx, [message for message, _ in items], traces)
 
     return apply
 

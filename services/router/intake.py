@@ -7,7 +7,8 @@ The outcome equals ``handlers.receive_message`` applied to each message in turn 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 
 from services.router.context import Context
 from services.router.routing.batch import (
@@ -18,10 +19,18 @@ from services.router.routing.batch import (
     plan_batch,
 )
 from shared.events import InboundMessage
+from shared.tracing import record_span
 
 
-async def receive_messages(ctx: Context, messages: Sequence[InboundMessage]) -> Plan:
-    """Apply ``messages`` (in offset order); messages applied before change nothing."""
+async def receive_messages(
+    ctx: Context,
+    messages: Sequence[InboundMessage],
+    traces: Mapping[uuid.UUID, str] | None = None,
+) -> Plan:
+    """Apply ``messages`` (in offset order); messages applied before change nothing.
+    ``traces``: each message's trace (a W3C carrier as JSON, from its record's headers), which
+    the events it causes and its assignment span continue."""
+    traces = traces or {}
     store = ctx.store
     seen = await store.applied([m.message_id for m in messages])
     fresh = [m for m in messages if m.message_id not in seen]
@@ -43,6 +52,14 @@ async def receive_messages(ctx: Context, messages: Sequence[InboundMessage]) -> 
         classified=classified,
     )
     await store.write_intake(plan)
-    for conversation_id, event in plan.events:
-        ctx.publish(ctx.topics.conversation_events, str(conversation_id), event)
+    for conversation_id, event, cause in plan.events:
+        topic = ctx.topics.conversation_events
+        ctx.publish(topic, str(conversation_id), event, traces.get(cause))
+    for cause, conversation_id, agent_id in plan.given:
+        # The one-at-a-time handlers trace each assignment as a span "assign" (assign.give).
+        attributes = {
+            "switchboard.conversation_id": str(conversation_id),
+            "switchboard.agent_id": agent_id,
+        }
+        record_span("assign", traces.get(cause), attributes)
     return plan

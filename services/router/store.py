@@ -852,18 +852,20 @@ class RouterStore:
 
     # ------------------------------------------------------------ outbox
 
-    async def enqueue(self, events: list[tuple[str, str, BaseModel]]) -> None:
-        """Write (topic, key, event) rows for the outbox relay, in one statement, with the
-        trace context they were made in (the relay publishes them in that trace)."""
+    async def enqueue(self, events: list[tuple[str, str, BaseModel, str | None]]) -> None:
+        """Write (topic, key, event, trace) rows for the outbox relay, in one statement, each
+        with its trace (none given: the context they were made in); the relay publishes them
+        in that trace."""
+        current = carrier_json()
         await self._exec(
             """INSERT INTO router.outbox (topic, key, payload, trace)
-               SELECT t, k, p, CAST(:trace AS text)
+               SELECT t, k, p, r
                FROM unnest(CAST(:topics AS text[]), CAST(:keys AS text[]),
-                           CAST(:payloads AS text[])) AS e(t, k, p)""",
-            topics=[t for t, _, _ in events],
-            keys=[k for _, k, _ in events],
-            payloads=[e.model_dump_json() for _, _, e in events],
-            trace=carrier_json(),
+                           CAST(:payloads AS text[]), CAST(:traces AS text[])) AS e(t, k, p, r)""",
+            topics=[t for t, _, _, _ in events],
+            keys=[k for _, k, _, _ in events],
+            payloads=[e.model_dump_json() for _, _, e, _ in events],
+            traces=[r or current for _, _, _, r in events],
         )
 
     # ------------------------------------------------------------ batched intake

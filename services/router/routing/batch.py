@@ -59,7 +59,10 @@ class Plan:
     messages: list[NewMessage] = field(default_factory=list)
     claims: dict[tuple[str, Channel], int] = field(default_factory=dict)  # slots taken
     woken: dict[str, int] = field(default_factory=dict)  # agent id: inbox bumps
-    events: list[tuple[uuid.UUID, BaseModel]] = field(default_factory=list)  # by conversation
+    # Each event with its conversation and the message that caused it.
+    events: list[tuple[uuid.UUID, BaseModel, uuid.UUID]] = field(default_factory=list)
+    # (message, conversation, agent) of each assignment or offer, in order.
+    given: list[tuple[uuid.UUID, uuid.UUID, str]] = field(default_factory=list)
     skipped: int = 0  # messages applied before
 
 
@@ -128,6 +131,7 @@ class _Planner:
         self.threads = dict(intake.threads)
         self.agents = dict(intake.agents)
         self.plan = Plan(now)
+        self.cause = uuid.UUID(int=0)  # the message being applied
 
     # ------------------------------------------------------------ state changes
 
@@ -140,7 +144,7 @@ class _Planner:
         return conv
 
     def _emit(self, conv: Conversation, event: BaseModel) -> None:
-        self.plan.events.append((conv.id, event))
+        self.plan.events.append((conv.id, event, self.cause))
 
     def _wake(self, agent_id: str) -> None:
         self.plan.woken[agent_id] = self.plan.woken.get(agent_id, 0) + 1
@@ -164,6 +168,7 @@ class _Planner:
             self.plan.skipped += 1
             return
         self.seen.add(message.message_id)
+        self.cause = message.message_id
         found = self.classified.get(message.message_id) or classify_message(message, self.rules)
         conv = self.threads.get(message.conversation_key)
         if conv is not None and conv.state == "resolved":
@@ -309,6 +314,7 @@ class _Planner:
             )
         )
         self._wake(agent_id)
+        self.plan.given.append((self.cause, conv.id, agent_id))
         if offer:
             timeout_s = self.policy.offer_timeout_s[conv.channel]
             self._emit(conv, events.offered(conv, agent_id, self.now, timeout_s))
