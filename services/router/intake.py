@@ -41,8 +41,12 @@ async def receive_messages(
     also = {c.last_agent_id or c.agent_id for c in threads.values() if c.state == "resolved"}
     also |= {c.agent_id for c in threads.values() if c.state == "assigned"}
     classified = {m.message_id: classify_message(m, ctx.rules) for m in fresh}
-    needs = set(needs_of_batch(fresh, threads, ctx.rules, classified))
-    agents = await store.lock_agents_for(needs, sorted(a for a in also if a)) if fresh else {}
+    needs = set(needs_of_batch(fresh, threads, classified))
+    agents = (
+        await store.lock_agents_for(needs, sorted(a for a in also if a), best=len(fresh))
+        if fresh
+        else {}
+    )
     plan = plan_batch(
         messages,
         Intake(seen, threads, agents),

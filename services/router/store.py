@@ -911,26 +911,36 @@ class RouterStore:
         return found
 
     async def lock_agents_for(
-        self, needs: Collection[Need], also: Collection[str]
+        self, needs: Collection[Need], also: Collection[str], *, best: int
     ) -> dict[str, AgentView]:
-        """Every online agent with room that some need could be given to (exclusions aside),
-        and the agents ``also`` named, locked in id order, with their slots (every writer of
-        slots holds the agent's row)."""
+        """For each need, the ``best`` online agents with room that could be given it (in
+        ``routing.select``'s order, as ``candidates``), and the agents ``also`` named, locked
+        in id order, with their slots (every writer of slots holds the agent's row).
+
+        ``best`` at least the number of assignments the batch can make suffices: an agent
+        given a conversation only ranks lower after it (its occupancy rises), the others keep
+        their order, so each choice is among the first ones of its need."""
         locked = await self._exec(
             """SELECT a.id FROM router.agents a
-               WHERE a.id = ANY(:also)
-                  OR (a.status = 'online' AND (a.max_load IS NULL OR a.total_load < a.max_load)
-                      AND EXISTS (
-                        SELECT 1 FROM unnest(CAST(:channels AS text[]), CAST(:skills AS text[]),
-                                             CAST(:levels AS int[]), CAST(:languages AS text[]),
-                                             CAST(:teams AS text[]))
-                                      AS n(channel, skill, level, language, team)
-                        JOIN router.agent_slots s ON s.agent_id = a.id AND s.channel = n.channel
-                                                 AND s.load < s.capacity
-                        WHERE coalesce((a.skills ->> n.skill)::int, 0) >= n.level
-                          AND (n.language = :unknown OR n.language = ANY(a.languages))
-                          AND (n.team IS NULL OR a.team = n.team)))
+               WHERE a.id = ANY(:also) OR a.id IN (
+                   SELECT c.id
+                   FROM unnest(CAST(:channels AS text[]), CAST(:skills AS text[]),
+                               CAST(:levels AS int[]), CAST(:languages AS text[]),
+                               CAST(:teams AS text[])) AS n(channel, skill, level, language, team)
+                   CROSS JOIN LATERAL (
+                       SELECT c.id FROM router.agents c
+                       JOIN router.agent_slots f ON f.agent_id = c.id AND f.channel = n.channel
+                                                AND f.load < f.capacity
+                       WHERE c.status = 'online'
+                         AND (c.max_load IS NULL OR c.total_load < c.max_load)
+                         AND coalesce((c.skills ->> n.skill)::int, 0) >= n.level
+                         AND (n.language = :unknown OR n.language = ANY(c.languages))
+                         AND (n.team IS NULL OR c.team = n.team)
+                       ORDER BY CAST(f.load AS float8) / f.capacity,
+                                c.last_assigned_at ASC NULLS FIRST, c.id COLLATE "C"
+                       LIMIT :best) AS c)
                ORDER BY a.id FOR UPDATE OF a""",
+            best=best,
             also=list(also),
             channels=[n.channel.value for n in needs],
             skills=[n.skill.value for n in needs],

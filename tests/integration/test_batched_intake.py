@@ -112,7 +112,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
             team=draw(st.sampled_from([None, None, "apac"])),
             max_load=draw(st.sampled_from([None, None, 2])),
         )
-        for i in range(draw(st.integers(0, 5)))
+        for i in range(draw(st.integers(0, 7)))
     ]
     n = 0
 

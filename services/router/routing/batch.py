@@ -92,22 +92,24 @@ def classify_message(message: InboundMessage, rules: RuleSet) -> Classification:
 def needs_of_batch(
     messages: Iterable[InboundMessage],
     threads: Mapping[str, Conversation],
-    rules: RuleSet,
     classified: Mapping[uuid.UUID, Classification],
 ) -> list[Need]:
     """Every need the batch may assign for (before planning, to find the agents to lock): a
-    new thread's classification, a waiting or reopened one's, raised or not."""
+    new conversation's, and a reopened one's (raised or not; reopening clears exclusions and
+    escalation). A follow-up to an open conversation assigns nothing."""
     needs: list[Need] = []
     for message in messages:
         found = classified[message.message_id]
         conv = threads.get(message.conversation_key)
-        needs.append(
-            Need(message.channel, found.skill, found.language, found.min_level, found.team)
-        )
-        if conv is not None:
-            needs.append(need_for(conv, rules))
+        if conv is None:
+            needs.append(
+                Need(message.channel, found.skill, found.language, found.min_level, found.team)
+            )
+        elif conv.state == "resolved":
             raised = raise_on_followup(conv.classification, found)
-            needs.append(Need(conv.channel, raised.skill, raised.language, 1, None))
+            needs.append(
+                Need(conv.channel, raised.skill, raised.language, raised.min_level, raised.team)
+            )
     return needs
 
 
