@@ -202,15 +202,15 @@ PARTS: dict[str, Any] = {
 PART_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "router": {"messages": 4_000, "history": 100_000},
-        "pipeline": {"rates": [100, 200], "step_s": 5},
+        "pipeline": {"rates": [25, 50], "step_s": 5},
         "surge": {"rate": 50, "calm_s": 5, "surge_s": 10},
         "ingest-http": {"duration_s": 3, "connections": 32},
         "metrics-fold": {"events": 5_000, "history": 20_000},
     },
     "full": {
         "router": {"messages": 20_000, "history": 1_000_000},
-        "pipeline": {"rates": [100, 200, 300, 400, 500, 750, 1000], "step_s": 10},
-        "surge": {"rate": 200, "calm_s": 20, "surge_s": 30},
+        "pipeline": {"rates": [25, 50, 75, 100, 150, 200, 300, 500], "step_s": 10},
+        "surge": {"rate": 50, "calm_s": 20, "surge_s": 30},
         "ingest-http": {"duration_s": 10, "connections": 64},
         "metrics-fold": {"events": 50_000, "history": 1_000_000},
     },
