@@ -252,7 +252,8 @@ def parts_section(parts: dict[str, Any]) -> str:
         PARTS_HEADING,
         "",
         "Each run alone with `python -m bench.run --only PART` (full size) on this machine; "
-        "the raw figures are under `parts` in `docs/benchmarks.json`.",
+        "the raw figures are under `parts` in `docs/benchmarks.json`, what limits each in "
+        "[throughput.md](throughput.md).",
         "",
         "| part | run at | headline figures |",
         "|---|---|---|",
