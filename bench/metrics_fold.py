@@ -26,16 +26,14 @@ from sqlalchemy import text
 
 from bench.metrics_report import FILL, TIMELINE_FILL
 from bench.pipeline import memory_mb, service_env
-from bench.stats import CpuShare
+from bench.stats import CpuShare, ratio
 from devtools.run import launch, stop_all
 from devtools.stack import (
     Broker,
     Postgres,
-    create_database,
     drop_database,
     free_port,
-    migrate,
-    unique_name,
+    migrated_database,
 )
 from shared.db import make_engine
 from shared.events import (
@@ -209,15 +207,6 @@ async def fold(
         await engine.dispose()
 
 
-async def _fresh_database(pg: Postgres, made: list[str]) -> str:
-    name = unique_name("fold")
-    await create_database(pg.url, name)
-    made.append(name)
-    url = pg.url_for(name)
-    await asyncio.to_thread(migrate, url)
-    return url
-
-
 async def seed_history(database_url: str, conversations: int) -> float:
     """``conversations`` of metrics history, as the consumer leaves them; seconds taken."""
     engine = make_engine(database_url, pool_size=1)
@@ -242,12 +231,14 @@ async def run(
     try:
         work = backlog(events)
         say(f"metrics-fold: folding {len(work):,} events, empty tables")
-        empty = await fold(broker, await _fresh_database(pg, made), work, log_dir)
+        empty = await fold(broker, await migrated_database(pg.url, "fold", made), work, log_dir)
         single_work = work[: len(work) // 10]
         say(f"metrics-fold: folding {len(single_work):,} events one per transaction")
-        single = await fold(broker, await _fresh_database(pg, made), single_work, log_dir, batch=0)
+        single = await fold(
+            broker, await migrated_database(pg.url, "fold", made), single_work, log_dir, batch=0
+        )
         say(f"metrics-fold: {history:,} conversations of history (seeded in PostgreSQL)")
-        url = await _fresh_database(pg, made)
+        url = await migrated_database(pg.url, "fold", made)
         seeded_s = await seed_history(url, history)
         say(f"metrics-fold: folding {len(work):,} events over that history")
         full = await fold(broker, url, backlog(events, seed=12), log_dir)
@@ -257,9 +248,9 @@ async def run(
     return {
         "events_s": empty["events_s"],
         "events_s_1m": full["events_s"],
-        "history_ratio": _ratio(full["events_s"], empty["events_s"]),
+        "history_ratio": ratio(full["events_s"], empty["events_s"]),
         "events_s_one_per_transaction": single["events_s"],
-        "batch_over_one_per_transaction": _ratio(empty["events_s"], single["events_s"]),
+        "batch_over_one_per_transaction": ratio(empty["events_s"], single["events_s"]),
         "cpu_share": empty["cpu_share"],
         "cpu_share_1m": full["cpu_share"],
         "history_conversations": history,
@@ -268,10 +259,6 @@ async def run(
         "history": full,
         "one_per_transaction": single,
     }
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 2) if a and b else None
 
 
 async def _main(events: int, history: int) -> None:

@@ -10,7 +10,6 @@ router`` runs this part and prints its figures as JSON on the last line."""
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 import uuid
@@ -25,16 +24,14 @@ from sqlalchemy import text
 from bench import baselines
 from bench.history import seed_router_history
 from bench.pipeline import ALL_SKILLS, CAPACITY, TEXTS, memory_mb, service_env
-from bench.stats import CpuShare
+from bench.stats import CpuShare, ratio
 from devtools.run import launch, stop_all, wait_ready
 from devtools.stack import (
     Broker,
     Postgres,
-    create_database,
     drop_database,
     free_port,
-    migrate,
-    unique_name,
+    migrated_database,
 )
 from shared.auth import hash_key, new_key
 from shared.db import make_engine
@@ -197,15 +194,6 @@ async def drain(
         await engine.dispose()
 
 
-async def _fresh_database(pg: Postgres, made: list[str]) -> str:
-    name = unique_name("drain")
-    await create_database(pg.url, name)
-    made.append(name)
-    url = pg.url_for(name)
-    await asyncio.to_thread(migrate, url)
-    return url
-
-
 async def run(
     broker: Broker,
     pg: Postgres,
@@ -234,24 +222,28 @@ async def _run(
 ) -> dict[str, Any]:
     work = backlog(messages)
     say(f"router: baseline, one PostgreSQL transaction per message ({messages // 10:,})")
-    base = await baselines.pg_loop(await _fresh_database(pg, made), messages // 10)
+    base = await baselines.pg_loop(await migrated_database(pg.url, "drain", made), messages // 10)
     say(f"router: draining {messages:,} messages, empty tables")
-    empty = await drain(broker, await _fresh_database(pg, made), work, log_dir)
+    empty = await drain(broker, await migrated_database(pg.url, "drain", made), work, log_dir)
     say(f"router: draining {messages // 10:,} messages one per transaction (batch of 1)")
     single = await drain(
-        broker, await _fresh_database(pg, made), work[: messages // 10], log_dir, batch=1
+        broker,
+        await migrated_database(pg.url, "drain", made),
+        work[: messages // 10],
+        log_dir,
+        batch=1,
     )
     say(f"router: {history:,} conversations of history (seeded in PostgreSQL)")
-    url = await _fresh_database(pg, made)
+    url = await migrated_database(pg.url, "drain", made)
     seeded_s = await seed_router_history(url, history)
     say(f"router: draining {messages:,} messages over that history")
     full = await drain(broker, url, backlog(messages, seed=8), log_dir)
     out = {
         "msg_s": empty["msg_s"],
         "baseline_msg_s": base["rate"],
-        "ratio": _ratio(empty["msg_s"], base["rate"]),
+        "ratio": ratio(empty["msg_s"], base["rate"]),
         "msg_s_1m": full["msg_s"],
-        "history_ratio": _ratio(full["msg_s"], empty["msg_s"]),
+        "history_ratio": ratio(full["msg_s"], empty["msg_s"]),
         "msg_s_batch_of_1": single["msg_s"],
         "history_conversations": history,
         "history_seed_s": round(seeded_s, 1),
@@ -261,21 +253,3 @@ async def _run(
         "baseline": base,
     }
     return out
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return round(a / b, 2) if a and b else None
-
-
-async def _main(messages: int, history: int) -> None:
-    import tempfile
-
-    log_dir = Path(tempfile.mkdtemp(prefix="switchboard-bench-"))
-    broker = Broker(log_path=log_dir / "broker.log").start()
-    pg = Postgres()
-    try:
-        out = await run(broker, pg, log_dir, messages=messages, history=history)
-    finally:
-        broker.stop()
-        pg.stop()
-    print(json.dumps(out))

