@@ -84,7 +84,6 @@ async def test_a_message_is_served_while_thousands_of_slow_connections_are_open(
                 await asyncio.sleep(0.01)
 
         sampler = asyncio.create_task(sample())
-        opened = time.monotonic()
         slow = []
         for i in range(flood):  # half say nothing, half start a request and stall
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -103,12 +102,10 @@ async def test_a_message_is_served_while_thousands_of_slow_connections_are_open(
 
         deadline = settings.header_timeout_s + 10
         closed = await asyncio.gather(*(closed_by_server(r, deadline) for r, _ in slow))
-        elapsed = time.monotonic() - opened
         sampler.cancel()
         for _, writer in slow:
             writer.close()
         assert all(closed), f"{closed.count(False)} of {flood} slow connections still open"
-        assert elapsed >= settings.header_timeout_s  # the newest lived out their deadline
         # Connections being closed count until the loop's next turn: a little over the cap.
         assert peak <= cap + 64, f"{peak} connections open at once, cap {cap}"
 
