@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from devtools.stack import Broker, Postgres, create_database, drop_database, migrate, unique_name
 from devtools.topics import produce, read_topic  # noqa: F401 (used by tests)
 from shared.auth import INGEST, OPS, agent_scope, hash_key, new_key
+from shared.db import make_engine, make_sessionmaker
 from shared.settings import ApiKeyEntry, Topics
 
 T = TypeVar("T")
@@ -64,6 +65,21 @@ def database_url(pg: Postgres, template_db: str) -> Iterator[str]:
     asyncio.run(create_database(pg.url, name, template=template_db))
     yield pg.url_for(name)
     asyncio.run(drop_database(pg.url, name))
+
+
+@pytest.fixture
+async def two_databases(pg: Postgres, template_db: str) -> AsyncIterator[list[Any]]:
+    """Two fresh databases in the same migrated state, as session factories: to apply the same
+    input two ways (one at a time, in batches) and compare what each leaves."""
+    names = [unique_name("sb_twin") for _ in range(2)]
+    for name in names:
+        await create_database(pg.url, name, template=template_db)
+    engines = [make_engine(pg.url_for(name), pool_size=2) for name in names]
+    yield [make_sessionmaker(e) for e in engines]
+    for engine in engines:
+        await engine.dispose()
+    for name in names:
+        await drop_database(pg.url, name)
 
 
 @dataclass

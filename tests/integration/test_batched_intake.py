@@ -15,18 +15,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from devtools.stack import create_database, drop_database, unique_name
 from services.router import handlers
 from services.router.context import Policy
 from services.router.intake import receive_messages
 from services.router.routing.rules import DEFAULT_RULES_PATH, RulesSource
 from services.router.uow import UnitOfWork
-from shared.db import make_engine, make_sessionmaker
 from shared.events import (
     AgentStatus,
     Channel,
@@ -193,19 +190,6 @@ async def _snapshot(sessions: Any) -> dict[str, Any]:
             name: [tuple(r) for r in (await session.execute(text(sql))).all()]
             for name, sql in queries.items()
         }
-
-
-@pytest.fixture
-async def two_databases(pg, template_db):
-    names = [unique_name("sb_batch") for _ in range(2)]
-    for name in names:
-        await create_database(pg.url, name, template=template_db)
-    engines = [make_engine(pg.url_for(name), pool_size=2) for name in names]
-    yield [make_sessionmaker(e) for e in engines]
-    for engine in engines:
-        await engine.dispose()
-    for name in names:
-        await drop_database(pg.url, name)
 
 
 @settings(

@@ -17,15 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from devtools.stack import create_database, drop_database, unique_name
 from services.metrics.calendars import BusinessCalendar
 from services.metrics.store import MetricsStore
-from shared.db import make_engine, make_sessionmaker
 from shared.events import (
     AgentProfileChanged,
     AgentReplied,
@@ -186,19 +183,6 @@ async def snapshot(sessions: Any) -> dict[str, list[dict[str, Any]]]:
     for row in tables["conversations"]:
         row.pop("changed_xid")  # the transaction that wrote it: differs by construction
     return tables
-
-
-@pytest.fixture
-async def two_databases(pg, template_db):
-    names = [unique_name("sb_metrics_batch") for _ in range(2)]
-    for name in names:
-        await create_database(pg.url, name, template=template_db)
-    engines = [make_engine(pg.url_for(name), pool_size=2) for name in names]
-    yield [make_sessionmaker(e) for e in engines]
-    for engine in engines:
-        await engine.dispose()
-    for name in names:
-        await drop_database(pg.url, name)
 
 
 @settings(
