@@ -21,7 +21,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from bench.metrics_report import FILL, TIMELINE_FILL
@@ -35,6 +34,7 @@ from devtools.stack import (
     free_port,
     migrated_database,
 )
+from devtools.topics import produce
 from shared.db import make_engine
 from shared.events import (
     AgentReplied,
@@ -120,21 +120,6 @@ def backlog(events: int, seed: int = 11) -> list[ConversationEvent]:
     return out
 
 
-async def _produce(bootstrap: str, topic: str, events: list[ConversationEvent]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(
-                topic, e.model_dump_json().encode(), key=str(e.conversation_id).encode()
-            )
-            for e in events
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
-
-
 async def fold(
     broker: Broker,
     database_url: str,
@@ -146,7 +131,8 @@ async def fold(
     """Start a metrics process on ``database_url`` over a backlog of ``events``; its rate."""
     topics = Topics(namespace=f"fold{uuid.uuid4().hex[:8]}")
     await ensure_topics(CommonSettings(kafka_bootstrap=broker.bootstrap, topics=topics))
-    await _produce(broker.bootstrap, topics.conversation_events, events)
+    records = [(str(e.conversation_id), e.model_dump_json().encode()) for e in events]
+    await produce(broker.bootstrap, topics.conversation_events, records)
     ids = [e.event_id for e in events]
     # Progress from a sample through the primary key (a count of the table would scan it):
     # every 50th event, and the last ones produced, which are folded last on their partitions.

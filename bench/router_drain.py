@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 
 from bench import baselines
@@ -33,6 +32,7 @@ from devtools.stack import (
     free_port,
     migrated_database,
 )
+from devtools.topics import produce
 from shared.auth import hash_key, new_key
 from shared.db import make_engine
 from shared.events import Channel, Customer, InboundMessage, conversation_key_for, message_id_for
@@ -76,21 +76,6 @@ def backlog(n: int, seed: int = 7) -> list[InboundMessage]:
             )
         )
     return out
-
-
-async def _produce(bootstrap: str, topic: str, messages: list[InboundMessage]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-    await producer.start()
-    try:
-        sent = [
-            await producer.send(
-                topic, m.model_dump_json().encode(), key=m.conversation_key.encode()
-            )
-            for m in messages
-        ]
-        await asyncio.gather(*sent)
-    finally:
-        await producer.stop()
 
 
 async def _seed_agents(router_url: str, ops: dict[str, str]) -> None:
@@ -139,7 +124,8 @@ async def drain(
     try:
         await asyncio.to_thread(wait_ready, "router", port, process, 60)
         await _seed_agents(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {ops_key}"})
-        await _produce(broker.bootstrap, topics.inbound, messages)
+        records = [(m.conversation_key, m.model_dump_json().encode()) for m in messages]
+        await produce(broker.bootstrap, topics.inbound, records)
         n = len(messages)
         assert broker.process is not None
         cpu = CpuShare({"router": process.pid, "broker": broker.process.pid})
