@@ -21,13 +21,8 @@ from services.ingest.outbound.dispatcher import Dispatcher
 from services.ingest.outbound.senders import make_senders
 from services.ingest.settings import IngestSettings
 from services.ingest.webhooks import router as channel_router
-from shared.kafka import (
-    ConsumeLoop,
-    broker_reachable,
-    ensure_topics,
-    make_consumer,
-    make_producer,
-)
+from shared.consume import ConsumeLoop
+from shared.kafka import broker_reachable, ensure_topics, make_consumer, make_producer
 from shared.service import service_app
 
 

@@ -17,14 +17,9 @@ from services.metrics.dashboard import router as dashboard_router
 from services.metrics.report_cache import ReportCache
 from services.metrics.settings import MetricsSettings
 from services.metrics.sla import sla_forever
+from shared.consume import BatchConsumeLoop, ConsumeLoop
 from shared.db import make_engine, make_sessionmaker
-from shared.kafka import (
-    BatchConsumeLoop,
-    ConsumeLoop,
-    ensure_topics,
-    make_consumer,
-    make_producer,
-)
+from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.service import service_app, stateful_checks
 
 log = logging.getLogger(__name__)

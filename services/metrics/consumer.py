@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.metrics.store import MetricsStore
+from shared.consume import PoisonRecord, RecordHandler, parse_record
 from shared.events import (
     AGENT_EVENT_TYPES,
     CONVERSATION_EVENT_TYPES,
@@ -22,7 +23,6 @@ from shared.events import (
     agent_event_adapter,
     conversation_event_adapter,
 )
-from shared.kafka import PoisonRecord, RecordHandler, parse_record
 from shared.settings import Topics
 
 MetricsEvent = AnyConversationEvent | AgentStatusChanged | AgentProfileChanged

@@ -25,14 +25,9 @@ from services.router.routing.rules import RulesSource
 from services.router.settings import RouterSettings
 from services.router.uow import UnitOfWork
 from services.router.wakeups import AgentWakeups
+from shared.consume import BatchConsumeLoop
 from shared.db import async_url, make_engine, make_sessionmaker
-from shared.kafka import (
-    BatchConsumeLoop,
-    TopicGuard,
-    ensure_topics,
-    make_consumer,
-    make_producer,
-)
+from shared.kafka import TopicGuard, ensure_topics, make_consumer, make_producer
 from shared.service import service_app, stateful_checks
 
 

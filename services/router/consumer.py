@@ -16,12 +16,12 @@ from services.router.context import Context
 from services.router.handlers import receive_message
 from services.router.intake import receive_messages
 from services.router.uow import UnitOfWork
+from shared.consume import RecordHandler, parse_record
 from shared.events import (
     InboundMessage,
     ReplyDelivered,
     ReplyFailed,
 )
-from shared.kafka import RecordHandler, parse_record
 from shared.tracing import carrier_json_of
 
 log = logging.getLogger(__name__)

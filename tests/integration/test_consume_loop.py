@@ -7,14 +7,8 @@ import json
 from aiokafka import TopicPartition
 from sqlalchemy.exc import OperationalError
 
-from shared.kafka import (
-    BatchConsumeLoop,
-    ConsumeLoop,
-    PoisonRecord,
-    ensure_topics,
-    make_consumer,
-    make_producer,
-)
+from shared.consume import BatchConsumeLoop, ConsumeLoop, PoisonRecord
+from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.settings import CommonSettings
 from tests.conftest import eventually, produce, read_topic
 

@@ -12,8 +12,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from services.ingest.outbound.senders import Refused, Sender, Unavailable
+from shared.consume import PoisonRecord, RecordHandler, parse_record
 from shared.events import OutboundReply, ReplyDelivered, ReplyFailed, derived_id
-from shared.kafka import PoisonRecord, RecordHandler, parse_record, publish
+from shared.kafka import publish
 from shared.settings import Topics
 
 log = logging.getLogger(__name__)
