@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 
 from services.router.context import Context
+from services.router.intake_store import IntakeStore
 from services.router.routing.batch import (
     Intake,
     Plan,
@@ -31,7 +32,7 @@ async def receive_messages(
     ``traces``: each message's trace (a W3C carrier as JSON, from its record's headers), which
     the events it causes and its assignment span continue."""
     traces = traces or {}
-    store = ctx.store
+    store = IntakeStore(ctx.store.session)
     seen = await store.applied([m.message_id for m in messages])
     fresh = [m for m in messages if m.message_id not in seen]
     keys = list(dict.fromkeys(m.conversation_key for m in fresh))

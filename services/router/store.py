@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import TextClause, text
@@ -19,15 +19,12 @@ from services.router.routing.select import AgentView, Need
 from shared.events import AgentStatus, Channel, CustomerTier, Priority, Skill
 from shared.tracing import carrier_json
 
-if TYPE_CHECKING:
-    from services.router.routing.batch import Plan as IntakePlan
-
 AGENT_CHANNEL = "switchboard_agent"  # NOTIFY channel: payload is the agent id
 # Waking an agent: bump its inbox cursor (the long-poll compares it) and notify every replica
 # with the agent's id; used as a CTE named ``woken``, so it can be made conditional.
 _WAKE_AGENT = "UPDATE router.agents SET inbox_version = inbox_version + 1 WHERE id = :agent"
-_NOTIFY_WOKEN = f"pg_notify('{AGENT_CHANNEL}', id)"
-_MESSAGE_COLUMNS = (
+NOTIFY_WOKEN = f"pg_notify('{AGENT_CHANNEL}', id)"
+MESSAGE_COLUMNS = (
     "id, conversation_id, direction, author, text, channel_message_id, sent_at, created_at"
 )
 
@@ -112,7 +109,7 @@ class StoredAnswer:
 
 _NO_SEQ_ABOVE = 2**63 - 1
 _QUEUE_ORDER_LOCK = 0x5B0A4E  # advisory lock id (the outbox relay holds 0x5B0A4D)
-_CONVERSATION_COLUMNS = """
+CONVERSATION_COLUMNS = """
     id, conversation_key, channel, customer_id, customer_tier, state, priority, skill, language,
     rules_fired, agent_id, opened_at, queued_at, assigned_at, first_response_at, resolved_at,
     category, min_level, team, offered_at, accepted_at, escalated_at, excluded_agents,
@@ -120,7 +117,7 @@ _CONVERSATION_COLUMNS = """
 """
 
 
-def _conversation(row: Any) -> Conversation:
+def conversation_of(row: Any) -> Conversation:
     m = row._mapping
     return Conversation(
         id=m["id"],
@@ -151,7 +148,7 @@ def _conversation(row: Any) -> Conversation:
     )
 
 
-_AGENT_VIEW = """
+AGENT_VIEW = """
     SELECT a.id, a.name, a.status, a.skills, a.languages, a.last_assigned_at, a.team, a.max_load,
            coalesce(jsonb_object_agg(s.channel, s.capacity)
                     FILTER (WHERE s.channel IS NOT NULL), '{}') AS capacity,
@@ -161,7 +158,7 @@ _AGENT_VIEW = """
 """
 
 
-def _agent_view(row: Any) -> AgentView:
+def agent_view_of(row: Any) -> AgentView:
     m = row._mapping
     return AgentView(
         id=m["id"],
@@ -214,7 +211,7 @@ class RouterStore:
         sent_at: datetime | None = None,
     ) -> None:
         await self._exec(
-            f"""INSERT INTO router.messages ({_MESSAGE_COLUMNS})
+            f"""INSERT INTO router.messages ({MESSAGE_COLUMNS})
                 VALUES (:id, :cid, :direction, :author, :text, :cmid, :sent_at, :created_at)""",
             id=message_id,
             cid=conversation_id,
@@ -276,12 +273,12 @@ class RouterStore:
     async def latest_for_key(self, key: str) -> Conversation | None:
         """The most recent conversation of a thread (any state)."""
         row = await self._exec(
-            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+            f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations
                 WHERE conversation_key = :key ORDER BY opened_at DESC LIMIT 1""",
             key=key,
         )
         found = row.first()
-        return _conversation(found) if found else None
+        return conversation_of(found) if found else None
 
     async def arrival(
         self, message_id: uuid.UUID, key: str, resolved_since: datetime
@@ -294,10 +291,10 @@ class RouterStore:
         # across both states matches neither index and scans the whole table.
         row = await self._exec(
             f"""WITH open AS (
-                    SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+                    SELECT {CONVERSATION_COLUMNS} FROM router.conversations
                     WHERE conversation_key = :key AND state <> 'resolved' FOR UPDATE),
                 recent AS (
-                    SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+                    SELECT {CONVERSATION_COLUMNS} FROM router.conversations
                     WHERE conversation_key = :key AND state = 'resolved'
                       AND resolved_at >= :since AND NOT EXISTS (SELECT 1 FROM open)
                     ORDER BY resolved_at DESC LIMIT 1 FOR UPDATE)
@@ -309,29 +306,29 @@ class RouterStore:
             since=resolved_since,
         )
         found = row.one()
-        return bool(found.seen), _conversation(found) if found.id is not None else None
+        return bool(found.seen), conversation_of(found) if found.id is not None else None
 
     async def conversation(
         self, cid: uuid.UUID, *, for_update: bool = False
     ) -> Conversation | None:
         lock = " FOR UPDATE" if for_update else ""
         row = await self._exec(
-            f"SELECT {_CONVERSATION_COLUMNS} FROM router.conversations WHERE id = :id{lock}",
+            f"SELECT {CONVERSATION_COLUMNS} FROM router.conversations WHERE id = :id{lock}",
             id=cid,
         )
         found = row.first()
-        return _conversation(found) if found else None
+        return conversation_of(found) if found else None
 
     async def open_conversations_of(
         self, agent_id: str, *, for_update: bool = False
     ) -> list[Conversation]:
         lock = " FOR UPDATE" if for_update else ""
         rows = await self._exec(
-            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+            f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations
                 WHERE agent_id = :agent AND state = 'assigned' ORDER BY assigned_at{lock}""",
             agent=agent_id,
         )
-        return [_conversation(r) for r in rows]
+        return [conversation_of(r) for r in rows]
 
     async def create_conversation(
         self,
@@ -357,9 +354,9 @@ class RouterStore:
                     VALUES (:id, :key, :channel, :customer, :tier, 'queued', :priority, :rank,
                             :skill, :language, :rules, :min_level, :team, :category,
                             :opened_at, :opened_at)
-                    RETURNING {_CONVERSATION_COLUMNS}),
+                    RETURNING {CONVERSATION_COLUMNS}),
                 first AS (
-                    INSERT INTO router.messages ({_MESSAGE_COLUMNS})
+                    INSERT INTO router.messages ({MESSAGE_COLUMNS})
                     SELECT :message_id, id, 'inbound', :customer, :text, :cmid, :sent_at,
                            :opened_at
                     FROM conv)
@@ -377,7 +374,7 @@ class RouterStore:
             sent_at=first.sent_at,
             **self._classification(classification),
         )
-        return _conversation(row.one())
+        return conversation_of(row.one())
 
     @staticmethod
     def _classification(c: Classification) -> dict[str, Any]:
@@ -417,7 +414,7 @@ class RouterStore:
                     RETURNING id),
                 woken AS (
                     {_WAKE_AGENT} AND EXISTS (SELECT 1 FROM given) RETURNING id, team)
-                SELECT team, {_NOTIFY_WOKEN} FROM woken""",
+                SELECT team, {NOTIFY_WOKEN} FROM woken""",
             id=cid,
             agent=agent_id,
             now=now,
@@ -501,7 +498,7 @@ class RouterStore:
         found: list[Conversation] = []
         for rank in range(len(Priority)):
             rows = await self._exec(
-                f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+                f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations
                     WHERE state = 'queued' AND priority_rank = :rank
                       AND channel = ANY(:channels)
                       AND coalesce((CAST(:skills AS jsonb) ->> skill)::int, 0) >=
@@ -524,7 +521,7 @@ class RouterStore:
                 agent=agent.id,
                 limit=per_priority,
             )
-            found += [_conversation(r) for r in rows]
+            found += [conversation_of(r) for r in rows]
         return found
 
     async def lock_queue_order(self) -> None:
@@ -563,12 +560,12 @@ class RouterStore:
             for rank in range(len(Priority))
         )
         rows = await self._exec(
-            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
+            f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations
                 WHERE id IN ({heads})
                 ORDER BY priority_rank, queued_at, id FOR UPDATE SKIP LOCKED""",
             limit=per_priority,
         )
-        return [_conversation(r) for r in rows]
+        return [conversation_of(r) for r in rows]
 
     async def expired_offers(
         self, timeouts: dict[str, float], now: datetime, *, limit: int
@@ -577,7 +574,7 @@ class RouterStore:
         if not timeouts:
             return []
         rows = await self._exec(
-            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations c
+            f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations c
                 JOIN jsonb_each_text(CAST(:timeouts AS jsonb)) t ON t.key = c.channel
                 WHERE c.state = 'assigned' AND c.accepted_at IS NULL
                   AND c.offered_at + make_interval(secs => t.value::float) <= :now
@@ -586,14 +583,14 @@ class RouterStore:
             now=now,
             limit=limit,
         )
-        return [_conversation(r) for r in rows]
+        return [conversation_of(r) for r in rows]
 
     async def due_for_escalation(
         self, due_s: dict[str, float], now: datetime, *, limit: int
     ) -> list[Conversation]:
         """Queued, not yet escalated conversations that waited ``due_s[priority]`` seconds."""
         rows = await self._exec(
-            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations c
+            f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations c
                 JOIN jsonb_each_text(CAST(:due AS jsonb)) d ON d.key = c.priority
                 WHERE c.state = 'queued' AND c.escalated_at IS NULL
                   AND c.queued_at + make_interval(secs => d.value::float) <= :now
@@ -602,7 +599,7 @@ class RouterStore:
             now=now,
             limit=limit,
         )
-        return [_conversation(r) for r in rows]
+        return [conversation_of(r) for r in rows]
 
     async def queue_stats(
         self, now: datetime, *, after: tuple[str, str] = ("", ""), limit: int | None = None
@@ -692,19 +689,19 @@ class RouterStore:
     async def agents(self, *, after: str = "", limit: int | None = None) -> list[AgentView]:
         """Agents in id order, those after ``after`` (up to ``limit``)."""
         rows = await self._exec(
-            _AGENT_VIEW
+            AGENT_VIEW
             + """ WHERE a.id IN (SELECT id FROM router.agents WHERE id > :after
                                  ORDER BY id LIMIT :limit)
                   GROUP BY a.id ORDER BY a.id""",
             after=after,
             limit=limit,
         )
-        return [_agent_view(r) for r in rows]
+        return [agent_view_of(r) for r in rows]
 
     async def agent(self, agent_id: str) -> AgentView | None:
-        row = await self._exec(_AGENT_VIEW + " WHERE a.id = :id GROUP BY a.id", id=agent_id)
+        row = await self._exec(AGENT_VIEW + " WHERE a.id = :id GROUP BY a.id", id=agent_id)
         found = row.first()
-        return _agent_view(found) if found else None
+        return agent_view_of(found) if found else None
 
     async def agent_details(self, agent_id: str) -> dict[str, Any] | None:
         row = await self._exec(
@@ -725,7 +722,7 @@ class RouterStore:
         agents' rows are read and decoded, however many are online; the caller ranks them
         again with the pure function."""
         rows = await self._exec(
-            _AGENT_VIEW
+            AGENT_VIEW
             + """ WHERE a.id IN (
                     SELECT c.id FROM router.agents c
                     JOIN router.agent_slots f ON f.agent_id = c.id AND f.channel = :channel
@@ -748,7 +745,7 @@ class RouterStore:
             excluded=[*need.excluded, *skip],
             limit=limit,
         )
-        return [_agent_view(r) for r in rows]
+        return [agent_view_of(r) for r in rows]
 
     async def claim_slot(self, agent_id: str, channel: Channel, now: datetime) -> bool:
         """Take one slot of an online agent on ``channel``, within its overall cap, atomically;
@@ -793,7 +790,7 @@ class RouterStore:
         """Something new for the agent: bump its inbox cursor and notify every replica (the
         notification is delivered when the transaction commits, and only then)."""
         await self._exec(
-            f"WITH woken AS ({_WAKE_AGENT} RETURNING id) SELECT {_NOTIFY_WOKEN} FROM woken",
+            f"WITH woken AS ({_WAKE_AGENT} RETURNING id) SELECT {NOTIFY_WOKEN} FROM woken",
             agent=agent_id,
         )
 
@@ -867,216 +864,3 @@ class RouterStore:
             payloads=[e.model_dump_json() for _, _, e, _ in events],
             traces=[r or current for _, _, _, r in events],
         )
-
-    # ------------------------------------------------------------ batched intake
-    # A poll's inbound messages in a few statements (services/router/intake.py): read and lock
-    # what they meet, then write the plan's rows set-based. Each statement goes through an
-    # index on conversations and messages, whatever the history.
-
-    async def applied(self, message_ids: Sequence[uuid.UUID]) -> frozenset[uuid.UUID]:
-        """Which of these messages were applied before."""
-        rows = await self._exec(
-            "SELECT id FROM router.messages WHERE id = ANY(:ids)", ids=list(message_ids)
-        )
-        return frozenset(r.id for r in rows)
-
-    async def lock_threads(
-        self, keys: Sequence[str], resolved_since: datetime
-    ) -> dict[str, Conversation]:
-        """Each thread's open conversation, else its latest one resolved at or after
-        ``resolved_since`` (as ``arrival``), locked in id order."""
-        rows = await self._exec(
-            f"""SELECT {_CONVERSATION_COLUMNS} FROM router.conversations
-                WHERE id IN (
-                    SELECT t.id FROM unnest(CAST(:keys AS text[])) AS k(key)
-                    CROSS JOIN LATERAL (
-                        (SELECT id FROM router.conversations
-                         WHERE conversation_key = k.key AND state <> 'resolved')
-                        UNION ALL
-                        (SELECT id FROM router.conversations
-                         WHERE conversation_key = k.key AND state = 'resolved'
-                           AND resolved_at >= :since
-                         ORDER BY resolved_at DESC LIMIT 1)
-                        LIMIT 1) AS t)
-                ORDER BY id FOR UPDATE""",
-            keys=list(keys),
-            since=resolved_since,
-        )
-        found: dict[str, Conversation] = {}
-        for conv in map(_conversation, rows):
-            held = found.get(conv.conversation_key)
-            # Resolved meanwhile, or a conversation opened meanwhile: the open one wins.
-            if held is None or (held.state == "resolved" and conv.state != "resolved"):
-                found[conv.conversation_key] = conv
-        return found
-
-    async def lock_agents_for(
-        self, needs: Collection[Need], also: Collection[str], *, best: int
-    ) -> dict[str, AgentView]:
-        """For each need, the ``best`` online agents with room that could be given it (in
-        ``routing.select``'s order, as ``candidates``), and the agents ``also`` named, locked
-        in id order, with their slots (every writer of slots holds the agent's row).
-
-        ``best`` at least the number of assignments the batch can make suffices: an agent
-        given a conversation only ranks lower after it (its occupancy rises), the others keep
-        their order, so each choice is among the first ones of its need."""
-        locked = await self._exec(
-            """SELECT a.id FROM router.agents a
-               WHERE a.id = ANY(:also) OR a.id IN (
-                   SELECT c.id
-                   FROM unnest(CAST(:channels AS text[]), CAST(:skills AS text[]),
-                               CAST(:levels AS int[]), CAST(:languages AS text[]),
-                               CAST(:teams AS text[])) AS n(channel, skill, level, language, team)
-                   CROSS JOIN LATERAL (
-                       SELECT c.id FROM router.agents c
-                       JOIN router.agent_slots f ON f.agent_id = c.id AND f.channel = n.channel
-                                                AND f.load < f.capacity
-                       WHERE c.status = 'online'
-                         AND (c.max_load IS NULL OR c.total_load < c.max_load)
-                         AND coalesce((c.skills ->> n.skill)::int, 0) >= n.level
-                         AND (n.language = :unknown OR n.language = ANY(c.languages))
-                         AND (n.team IS NULL OR c.team = n.team)
-                       ORDER BY CAST(f.load AS float8) / f.capacity,
-                                c.last_assigned_at ASC NULLS FIRST, c.id COLLATE "C"
-                       LIMIT :best) AS c)
-               ORDER BY a.id FOR UPDATE OF a""",
-            best=best,
-            also=list(also),
-            channels=[n.channel.value for n in needs],
-            skills=[n.skill.value for n in needs],
-            levels=[n.min_level for n in needs],
-            languages=[n.language for n in needs],
-            teams=[n.team for n in needs],
-            unknown=UNKNOWN_LANGUAGE,
-        )
-        ids = [r.id for r in locked]
-        if not ids:
-            return {}
-        rows = await self._exec(_AGENT_VIEW + " WHERE a.id = ANY(:ids) GROUP BY a.id", ids=ids)
-        return {view.id: view for view in map(_agent_view, rows)}
-
-    async def write_intake(self, plan: IntakePlan) -> None:
-        """The plan's rows: new conversations in their final state, then the changed ones,
-        the messages in order, the slots taken, and the agents woken (notified on commit)."""
-        if plan.created:
-            await self._exec(
-                f"""INSERT INTO router.conversations ({_WRITTEN_COLUMNS})
-                    SELECT {_WRITTEN_COLUMNS} FROM jsonb_populate_recordset(
-                        NULL::router.conversations, CAST(:rows AS jsonb))""",
-                rows=_conversation_rows(plan.created.values()),
-            )
-        if plan.changed:
-            assignments = ", ".join(
-                f"{c} = r.{c}" for c in _WRITTEN_COLUMNS.split(", ") if c != "id"
-            )
-            await self._exec(
-                f"""UPDATE router.conversations AS c SET {assignments}
-                    FROM jsonb_populate_recordset(NULL::router.conversations,
-                                                  CAST(:rows AS jsonb)) AS r
-                    WHERE c.id = r.id""",
-                rows=_conversation_rows(plan.changed.values()),
-            )
-        if plan.messages:
-            m = plan.messages
-            await self._exec(
-                f"""INSERT INTO router.messages ({_MESSAGE_COLUMNS})
-                    SELECT id, cid, 'inbound', author, text, cmid, sent_at, created_at
-                    FROM unnest(CAST(:ids AS uuid[]), CAST(:cids AS uuid[]),
-                                CAST(:authors AS text[]), CAST(:texts AS text[]),
-                                CAST(:cmids AS text[]), CAST(:sent AS timestamptz[]),
-                                CAST(:created AS timestamptz[]))
-                         WITH ORDINALITY AS r(id, cid, author, text, cmid, sent_at, created_at, n)
-                    ORDER BY n""",
-                ids=[x.message_id for x in m],
-                cids=[x.conversation_id for x in m],
-                authors=[x.author for x in m],
-                texts=[x.text for x in m],
-                cmids=[x.channel_message_id for x in m],
-                sent=[x.sent_at for x in m],
-                created=[x.created_at for x in m],
-            )
-        if plan.claims:
-            await self._take_slots(plan.claims, plan.now)
-        if plan.woken:
-            await self._exec(
-                f"""WITH woken AS (
-                        UPDATE router.agents AS a SET inbox_version = inbox_version + w.n
-                        FROM unnest(CAST(:ids AS text[]), CAST(:ns AS int[])) AS w(id, n)
-                        WHERE a.id = w.id RETURNING a.id)
-                    SELECT {_NOTIFY_WOKEN} FROM woken""",
-                ids=list(plan.woken),
-                ns=list(plan.woken.values()),
-            )
-
-    async def _take_slots(self, claims: Mapping[tuple[str, Channel], int], now: datetime) -> None:
-        """``claim_slot`` for many slots at once, on agents the caller holds locked."""
-        per_agent: dict[str, int] = {}
-        for (agent_id, _), n in claims.items():
-            per_agent[agent_id] = per_agent.get(agent_id, 0) + n
-        await self._exec(
-            """UPDATE router.agents AS a
-               SET total_load = total_load + t.n, last_assigned_at = :now
-               FROM unnest(CAST(:ids AS text[]), CAST(:ns AS int[])) AS t(id, n)
-               WHERE a.id = t.id""",
-            ids=list(per_agent),
-            ns=list(per_agent.values()),
-            now=now,
-        )
-        await self._exec(
-            """UPDATE router.agent_slots AS s SET load = load + t.n
-               FROM unnest(CAST(:ids AS text[]), CAST(:channels AS text[]),
-                           CAST(:ns AS int[])) AS t(id, channel, n)
-               WHERE s.agent_id = t.id AND s.channel = t.channel""",
-            ids=[a for a, _ in claims],
-            channels=[c.value for _, c in claims],
-            ns=list(claims.values()),
-        )
-
-
-_WRITTEN_COLUMNS = (
-    "id, conversation_key, channel, customer_id, customer_tier, state, priority, "
-    "priority_rank, skill, language, rules_fired, agent_id, opened_at, queued_at, assigned_at, "
-    "first_response_at, resolved_at, category, min_level, team, offered_at, accepted_at, "
-    "escalated_at, excluded_agents, last_agent_id, reopened"
-)
-
-
-def _conversation_rows(convs: Iterable[Conversation]) -> str:
-    """Conversations as the JSON rows ``jsonb_populate_recordset`` reads."""
-
-    def at(t: datetime | None) -> str | None:
-        return t.isoformat() if t is not None else None
-
-    return json.dumps(
-        [
-            {
-                "id": str(c.id),
-                "conversation_key": c.conversation_key,
-                "channel": c.channel.value,
-                "customer_id": c.customer_id,
-                "customer_tier": c.customer_tier.value,
-                "state": c.state,
-                "priority": c.priority.value,
-                "priority_rank": c.priority.rank,
-                "skill": c.skill.value,
-                "language": c.language,
-                "rules_fired": list(c.rules_fired),
-                "agent_id": c.agent_id,
-                "opened_at": at(c.opened_at),
-                "queued_at": at(c.queued_at),
-                "assigned_at": at(c.assigned_at),
-                "first_response_at": at(c.first_response_at),
-                "resolved_at": at(c.resolved_at),
-                "category": c.category,
-                "min_level": c.min_level,
-                "team": c.team,
-                "offered_at": at(c.offered_at),
-                "accepted_at": at(c.accepted_at),
-                "escalated_at": at(c.escalated_at),
-                "excluded_agents": list(c.excluded_agents),
-                "last_agent_id": c.last_agent_id,
-                "reopened": c.reopened,
-            }
-            for c in convs
-        ]
-    )

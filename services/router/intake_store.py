@@ -1,0 +1,238 @@
+"""The batched intake's statements (services/router/intake.py): a poll's inbound messages read
+and locked in a few statements, then the plan's rows written set-based. Every one goes
+through an index on conversations and messages, whatever the history
+(tests/integration/test_query_plans.py). The rest of the router's SQL is in store.py."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import datetime
+
+from services.router.routing.batch import Plan
+from services.router.routing.classify import UNKNOWN_LANGUAGE
+from services.router.routing.select import AgentView, Need
+from services.router.store import (
+    AGENT_VIEW,
+    CONVERSATION_COLUMNS,
+    MESSAGE_COLUMNS,
+    NOTIFY_WOKEN,
+    Conversation,
+    RouterStore,
+    agent_view_of,
+    conversation_of,
+)
+from shared.events import Channel
+
+
+class IntakeStore(RouterStore):
+    """The router's store, with the statements of a batch of inbound messages."""
+
+    async def applied(self, message_ids: Sequence[uuid.UUID]) -> frozenset[uuid.UUID]:
+        """Which of these messages were applied before."""
+        rows = await self._exec(
+            "SELECT id FROM router.messages WHERE id = ANY(:ids)", ids=list(message_ids)
+        )
+        return frozenset(r.id for r in rows)
+
+    async def lock_threads(
+        self, keys: Sequence[str], resolved_since: datetime
+    ) -> dict[str, Conversation]:
+        """Each thread's open conversation, else its latest one resolved at or after
+        ``resolved_since`` (as ``arrival``), locked in id order."""
+        rows = await self._exec(
+            f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations
+                WHERE id IN (
+                    SELECT t.id FROM unnest(CAST(:keys AS text[])) AS k(key)
+                    CROSS JOIN LATERAL (
+                        (SELECT id FROM router.conversations
+                         WHERE conversation_key = k.key AND state <> 'resolved')
+                        UNION ALL
+                        (SELECT id FROM router.conversations
+                         WHERE conversation_key = k.key AND state = 'resolved'
+                           AND resolved_at >= :since
+                         ORDER BY resolved_at DESC LIMIT 1)
+                        LIMIT 1) AS t)
+                ORDER BY id FOR UPDATE""",
+            keys=list(keys),
+            since=resolved_since,
+        )
+        found: dict[str, Conversation] = {}
+        for conv in map(conversation_of, rows):
+            held = found.get(conv.conversation_key)
+            # Resolved meanwhile, or a conversation opened meanwhile: the open one wins.
+            if held is None or (held.state == "resolved" and conv.state != "resolved"):
+                found[conv.conversation_key] = conv
+        return found
+
+    async def lock_agents_for(
+        self, needs: Collection[Need], also: Collection[str], *, best: int
+    ) -> dict[str, AgentView]:
+        """For each need, the ``best`` online agents with room that could be given it (in
+        ``routing.select``'s order, as ``candidates``), and the agents ``also`` named, locked
+        in id order, with their slots (every writer of slots holds the agent's row).
+
+        ``best`` at least the number of assignments the batch can make suffices: an agent
+        given a conversation only ranks lower after it (its occupancy rises), the others keep
+        their order, so each choice is among the first ones of its need."""
+        locked = await self._exec(
+            """SELECT a.id FROM router.agents a
+               WHERE a.id = ANY(:also) OR a.id IN (
+                   SELECT c.id
+                   FROM unnest(CAST(:channels AS text[]), CAST(:skills AS text[]),
+                               CAST(:levels AS int[]), CAST(:languages AS text[]),
+                               CAST(:teams AS text[])) AS n(channel, skill, level, language, team)
+                   CROSS JOIN LATERAL (
+                       SELECT c.id FROM router.agents c
+                       JOIN router.agent_slots f ON f.agent_id = c.id AND f.channel = n.channel
+                                                AND f.load < f.capacity
+                       WHERE c.status = 'online'
+                         AND (c.max_load IS NULL OR c.total_load < c.max_load)
+                         AND coalesce((c.skills ->> n.skill)::int, 0) >= n.level
+                         AND (n.language = :unknown OR n.language = ANY(c.languages))
+                         AND (n.team IS NULL OR c.team = n.team)
+                       ORDER BY CAST(f.load AS float8) / f.capacity,
+                                c.last_assigned_at ASC NULLS FIRST, c.id COLLATE "C"
+                       LIMIT :best) AS c)
+               ORDER BY a.id FOR UPDATE OF a""",
+            best=best,
+            also=list(also),
+            channels=[n.channel.value for n in needs],
+            skills=[n.skill.value for n in needs],
+            levels=[n.min_level for n in needs],
+            languages=[n.language for n in needs],
+            teams=[n.team for n in needs],
+            unknown=UNKNOWN_LANGUAGE,
+        )
+        ids = [r.id for r in locked]
+        if not ids:
+            return {}
+        rows = await self._exec(AGENT_VIEW + " WHERE a.id = ANY(:ids) GROUP BY a.id", ids=ids)
+        return {view.id: view for view in map(agent_view_of, rows)}
+
+    async def write_intake(self, plan: Plan) -> None:
+        """The plan's rows: new conversations in their final state, then the changed ones,
+        the messages in order, the slots taken, and the agents woken (notified on commit)."""
+        if plan.created:
+            await self._exec(
+                f"""INSERT INTO router.conversations ({_WRITTEN_COLUMNS})
+                    SELECT {_WRITTEN_COLUMNS} FROM jsonb_populate_recordset(
+                        NULL::router.conversations, CAST(:rows AS jsonb))""",
+                rows=_conversation_rows(plan.created.values()),
+            )
+        if plan.changed:
+            assignments = ", ".join(
+                f"{c} = r.{c}" for c in _WRITTEN_COLUMNS.split(", ") if c != "id"
+            )
+            await self._exec(
+                f"""UPDATE router.conversations AS c SET {assignments}
+                    FROM jsonb_populate_recordset(NULL::router.conversations,
+                                                  CAST(:rows AS jsonb)) AS r
+                    WHERE c.id = r.id""",
+                rows=_conversation_rows(plan.changed.values()),
+            )
+        if plan.messages:
+            m = plan.messages
+            await self._exec(
+                f"""INSERT INTO router.messages ({MESSAGE_COLUMNS})
+                    SELECT id, cid, 'inbound', author, text, cmid, sent_at, created_at
+                    FROM unnest(CAST(:ids AS uuid[]), CAST(:cids AS uuid[]),
+                                CAST(:authors AS text[]), CAST(:texts AS text[]),
+                                CAST(:cmids AS text[]), CAST(:sent AS timestamptz[]),
+                                CAST(:created AS timestamptz[]))
+                         WITH ORDINALITY AS r(id, cid, author, text, cmid, sent_at, created_at, n)
+                    ORDER BY n""",
+                ids=[x.message_id for x in m],
+                cids=[x.conversation_id for x in m],
+                authors=[x.author for x in m],
+                texts=[x.text for x in m],
+                cmids=[x.channel_message_id for x in m],
+                sent=[x.sent_at for x in m],
+                created=[x.created_at for x in m],
+            )
+        if plan.claims:
+            await self._take_slots(plan.claims, plan.now)
+        if plan.woken:
+            await self._exec(
+                f"""WITH woken AS (
+                        UPDATE router.agents AS a SET inbox_version = inbox_version + w.n
+                        FROM unnest(CAST(:ids AS text[]), CAST(:ns AS int[])) AS w(id, n)
+                        WHERE a.id = w.id RETURNING a.id)
+                    SELECT {NOTIFY_WOKEN} FROM woken""",
+                ids=list(plan.woken),
+                ns=list(plan.woken.values()),
+            )
+
+    async def _take_slots(self, claims: Mapping[tuple[str, Channel], int], now: datetime) -> None:
+        """``claim_slot`` for many slots at once, on agents the caller holds locked."""
+        per_agent: dict[str, int] = {}
+        for (agent_id, _), n in claims.items():
+            per_agent[agent_id] = per_agent.get(agent_id, 0) + n
+        await self._exec(
+            """UPDATE router.agents AS a
+               SET total_load = total_load + t.n, last_assigned_at = :now
+               FROM unnest(CAST(:ids AS text[]), CAST(:ns AS int[])) AS t(id, n)
+               WHERE a.id = t.id""",
+            ids=list(per_agent),
+            ns=list(per_agent.values()),
+            now=now,
+        )
+        await self._exec(
+            """UPDATE router.agent_slots AS s SET load = load + t.n
+               FROM unnest(CAST(:ids AS text[]), CAST(:channels AS text[]),
+                           CAST(:ns AS int[])) AS t(id, channel, n)
+               WHERE s.agent_id = t.id AND s.channel = t.channel""",
+            ids=[a for a, _ in claims],
+            channels=[c.value for _, c in claims],
+            ns=list(claims.values()),
+        )
+
+
+_WRITTEN_COLUMNS = (
+    "id, conversation_key, channel, customer_id, customer_tier, state, priority, "
+    "priority_rank, skill, language, rules_fired, agent_id, opened_at, queued_at, assigned_at, "
+    "first_response_at, resolved_at, category, min_level, team, offered_at, accepted_at, "
+    "escalated_at, excluded_agents, last_agent_id, reopened"
+)
+
+
+def _conversation_rows(convs: Iterable[Conversation]) -> str:
+    """Conversations as the JSON rows ``jsonb_populate_recordset`` reads."""
+
+    def at(t: datetime | None) -> str | None:
+        return t.isoformat() if t is not None else None
+
+    return json.dumps(
+        [
+            {
+                "id": str(c.id),
+                "conversation_key": c.conversation_key,
+                "channel": c.channel.value,
+                "customer_id": c.customer_id,
+                "customer_tier": c.customer_tier.value,
+                "state": c.state,
+                "priority": c.priority.value,
+                "priority_rank": c.priority.rank,
+                "skill": c.skill.value,
+                "language": c.language,
+                "rules_fired": list(c.rules_fired),
+                "agent_id": c.agent_id,
+                "opened_at": at(c.opened_at),
+                "queued_at": at(c.queued_at),
+                "assigned_at": at(c.assigned_at),
+                "first_response_at": at(c.first_response_at),
+                "resolved_at": at(c.resolved_at),
+                "category": c.category,
+                "min_level": c.min_level,
+                "team": c.team,
+                "offered_at": at(c.offered_at),
+                "accepted_at": at(c.accepted_at),
+                "escalated_at": at(c.escalated_at),
+                "excluded_agents": list(c.excluded_agents),
+                "last_agent_id": c.last_agent_id,
+                "reopened": c.reopened,
+            }
+            for c in convs
+        ]
+    )
