@@ -12,6 +12,7 @@ from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.metrics.fold_store import FoldStore
 from services.metrics.store import MetricsStore
 from shared.consume import PoisonRecord, RecordHandler, parse_record
 from shared.events import (
@@ -68,7 +69,7 @@ def batch_folder(
         if not known:
             return
         async with sessions() as session, session.begin():
-            await MetricsStore(session).apply_batch(known)
+            await FoldStore(session).apply_batch(known)
 
     return apply
 

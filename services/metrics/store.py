@@ -30,15 +30,7 @@ from services.metrics.facts import (
     timeline_order,
 )
 from services.metrics.fold_batch import (
-    BEGINNING,
     WAIT_COPY,
-    Dimensions,
-    Kept,
-    Plan,
-    WholeTimeline,
-    folded,
-    plan,
-    since_of,
 )
 from services.metrics.report import DIMENSIONS
 from shared.events import (
@@ -73,9 +65,9 @@ _MOMENTS: dict[type, Moment] = {
     Resolved: Moment.RESOLVED,
 }
 
-_AGENT_EVENTS = (AgentStatusChanged, AgentProfileChanged)
+AGENT_EVENTS = (AgentStatusChanged, AgentProfileChanged)
 # The columns a batch writes, with their types (unnest takes one array per column).
-_FACT_COLUMNS = [
+FACT_COLUMNS = [
     *((n, "timestamptz") for n in ("opened_at", "first_message_at", "first_assigned_at")),
     *((n, "timestamptz") for n in ("first_response_at", "resolved_at")),
     ("agent_id", "text"),
@@ -83,12 +75,12 @@ _FACT_COLUMNS = [
     *((n, "integer") for n in ("assignments", "reopens", "customer_messages", "agent_replies")),
     *((n, "float8") for n in ("resolution_s", "resolution_bs", "queue_wait_s", "queue_wait_bs")),
 ]
-_DIMENSION_COLUMNS = [
+DIMENSION_COLUMNS = [
     *((n, "text") for n in ("customer_tier", "priority", "skill", "language")),
     ("classified_at", "timestamptz"),
 ]
-_WAIT_COPY_COLUMNS = [(n, "timestamptz" if n == "opened_at" else "text") for n in WAIT_COPY]
-_WAIT_COLUMNS = [
+WAIT_COPY_COLUMNS = [(n, "timestamptz" if n == "opened_at" else "text") for n in WAIT_COPY]
+WAIT_ROW_COLUMNS = [
     ("conversation_id", "uuid"),
     ("seq", "integer"),
     ("kind", "text"),
@@ -97,20 +89,20 @@ _WAIT_COLUMNS = [
     ("replied_at", "timestamptz"),
     ("seconds", "float8"),
     ("business_seconds", "float8"),
-    *_WAIT_COPY_COLUMNS[:1],
+    *WAIT_COPY_COLUMNS[:1],
     ("channel", "text"),
     *((n, "text") for n in ("priority", "skill", "language", "agent_id", "customer_tier")),
     ("team", "text"),
 ]
 
 
-def _arrays(columns: list[tuple[str, str]]) -> str:
+def array_columns(columns: list[tuple[str, str]]) -> str:
     """Parameters named after columns, each an array of the column's type (for unnest)."""
     return ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns)
 
 
 # Moments in the order facts.timeline_order breaks ties, and the fold's fields that are times.
-_MOMENT_ORDER = ", ".join(f"'{m.value}'" for m in Moment)
+MOMENT_ORDER = ", ".join(f"'{m.value}'" for m in Moment)
 _FOLD_TIMES = [f.name for f in dataclasses.fields(Fold) if "datetime" in str(f.type)]
 _BEGINNING, _END = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
@@ -183,22 +175,22 @@ def _wait_copy(f: Facts, conversation: Any) -> dict[str, Any]:
     return {d: getattr(conversation, d) for d in dims} | {"opened_at": f.opened_at, "team": f.team}
 
 
-def _json_ready(values: dict[str, Any]) -> dict[str, Any]:
+def json_ready(values: dict[str, Any]) -> dict[str, Any]:
     return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
 
 
-def _fold_of(state: Any) -> Fold | None:
+def fold_of(state: Any) -> Fold | None:
     """A fold kept as JSON (None when the entry has none yet)."""
     if state is None:
         return None
-    values = _json(state)
+    values = json_param(state)
     for name in _FOLD_TIMES:
         if values.get(name) is not None:
             values[name] = datetime.fromisoformat(values[name])
     return Fold(**values)
 
 
-def _json(value: Any) -> Any:
+def json_param(value: Any) -> Any:
     """asyncpg hands jsonb over as text."""
     return json.loads(value) if isinstance(value, str) else value
 
@@ -218,12 +210,12 @@ def choose_calendar(
     chosen = candidates[0]
     holidays = [date.fromisoformat(str(d)) for d in chosen["holidays"]]
     return BusinessCalendar.parse(
-        chosen["name"], chosen["time_zone"], _json(chosen["weekly"]), holidays
+        chosen["name"], chosen["time_zone"], json_param(chosen["weekly"]), holidays
     )
 
 
 def _calendar_row(row: Any) -> dict[str, Any]:
-    return dict(row._mapping) | {"weekly": _json(row.weekly)}
+    return dict(row._mapping) | {"weekly": json_param(row.weekly)}
 
 
 class MetricsStore:
@@ -324,7 +316,7 @@ class MetricsStore:
         assert before is not None
         folds, answers = refold(before, [entry for _, entry, _ in rows])
         last = folds[-1] if folds else before
-        calendars = _json(row.calendars) or []
+        calendars = json_param(row.calendars) or []
         calendar = choose_calendar(calendars, team=last.team, channel=row.channel)
         if since is not None and (calendar.name if calendar else None) != row.calendar:
             return await self._fold(conversation_id, since=None)  # time every wait again
@@ -339,7 +331,7 @@ class MetricsStore:
                         WHERE event_id = ANY(CAST(:events AS uuid[]))"""),
                 {
                     "events": [event_id for event_id, _, _ in rows],
-                    "states": [json.dumps(_json_ready(dataclasses.asdict(f))) for f in folds],
+                    "states": [json.dumps(json_ready(dataclasses.asdict(f))) for f in folds],
                 },
             )
         # Waits before ``since`` stay; those after it were answered again.
@@ -383,7 +375,7 @@ class MetricsStore:
                             AND at = (SELECT at FROM metrics.timeline
                                       WHERE conversation_id = :id AND at < :since
                                       ORDER BY at DESC LIMIT 1)
-                          ORDER BY array_position(ARRAY[{_MOMENT_ORDER}], moment) DESC,
+                          ORDER BY array_position(ARRAY[{MOMENT_ORDER}], moment) DESC,
                                    coalesce(agent_id, '') COLLATE "C" DESC,
                                    coalesce(team, '') COLLATE "C" DESC, event_id DESC
                           LIMIT 1)
@@ -394,10 +386,10 @@ class MetricsStore:
             )
         ).all()
         previous = [r for r in rows if r.before]
-        before = _fold_of(previous[0].state) if previous else Fold()
+        before = fold_of(previous[0].state) if previous else Fold()
         after = sorted(
             (
-                (r.event_id, Entry(Moment(r.moment), r.at, r.agent_id, r.team), _fold_of(r.state))
+                (r.event_id, Entry(Moment(r.moment), r.at, r.agent_id, r.team), fold_of(r.state))
                 for r in rows
                 if not r.before
             ),
@@ -463,283 +455,6 @@ class MetricsStore:
                 for i, w in enumerate(waits)
             ],
         )
-
-    # ------------------------------------------------------------ a batch of events
-
-    async def apply_batch(
-        self, events: Sequence[AnyConversationEvent | AgentStatusChanged | AgentProfileChanged]
-    ) -> int:
-        """Fold a batch of events (in arrival order) in a few statements; leaves what
-        ``apply`` and ``apply_agent_event`` one event at a time leave. How many conversation
-        events were new."""
-        conversation_events = [e for e in events if not isinstance(e, _AGENT_EVENTS)]
-        await self._apply_agent_events([e for e in events if isinstance(e, _AGENT_EVENTS)])
-        fresh = await self._claim(conversation_events)
-        by_conversation: dict[uuid.UUID, list[AnyConversationEvent]] = {}
-        for e in fresh:
-            if folded(e):
-                by_conversation.setdefault(e.conversation_id, []).append(e)
-        if not by_conversation:
-            return len(fresh)
-        ids = sorted(by_conversation)
-        # The batch's read is planned over the tables' size, not the few rows it reads
-        # through indexes: past 100,000 conversations its cost crossed jit_above_cost, and
-        # compiling it took 150 ms (50,000 conversations) to 870 ms (200,000) of each batch.
-        await self.session.execute(text("SET LOCAL jit = off"))
-        await self.session.execute(
-            text("""INSERT INTO metrics.conversations (conversation_id, channel)
-                    SELECT * FROM unnest(CAST(:ids AS uuid[]), CAST(:channels AS text[]))
-                    ON CONFLICT DO NOTHING"""),
-            {"ids": ids, "channels": [by_conversation[i][0].channel.value for i in ids]},
-        )
-        sinces = {i: since_of(by_conversation[i]) for i in ids}
-        kept, calendars = await self._kept(ids, [sinces[i] for i in ids])
-        plans: list[Plan] = []
-        again: list[uuid.UUID] = []
-        for i in ids:
-            try:
-                plans.append(plan(kept[i], by_conversation[i], calendars, choose_calendar))
-            except WholeTimeline:
-                again.append(i)
-        if again:
-            whole, _ = await self._kept(again, [BEGINNING] * len(again))
-            for i in again:
-                plans.append(plan(whole[i], by_conversation[i], calendars, choose_calendar))
-        await self._write_plans(plans)
-        return len(fresh)
-
-    async def _claim(self, events: list[AnyConversationEvent]) -> list[AnyConversationEvent]:
-        """Record the events as processed; those not processed before (the first of each id)."""
-        if not events:
-            return []
-        first: dict[uuid.UUID, AnyConversationEvent] = {}
-        for e in events:
-            first.setdefault(e.event_id, e)
-        new = set(
-            (
-                await self.session.execute(
-                    text("""INSERT INTO metrics.processed_events (event_id)
-                            SELECT unnest(CAST(:ids AS uuid[])) ON CONFLICT DO NOTHING
-                            RETURNING event_id"""),
-                    {"ids": sorted(first)},
-                )
-            ).scalars()
-        )
-        return [e for i, e in first.items() if i in new]
-
-    async def _kept(
-        self, ids: list[uuid.UUID], sinces: list[datetime]
-    ) -> tuple[dict[uuid.UUID, Kept], list[dict[str, Any]]]:
-        """What the store holds of each conversation (locked, in id order) from its ``since``
-        on: dimensions, calendar, its latest wait's copy, the fold of the entry before
-        ``since`` and the entries at or after it; and every calendar. Each conversation reads
-        through the indexes on (conversation, time) and (conversation, seq)."""
-        wait_copy = ", ".join(f"w.{k} AS w_{k}" for k in WAIT_COPY)
-        rows = (
-            await self.session.execute(
-                text(f"""SELECT c.conversation_id, c.channel, c.customer_tier, c.priority,
-                          c.skill, c.language, c.classified_at, c.calendar,
-                          w.seq AS w_seq, {wait_copy},
-                          p.event_id AS p_event_id, p.state AS p_state,
-                          t.event_ids, t.moments, t.ats, t.agent_ids, t.teams, t.waits,
-                          CASE WHEN a.n = 1 THEN
-                            (SELECT json_agg(k) FROM metrics.calendars k) END AS calendars
-                        FROM unnest(CAST(:ids AS uuid[]), CAST(:sinces AS timestamptz[]))
-                          WITH ORDINALITY AS a(id, since, n)
-                        JOIN metrics.conversations c ON c.conversation_id = a.id
-                        LEFT JOIN LATERAL (
-                          SELECT * FROM metrics.waits w WHERE w.conversation_id = a.id
-                          ORDER BY w.seq DESC LIMIT 1) w ON true
-                        LEFT JOIN LATERAL (
-                          SELECT event_id, state FROM metrics.timeline
-                          WHERE conversation_id = a.id
-                            AND at = (SELECT at FROM metrics.timeline
-                                      WHERE conversation_id = a.id AND at < a.since
-                                      ORDER BY at DESC LIMIT 1)
-                          ORDER BY array_position(ARRAY[{_MOMENT_ORDER}], moment) DESC,
-                                   coalesce(agent_id, '') COLLATE "C" DESC,
-                                   coalesce(team, '') COLLATE "C" DESC, event_id DESC
-                          LIMIT 1) p ON true
-                        LEFT JOIN LATERAL (
-                          SELECT array_agg(event_id) AS event_ids, array_agg(moment) AS moments,
-                                 array_agg(at) AS ats, array_agg(agent_id) AS agent_ids,
-                                 array_agg(team) AS teams,
-                                 array_agg(CAST(state->>'waits' AS integer)) AS waits
-                          FROM metrics.timeline
-                          WHERE conversation_id = a.id AND at >= a.since) t ON true
-                        ORDER BY c.conversation_id
-                        FOR UPDATE OF c"""),
-                {"ids": ids, "sinces": sinces},
-            )
-        ).all()
-        asked = dict(zip(ids, sinces, strict=True))  # asyncpg reads year 1 back naive
-        kept: dict[uuid.UUID, Kept] = {}
-        calendars: list[dict[str, Any]] = []
-        for r in rows:
-            if r.calendars is not None:
-                calendars = _json(r.calendars)
-            after = [
-                (event_id, Entry(Moment(moment), at, agent_id, team), waits)
-                for event_id, moment, at, agent_id, team, waits in zip(
-                    r.event_ids or (),
-                    r.moments or (),
-                    r.ats or (),
-                    r.agent_ids or (),
-                    r.teams or (),
-                    r.waits or (),
-                    strict=True,
-                )
-            ]
-            kept[r.conversation_id] = Kept(
-                conversation_id=r.conversation_id,
-                channel=r.channel,
-                dimensions=Dimensions(
-                    r.customer_tier, r.priority, r.skill, r.language, r.classified_at
-                ),
-                calendar=r.calendar,
-                wait_copy=None if r.w_seq is None else {k: getattr(r, f"w_{k}") for k in WAIT_COPY},
-                since=asked[r.conversation_id],
-                before=Fold() if r.p_event_id is None else _fold_of(r.p_state),
-                after=after,
-            )
-        return kept, calendars
-
-    async def _write_plans(self, plans: list[Plan]) -> None:
-        """Write a batch's plans: one statement per table, and per kind of change to waits."""
-        timeline = [row for p in plans for row in p.timeline]
-        if timeline:
-            await self.session.execute(
-                text("""INSERT INTO metrics.timeline
-                          (event_id, conversation_id, moment, at, agent_id, team, state)
-                        SELECT e, c, m, a, g, t, CAST(s AS jsonb)
-                        FROM unnest(CAST(:events AS uuid[]), CAST(:ids AS uuid[]),
-                                    CAST(:moments AS text[]), CAST(:ats AS timestamptz[]),
-                                    CAST(:agents AS text[]), CAST(:teams AS text[]),
-                                    CAST(:states AS text[])) AS u(e, c, m, a, g, t, s)
-                        ON CONFLICT (event_id) DO UPDATE SET state = excluded.state"""),
-                {
-                    "events": [r.event_id for r in timeline],
-                    "ids": [r.conversation_id for r in timeline],
-                    "moments": [r.entry.moment.value for r in timeline],
-                    "ats": [r.entry.at for r in timeline],
-                    "agents": [r.entry.agent_id for r in timeline],
-                    "teams": [r.entry.team for r in timeline],
-                    "states": [
-                        json.dumps(_json_ready(dataclasses.asdict(r.state))) for r in timeline
-                    ],
-                },
-            )
-        columns = {name: [getattr(p.facts, name) for p in plans] for name, _ in _FACT_COLUMNS} | {
-            name: [getattr(p.dimensions, name) for p in plans] for name, _ in _DIMENSION_COLUMNS
-        }
-        columns["calendar"] = [p.calendar for p in plans]
-        typed = [*_FACT_COLUMNS, *_DIMENSION_COLUMNS, ("calendar", "text")]
-        await self.session.execute(
-            text(f"""UPDATE metrics.conversations c
-                     SET {", ".join(f"{n} = u.{n}" for n, _ in typed)}
-                     FROM unnest(CAST(:ids AS uuid[]),
-                                 {_arrays(typed)})
-                       AS u(id, {", ".join(n for n, _ in typed)})
-                     WHERE c.conversation_id = u.id"""),
-            columns | {"ids": [p.conversation_id for p in plans]},
-        )
-        deleted = [p for p in plans if p.delete_waits_from is not None]
-        if deleted:
-            await self.session.execute(
-                text("""DELETE FROM metrics.waits w
-                        USING unnest(CAST(:ids AS uuid[]), CAST(:seqs AS integer[])) AS d(id, seq)
-                        WHERE w.conversation_id = d.id AND w.seq >= d.seq"""),
-                {
-                    "ids": [p.conversation_id for p in deleted],
-                    "seqs": [p.delete_waits_from for p in deleted],
-                },
-            )
-        copied = [p for p in plans if p.copy_waits_below is not None]
-        if copied:
-            await self.session.execute(
-                text(f"""UPDATE metrics.waits w
-                         SET {", ".join(f"{n} = u.{n}" for n, _ in _WAIT_COPY_COLUMNS)}
-                         FROM unnest(CAST(:ids AS uuid[]), CAST(:seqs AS integer[]),
-                                     {_arrays(_WAIT_COPY_COLUMNS)})
-                           AS u(id, seq, {", ".join(n for n, _ in _WAIT_COPY_COLUMNS)})
-                         WHERE w.conversation_id = u.id AND w.seq < u.seq"""),
-                {
-                    "ids": [p.conversation_id for p in copied],
-                    "seqs": [p.copy_waits_below for p in copied],
-                }
-                | {n: [p.wait_copy[n] for p in copied] for n, _ in _WAIT_COPY_COLUMNS},
-            )
-        waits = [(p, p.first_wait + i, w) for p in plans for i, w in enumerate(p.waits)]
-        if waits:
-            names = [n for n, _ in _WAIT_COLUMNS]
-            values: dict[str, list[Any]] = {n: [] for n in names}
-            for p, seq, w in waits:
-                row = p.wait_copy | {
-                    "conversation_id": p.conversation_id,
-                    "seq": seq,
-                    "kind": w.kind.value,
-                    "episode": w.episode,
-                    "started_at": w.started_at,
-                    "replied_at": w.replied_at,
-                    "seconds": w.seconds,
-                    "business_seconds": w.business_seconds,
-                    "agent_id": w.agent_id,
-                }
-                for n in names:
-                    values[n].append(row[n])
-            await self.session.execute(
-                text(f"""INSERT INTO metrics.waits ({", ".join(names)})
-                         SELECT * FROM unnest(
-                           {_arrays(_WAIT_COLUMNS)})"""),
-                values,
-            )
-
-    async def _apply_agent_events(
-        self, events: list[AgentStatusChanged | AgentProfileChanged]
-    ) -> None:
-        """Each agent's latest status and profile of the batch, kept if not older than the
-        stored one (as applying them in order keeps: the latest time, the last of equal
-        times)."""
-        latest: dict[tuple[type, str], AgentStatusChanged | AgentProfileChanged] = {}
-        for e in events:
-            key = (type(e), e.agent_id)
-            if key not in latest or latest[key].occurred_at <= e.occurred_at:
-                latest[key] = e
-        statuses = [e for e in latest.values() if isinstance(e, AgentStatusChanged)]
-        profiles = [e for e in latest.values() if isinstance(e, AgentProfileChanged)]
-        if statuses:
-            await self.session.execute(
-                text("""INSERT INTO metrics.agents (agent_id, status, status_at)
-                        SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:statuses AS text[]),
-                                             CAST(:ats AS timestamptz[]))
-                        ON CONFLICT (agent_id) DO UPDATE SET status = excluded.status,
-                          status_at = excluded.status_at
-                        WHERE agents.status_at IS NULL OR agents.status_at <= excluded.status_at
-                """),
-                {
-                    "ids": [e.agent_id for e in statuses],
-                    "statuses": [e.status.value for e in statuses],
-                    "ats": [e.occurred_at for e in statuses],
-                },
-            )
-        if profiles:
-            await self.session.execute(
-                text("""INSERT INTO metrics.agents (agent_id, team, capacity, profile_at)
-                        SELECT i, t, CAST(c AS jsonb), a
-                        FROM unnest(CAST(:ids AS text[]), CAST(:teams AS text[]),
-                                    CAST(:capacities AS text[]), CAST(:ats AS timestamptz[]))
-                          AS u(i, t, c, a)
-                        ON CONFLICT (agent_id) DO UPDATE SET team = excluded.team,
-                          capacity = excluded.capacity, profile_at = excluded.profile_at
-                        WHERE agents.profile_at IS NULL OR agents.profile_at <= excluded.profile_at
-                """),
-                {
-                    "ids": [e.agent_id for e in profiles],
-                    "teams": [e.team for e in profiles],
-                    "capacities": [json.dumps(e.capacity) for e in profiles],
-                    "ats": [e.occurred_at for e in profiles],
-                },
-            )
 
     # ------------------------------------------------------------ calendars
 
@@ -846,7 +561,8 @@ class MetricsStore:
             {"after": after, "limit": limit},
         )
         return [
-            dict(r._mapping) | {"capacity": _json(r.capacity), "load": _json(r.load)} for r in rows
+            dict(r._mapping) | {"capacity": json_param(r.capacity), "load": json_param(r.load)}
+            for r in rows
         ]
 
     # ------------------------------------------------------------ report columns

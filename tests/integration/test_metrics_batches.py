@@ -5,7 +5,7 @@ facts, timeline with its folds, waits, processed events and agents.
 Each generated example runs on two databases in the same starting state (a calendar for a
 team, and a history folded one event at a time, part of it from before folds were kept): the
 rest of the events go one at a time through ``MetricsStore.apply`` on one, and in batches cut
-at random places through ``MetricsStore.apply_batch`` on the other. Events arrive late, at
+at random places through ``FoldStore.apply_batch`` on the other. Events arrive late, at
 the same instant as others, twice (in the history and in the batch, or twice in a batch), and
 hand conversations to a team with another calendar and back."""
 
@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from services.metrics.calendars import BusinessCalendar
+from services.metrics.fold_store import FoldStore
 from services.metrics.store import MetricsStore
 from shared.events import (
     AgentProfileChanged,
@@ -199,7 +200,7 @@ async def test_a_batch_folds_what_one_event_at_a_time_folds(two_databases, scena
             await apply_one(MetricsStore(session), event)
     for start, end in zip([0, *scenario.cuts], [*scenario.cuts, len(scenario.rest)], strict=True):
         async with batched() as session, session.begin():
-            await MetricsStore(session).apply_batch(scenario.rest[start:end])
+            await FoldStore(session).apply_batch(scenario.rest[start:end])
     expected, got = await asyncio.gather(snapshot(one_at_a_time), snapshot(batched))
     # An opening that changed twice within one batch was never seen by a report: the batch
     # records only the one it changed from (reports read hours of both alike).
