@@ -189,17 +189,7 @@ class ConsumeLoop:
                 raise
             except Exception as exc:
                 if _is_transient(exc):
-                    self.healthy = False
-                    log.warning(
-                        "transient failure applying record, will retry",
-                        extra={
-                            "topic": record.topic,
-                            "partition": record.partition,
-                            "offset": record.offset,
-                            "error": repr(exc),
-                        },
-                    )
-                    await asyncio.sleep(self.retry_pause)
+                    await self._pause_after(exc, "record", [record])
                     return False
                 log.exception(
                     "handler failed",
@@ -214,6 +204,23 @@ class ConsumeLoop:
                 self.applied += 1
                 return True
         return False
+
+    async def _pause_after(
+        self, exc: BaseException, what: str, records: list[ConsumerRecord[Any, Any]]
+    ) -> None:
+        """A transient failure: unhealthy until something applies, and a pause before the
+        records are tried again."""
+        self.healthy = False
+        log.warning(
+            f"transient failure applying a {what}, will retry",
+            extra={
+                "topic": records[0].topic,
+                "partition": records[0].partition,
+                "offsets": f"{records[0].offset}-{records[-1].offset}",
+                "error": repr(exc),
+            },
+        )
+        await asyncio.sleep(self.retry_pause)
 
     async def _dead_letter(self, record: ConsumerRecord[Any, Any], reason: str) -> bool:
         letter = DeadLetter(
@@ -340,17 +347,7 @@ class BatchConsumeLoop(ConsumeLoop, Generic[M]):
             raise
         except Exception as exc:
             if _is_transient(exc):
-                self.healthy = False
-                log.warning(
-                    "transient failure applying a batch, will retry",
-                    extra={
-                        "topic": records[0].topic,
-                        "partition": records[0].partition,
-                        "offsets": f"{records[0].offset}-{records[-1].offset}",
-                        "error": repr(exc),
-                    },
-                )
-                await asyncio.sleep(self.retry_pause)
+                await self._pause_after(exc, "batch", records)
                 return 0
             log.warning(
                 "batch failed, narrowing it down",
