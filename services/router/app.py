@@ -117,6 +117,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
                     await task
             await consumer.stop()
             await relay.flush()
+            await relay.release()
             await producer.stop()
             await engine.dispose()
 
