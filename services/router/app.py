@@ -52,7 +52,9 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         consumer = make_consumer(
             settings, settings.topics.inbound, group_id=settings.consumer_group
         )
-        relay = OutboxRelay(sessions, producer, TopicGuard(settings))
+        relay = OutboxRelay(
+            sessions, producer, TopicGuard(settings), lease_s=settings.outbox_lease_s
+        )
         policy = Policy(
             offer_timeout_s=dict(settings.offer_timeout_s),
             max_missed_offers=settings.max_missed_offers,

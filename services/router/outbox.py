@@ -65,7 +65,7 @@ class OutboxRelay:
         topics: TopicGuard,
         *,
         idle_poll_s: float = 0.5,
-        lease_s: float = 10.0,
+        lease_s: float = 5.0,
     ) -> None:
         self.sessions = sessions
         self.producer = producer

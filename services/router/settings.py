@@ -22,6 +22,9 @@ class RouterSettings(CommonSettings):
     # Inbound records of one partition applied in one transaction (a poll's records, at most
     # this many; nothing waits for a batch to fill). See docs/benchmarks.md for the measure.
     inbound_batch_max_records: int = Field(default=200, ge=1, le=500)
+    # One replica's outbox relay publishes at a time, holding a lease renewed as it works; a
+    # replica that dies hands over when its lease runs out (events wait that long).
+    outbox_lease_s: float = Field(default=5.0, gt=0)
     # Period of the queue sweep that assigns anything a racing wake-up left queued.
     queue_sweep_interval_s: float = 1.0
     # Longest long-poll an agent may ask for.
