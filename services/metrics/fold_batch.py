@@ -55,15 +55,17 @@ def entry_of(event: AnyConversationEvent) -> Entry | None:
     moment = MOMENTS.get(type(event))
     if moment is None:
         return None
+    # The fields themselves: getattr of a field a model lacks goes through pydantic's
+    # __getattr__ and an AttributeError.
+    fields = vars(event)
     at = event.occurred_at.astimezone(UTC)
-    return Entry(moment, at, getattr(event, "agent_id", None), getattr(event, "team", None))
+    return Entry(moment, at, fields.get("agent_id"), fields.get("team"))
 
 
-def since_of(events: Sequence[AnyConversationEvent]) -> datetime:
-    """Where a conversation's batch starts folding: its earliest entry (END when the batch
-    only changes dimensions, which folds nothing again)."""
-    ats = [e.at for e in map(entry_of, events) if e is not None]
-    return min(ats, default=END)
+def since_of(entries: Sequence[Entry | None]) -> datetime:
+    """Where a conversation's batch starts folding: the earliest of its events' entries (END
+    when the batch only changes dimensions, which folds nothing again)."""
+    return min((e.at for e in entries if e is not None), default=END)
 
 
 @dataclass(frozen=True)
@@ -140,20 +142,21 @@ class WholeTimeline(Exception):
 def plan(
     kept: Kept,
     events: Sequence[AnyConversationEvent],
+    entries: Sequence[Entry | None],
     calendars: list[dict[str, Any]],
     choose: Callable[..., BusinessCalendar | None],
 ) -> Plan:
-    """Fold a conversation's new events (first time seen, in arrival order) after what the
-    store keeps of it; ``choose(calendars, team=, channel=)`` picks the calendar. Raises
-    WholeTimeline when ``kept`` does not start early enough."""
+    """Fold a conversation's new events (first time seen, in arrival order; ``entries``:
+    their ``entry_of``) after what the store keeps of it; ``choose(calendars, team=,
+    channel=)`` picks the calendar. Raises WholeTimeline when ``kept`` does not start early
+    enough."""
     whole = kept.since == BEGINNING
     if kept.before is None or (not whole and any(w is None for _, _, w in kept.after)):
         raise WholeTimeline
     dimensions = kept.dimensions
     new: list[tuple[uuid.UUID, Entry, int | None]] = []
-    for event in events:
+    for event, entry in zip(events, entries, strict=True):
         dimensions = dimensions.after(event)
-        entry = entry_of(event)
         if entry is not None:
             new.append((event.event_id, entry, None))
     rows = sorted([*kept.after, *new], key=lambda r: (*_order(r[1]), r[0]))
@@ -167,7 +170,7 @@ def plan(
     facts = conclude(last, waits, calendar)
     first = kept.before.waits
     answered = max((w for _, _, w in kept.after if w is not None), default=first)
-    copy = dataclasses.asdict(dimensions) | {
+    copy = vars(dimensions) | {
         "channel": kept.channel,
         "opened_at": facts.opened_at,
         "team": facts.team,

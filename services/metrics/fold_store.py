@@ -4,7 +4,6 @@ transaction): claim the events, read and lock what they touch, write the plan of
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import uuid
 from collections.abc import Sequence
@@ -25,6 +24,7 @@ from services.metrics.fold_batch import (
     Kept,
     Plan,
     WholeTimeline,
+    entry_of,
     folded,
     plan,
     since_of,
@@ -41,13 +41,21 @@ from services.metrics.store import (
     choose_calendar,
     fold_of,
     json_param,
-    json_ready,
 )
 from shared.events import (
     AgentProfileChanged,
     AgentStatusChanged,
     AnyConversationEvent,
 )
+
+
+def state_json(fold: Fold) -> str:
+    """A fold as the timeline keeps it: what ``json.dumps(json_ready(asdict(fold)))`` gives
+    (``MetricsStore.apply``), without asdict's deep copy of every value (75 µs a fold, against
+    15: it was a third of the batch fold's CPU)."""
+    return json.dumps(
+        {k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(fold).items()}
+    )
 
 
 class FoldStore(MetricsStore):
@@ -79,19 +87,23 @@ class FoldStore(MetricsStore):
                     ON CONFLICT DO NOTHING"""),
             {"ids": ids, "channels": [by_conversation[i][0].channel.value for i in ids]},
         )
-        sinces = {i: since_of(by_conversation[i]) for i in ids}
-        kept, calendars = await self._kept(ids, [sinces[i] for i in ids])
+        entries = {i: [entry_of(e) for e in by_conversation[i]] for i in ids}
+        kept, calendars = await self._kept(ids, [since_of(entries[i]) for i in ids])
         plans: list[Plan] = []
         again: list[uuid.UUID] = []
         for i in ids:
             try:
-                plans.append(plan(kept[i], by_conversation[i], calendars, choose_calendar))
+                plans.append(
+                    plan(kept[i], by_conversation[i], entries[i], calendars, choose_calendar)
+                )
             except WholeTimeline:
                 again.append(i)
         if again:
             whole, _ = await self._kept(again, [BEGINNING] * len(again))
             for i in again:
-                plans.append(plan(whole[i], by_conversation[i], calendars, choose_calendar))
+                plans.append(
+                    plan(whole[i], by_conversation[i], entries[i], calendars, choose_calendar)
+                )
         await self._write_plans(plans)
         return len(fresh)
 
@@ -211,9 +223,7 @@ class FoldStore(MetricsStore):
                     "ats": [r.entry.at for r in timeline],
                     "agents": [r.entry.agent_id for r in timeline],
                     "teams": [r.entry.team for r in timeline],
-                    "states": [
-                        json.dumps(json_ready(dataclasses.asdict(r.state))) for r in timeline
-                    ],
+                    "states": [state_json(r.state) for r in timeline],
                 },
             )
         columns = {name: [getattr(p.facts, name) for p in plans] for name, _ in FACT_COLUMNS} | {
