@@ -19,7 +19,7 @@ from services.router.context import Policy
 from services.router.routing import events
 from services.router.routing.classify import Classification, classify, raise_on_followup
 from services.router.routing.rules import RuleSet
-from services.router.routing.select import AgentView, Need, choose_agent, suits
+from services.router.routing.select import AgentView, Need, best_of, suits
 from services.router.store import Conversation
 from shared.events import (
     AgentStatus,
@@ -294,8 +294,9 @@ class _Planner:
         if suited is None:
             suited = [a.id for a in self.agents.values() if suits(a, need)]
         # Room only shrinks within a batch: an agent full on the channel stays full.
-        suited = self.suited[need] = [a for a in suited if self.agents[a].room(need.channel) > 0]
-        agent = choose_agent((self.agents[a] for a in suited), need)
+        eligible = [self.agents[a] for a in suited if self.agents[a].room(need.channel) > 0]
+        self.suited[need] = [a.id for a in eligible]
+        agent = best_of(eligible, need)
         if agent is None or not self._claim(agent.id, conv.channel):
             return False
         self._give(conv, agent.id)

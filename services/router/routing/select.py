@@ -42,15 +42,16 @@ class AgentView:
 
     def room(self, channel: Channel) -> int:
         """Conversations the agent can still take on ``channel`` (the overall cap included)."""
-        room = self.capacity.get(channel.value, 0) - self.load.get(channel.value, 0)
+        # A Channel is the str of its value: it looks up the per-channel maps as it is.
+        room = self.capacity.get(channel, 0) - self.load.get(channel, 0)
         if self.max_load is not None:
             room = min(room, self.max_load - self.total_load)
         return room
 
     def occupancy(self, channel: Channel) -> float:
         """Load ÷ capacity on ``channel`` (1.0 or more: full)."""
-        capacity = self.capacity.get(channel.value, 0)
-        return self.load.get(channel.value, 0) / capacity if capacity > 0 else 1.0
+        capacity = self.capacity.get(channel, 0)
+        return self.load.get(channel, 0) / capacity if capacity > 0 else 1.0
 
 
 def suits(agent: AgentView, need: Need) -> bool:
@@ -58,7 +59,7 @@ def suits(agent: AgentView, need: Need) -> bool:
     conversation needs (if any) and not excluded from it: eligible but for room."""
     return (
         agent.status == AgentStatus.ONLINE
-        and agent.skills.get(need.skill.value, 0) >= need.min_level
+        and agent.skills.get(need.skill, 0) >= need.min_level
         and (need.language == UNKNOWN_LANGUAGE or need.language in agent.languages)
         and (need.team is None or agent.team == need.team)
         and agent.id not in need.excluded
@@ -88,11 +89,9 @@ def rank_candidates(agents: Iterable[AgentView], need: Need) -> list[AgentView]:
 
 def choose_agent(agents: Iterable[AgentView], need: Need) -> AgentView | None:
     """The agent to assign to, or None when nobody is eligible (the conversation queues)."""
-    best: AgentView | None = None
-    best_key: tuple[float, int, float, str] | None = None
-    for agent in agents:
-        if is_eligible(agent, need):
-            key = _rank_key(agent, need)
-            if best_key is None or key < best_key:
-                best, best_key = agent, key
-    return best
+    return best_of((a for a in agents if is_eligible(a, need)), need)
+
+
+def best_of(eligible: Iterable[AgentView], need: Need) -> AgentView | None:
+    """The best of agents already known to be eligible for ``need`` (None if there are none)."""
+    return min(eligible, key=lambda a: _rank_key(a, need), default=None)
