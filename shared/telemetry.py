@@ -41,6 +41,29 @@ class _ConsumerProgress(Collector):
         return [applied, dead]
 
 
+class _SkippedItems(Collector):
+    """Items of deliveries that published nothing (ignored: receipts, echoes, bots; unreadable:
+    dead-lettered), by channel, outcome and reason, from ``app.state.skipped_items`` (a
+    ``Counter`` of ``(channel, outcome, reason)``, fixed codes only) at scrape time."""
+
+    def __init__(self, app: FastAPI, service: str) -> None:
+        self.app, self.service = app, service
+
+    def collect(self) -> Iterable[Metric]:
+        counts = getattr(self.app.state, "skipped_items", None)
+        if counts is None:
+            return []
+        skipped = CounterMetricFamily(
+            "switchboard_items_skipped",
+            "Items of a delivery that published no message: ignored, or unreadable and "
+            "dead-lettered.",
+            labels=["service", "channel", "outcome", "reason"],
+        )
+        for (channel, outcome, reason), count in sorted(counts.items()):
+            skipped.add_metric([self.service, channel, outcome, reason], count)
+        return [skipped]
+
+
 class RequestMetrics:
     """ASGI middleware counting and timing every HTTP request by route template."""
 
@@ -93,6 +116,7 @@ def install_telemetry(app: FastAPI, service: str) -> None:
     """Count requests and expose this service's own metrics at /metrics/service."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ConsumerProgress(app, service))
+    registry.register(_SkippedItems(app, service))
     app.add_middleware(RequestMetrics, registry=registry, service=service)
     router = APIRouter(tags=["health"])
 
