@@ -9,7 +9,6 @@ same whatever the conversation's length."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -128,7 +127,15 @@ class Fold:
             case Moment.RESOLVED:
                 change["resolved_at"] = entry.at
                 change["waiting_since"] = None  # resolved without an answer: no reply time
-        return dataclasses.replace(self, **change), answer
+        return self._but(change), answer
+
+    def _but(self, change: dict[str, Any]) -> Fold:
+        """This fold with ``change`` made: ``dataclasses.replace`` without __init__, whose
+        field-by-field object.__setattr__ (frozen) made it 3 times slower, and the batch fold
+        does it for every entry."""
+        fold = object.__new__(Fold)
+        fold.__dict__.update(self.__dict__, **change)
+        return fold
 
 
 def refold(before: Fold, entries: Sequence[Entry]) -> tuple[list[Fold], list[Answer]]:

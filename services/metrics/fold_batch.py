@@ -8,7 +8,6 @@ entries kept after it and the batch's own, in timeline order."""
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,12 +41,15 @@ DIMENSION_EVENTS = (ConversationOpened, Classified)
 # What each answered wait copies of its conversation, so that a report scans one table.
 WAIT_COPY = ("opened_at", "channel", "priority", "skill", "language", "customer_tier", "team")
 BEGINNING, END = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+# Events are told apart by their exact type: isinstance of a pydantic model goes through
+# ABCMeta.__instancecheck__, 5% of the batch fold's CPU when it was used here.
+_FOLDED = frozenset([*MOMENTS, *DIMENSION_EVENTS])
 
 
 def folded(event: AnyConversationEvent) -> bool:
     """Whether an event changes anything a report measures (else it is only recorded as
     processed: offers, queueing, deliveries, SLA marks)."""
-    return type(event) in MOMENTS or isinstance(event, DIMENSION_EVENTS)
+    return type(event) in _FOLDED
 
 
 def entry_of(event: AnyConversationEvent) -> Entry | None:
@@ -79,17 +81,20 @@ class Dimensions:
     def after(self, event: AnyConversationEvent) -> Dimensions:
         """The dimensions after an event: the tier of the latest opening in arrival order, the
         classification of the latest time (arrival order between equal times)."""
-        if isinstance(event, ConversationOpened):
-            return dataclasses.replace(self, customer_tier=event.customer_tier.value)
-        if isinstance(event, Classified) and (
+        # Built whole rather than with dataclasses.replace, which was 3 times slower (the
+        # batch fold does this for two events of every conversation).
+        if type(event) is ConversationOpened:
+            tier = event.customer_tier.value
+            return Dimensions(tier, self.priority, self.skill, self.language, self.classified_at)
+        if type(event) is Classified and (
             self.classified_at is None or self.classified_at <= event.occurred_at
         ):
-            return dataclasses.replace(
-                self,
-                priority=event.priority.value,
-                skill=event.skill.value,
-                language=event.language,
-                classified_at=event.occurred_at.astimezone(UTC),
+            return Dimensions(
+                self.customer_tier,
+                event.priority.value,
+                event.skill.value,
+                event.language,
+                event.occurred_at.astimezone(UTC),
             )
         return self
 

@@ -103,7 +103,7 @@ def array_columns(columns: list[tuple[str, str]]) -> str:
 
 # Moments in the order facts.timeline_order breaks ties, and the fold's fields that are times.
 MOMENT_ORDER = ", ".join(f"'{m.value}'" for m in Moment)
-_FOLD_TIMES = [f.name for f in dataclasses.fields(Fold) if "datetime" in str(f.type)]
+FOLD_TIMES = [f.name for f in dataclasses.fields(Fold) if "datetime" in str(f.type)]
 _BEGINNING, _END = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 # The hour (UTC) of a moment: the report columns' chunks.
@@ -184,7 +184,7 @@ def fold_of(state: Any) -> Fold | None:
     if state is None:
         return None
     values = json_param(state)
-    for name in _FOLD_TIMES:
+    for name in FOLD_TIMES:
         if values.get(name) is not None:
             values[name] = datetime.fromisoformat(values[name])
     return Fold(**values)
