@@ -130,7 +130,19 @@ async def sweep_queue(ctx: Context, *, per_priority: int = 25) -> int:
     heads.sort(
         key=lambda c: queue_key(as_queued(ctx, c), now=ctx.now, step_s=ctx.rules.aging.step_s)
     )
-    return sum([await try_assign(ctx, conv) for conv in heads])
+    # Room only shrinks during a sweep: a need nobody could take stays untakeable, so each
+    # need is looked for once (a draining router's sweep read candidates for 100 heads a
+    # second, most of them needs already tried).
+    assigned, untakeable = 0, set()
+    for conv in heads:
+        need = need_of(ctx, conv)
+        if need in untakeable:
+            continue
+        if await try_assign(ctx, conv):
+            assigned += 1
+        else:
+            untakeable.add(need)
+    return assigned
 
 
 async def change_status(
