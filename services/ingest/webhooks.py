@@ -1,20 +1,27 @@
 """Channel routes: each provider's native webhook, and our own chat widget and web form.
 A route checks the caller, parses the provider's payload, and publishes every customer message
-in it (a provider's retry yields the same message ids, so the router applies it once)."""
+in it (a provider's retry yields the same message ids, so the router applies it once). A
+delivery that is authenticated and parses as a whole is answered 2xx: an item in it that cannot
+be read is dead-lettered alone, one that is no customer message is ignored, both counted."""
 
 from __future__ import annotations
 
+import asyncio
+from collections import Counter
+from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, ValidationError
 
-from services.ingest.api import PublisherDep
+from services.ingest.api import InboundPublisher, PublisherDep
 from services.ingest.channels import email, meta, telegram, web, x
 from services.ingest.channels.base import (
     Incoming,
+    UnstorableText,
     check_shared_token,
     check_signature,
     require_secret,
@@ -22,9 +29,11 @@ from services.ingest.channels.base import (
     sha256_hex_signature,
     to_event,
 )
+from services.ingest.channels.outcomes import Ignored, Outcome, Unreadable
 from services.ingest.settings import IngestSettings
 from shared.auth import INGEST, PrincipalDep
-from shared.problems import BadRequest, Forbidden, Problem
+from shared.events import Channel, DeadLetter, InboundMessage
+from shared.problems import BadRequest, Forbidden, Problem, ServiceUnavailable
 
 router = APIRouter(prefix="/v1/channels", tags=["channels"])
 M = TypeVar("M", bound=BaseModel)
@@ -38,6 +47,10 @@ class DeliveryOut(BaseModel):
     accepted: int
     message_ids: list[str]
     ignored: str | None = None  # why a delivery opened nothing (auto-reply, bounce)
+    # Items of the delivery that published nothing: not customer messages (statuses, echoes,
+    # bots), and customer items that could not be read, dead-lettered with the reason.
+    ignored_items: int = 0
+    dead_lettered: int = 0
 
 
 class TicketOut(BaseModel):
@@ -62,19 +75,92 @@ def _parse(model: type[M], body: bytes, what: str) -> M:
         raise Unprocessable(f"not a valid {what}: {problems}") from exc
 
 
-async def _publish(publisher: Any, items: list[Incoming]) -> DeliveryOut:
+async def _publish(publisher: InboundPublisher, items: list[Incoming]) -> DeliveryOut:
     received_at = datetime.now(UTC)
     events = [to_event(i, received_at=received_at) for i in items]
     await publisher.publish_many(events)
     return DeliveryOut(accepted=len(events), message_ids=[str(e.message_id) for e in events])
 
 
-def _read(reader: Any, parsed: Any, what: str) -> list[Incoming]:
+async def _deliver(
+    request: Request, publisher: InboundPublisher, outcomes: list[Outcome]
+) -> DeliveryOut:
+    """Publish a delivery's readable messages and dead-letter its unreadable ones, each on
+    its own; ignored items are counted. 2xx once the broker has them all, so the provider
+    stops retrying; 503 (it retries, and ids repeat) when the broker does not answer."""
+    received_at = datetime.now(UTC)
+    events: list[InboundMessage] = []
+    ignored: list[Ignored] = []
+    unreadable: list[Unreadable] = []
+    for outcome in outcomes:
+        if isinstance(outcome, Incoming):
+            try:
+                events.append(to_event(outcome, received_at=received_at))
+            except UnstorableText as exc:
+                unreadable.append(
+                    Unreadable(outcome.channel, "unstorable_text", exc.detail, asdict(outcome))
+                )
+        elif isinstance(outcome, Ignored):
+            ignored.append(outcome)
+        else:
+            unreadable.append(outcome)
+    if events:
+        await publisher.publish_many(events)
+    if unreadable:
+        await _dead_letter(publisher, _settings(request).topics.dead_letter, unreadable)
+    skipped = _skipped(request)
+    skipped.update((i.channel.value, "ignored", i.reason) for i in ignored)
+    skipped.update((u.channel.value, "dead_lettered", u.reason) for u in unreadable)
+    return DeliveryOut(
+        accepted=len(events),
+        message_ids=[str(e.message_id) for e in events],
+        ignored_items=len(ignored),
+        dead_lettered=len(unreadable),
+    )
+
+
+def _skipped(request: Request) -> Counter[tuple[str, str, str]]:
+    """The counts /metrics/service exposes (shared.telemetry reads them at scrape time)."""
+    counts: Counter[tuple[str, str, str]] | None = getattr(request.app.state, "skipped_items", None)
+    if counts is None:
+        counts = request.app.state.skipped_items = Counter()
+    return counts
+
+
+async def _dead_letter(
+    publisher: InboundPublisher, topic: str, unreadable: list[Unreadable]
+) -> None:
+    """Each unreadable item to the dead-letter topic with its reason, acknowledged. A webhook
+    has no source topic: ``source_topic`` names the webhook, partition and offset are -1."""
+    now = datetime.now(UTC)
+    letters = [
+        DeadLetter(
+            source_topic=f"webhook:{u.channel.value}",
+            source_partition=-1,
+            source_offset=-1,
+            consumer_group="ingest",
+            key=u.channel.value,
+            value=u.item_json(),
+            reason=f"{u.reason}: {u.detail}",
+            dead_lettered_at=now,
+        )
+        for u in unreadable
+    ]
     try:
-        items: list[Incoming] = reader(parsed)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise Unprocessable(f"not a valid {what}: {exc}") from exc
-    return items
+        async with asyncio.timeout(publisher.timeout):
+            sent = [
+                await publisher.producer.send(
+                    topic, letter.model_dump_json().encode(), key=(letter.key or "").encode()
+                )
+                for letter in letters
+            ]
+            await asyncio.gather(*sent)
+    except (KafkaError, TimeoutError, OSError) as exc:
+        raise ServiceUnavailable(
+            f"message broker did not acknowledge the dead letters ({type(exc).__name__}); "
+            "retry later",
+            retry_after=publisher.retry_after,
+        ) from exc
 
 
 # ---------------------------------------------------------------- Telegram
@@ -86,11 +172,12 @@ async def telegram_webhook(
     publisher: PublisherDep,
     secret: Annotated[str | None, Header(alias=telegram.SECRET_HEADER)] = None,
 ) -> DeliveryOut:
-    """Telegram Bot API ``Update`` (set as the bot's webhook with the same secret token)."""
+    """Telegram Bot API ``Update`` (set as the bot's webhook with the same secret token): its
+    message published, dead-lettered if unreadable, or ignored; 200 for any update."""
     configured = require_secret(_settings(request).telegram_secret_token, "Telegram")
     check_shared_token(configured, secret, telegram.SECRET_HEADER)
     update = _parse(telegram.Update, await request.body(), "Telegram Update")
-    return await _publish(publisher, _read(telegram.read_update, update, "Telegram Update"))
+    return await _deliver(request, publisher, telegram.read_update(update))
 
 
 # ---------------------------------------------------------------- WhatsApp and Messenger
@@ -143,10 +230,10 @@ async def meta_verify(
 async def whatsapp_webhook(
     request: Request, publisher: PublisherDep, signature: HubSignature = None
 ) -> DeliveryOut:
-    """WhatsApp Cloud API notifications; statuses are accepted and ignored."""
+    """WhatsApp Cloud API notifications: each message published, or dead-lettered alone if
+    unreadable; statuses are accepted and ignored."""
     notification = await _meta_delivery(request, signature, "whatsapp_business_account")
-    items = _read(meta.read_whatsapp, notification, "WhatsApp notification")
-    return await _publish(publisher, items)
+    return await _deliver(request, publisher, meta.read_whatsapp(notification))
 
 
 @router.post("/messenger/webhook", response_model=DeliveryOut)
@@ -155,9 +242,7 @@ async def messenger_webhook(
 ) -> DeliveryOut:
     """Messenger Page notifications; echoes, deliveries and reads are accepted and ignored."""
     notification = await _meta_delivery(request, signature, "page")
-    return await _publish(
-        publisher, _read(meta.read_messenger, notification, "Messenger notification")
-    )
+    return await _deliver(request, publisher, meta.read_messenger(notification))
 
 
 # ---------------------------------------------------------------- X
@@ -184,7 +269,7 @@ async def x_webhook(
     body = await request.body()
     check_signature(sha256_b64_signature(secret, body), signature, x.SIGNATURE_HEADER)
     delivery = _parse(x.Delivery, body, "Account Activity delivery")
-    return await _publish(publisher, _read(x.read_delivery, delivery, "X delivery"))
+    return await _deliver(request, publisher, x.read_delivery(delivery))
 
 
 # ---------------------------------------------------------------- our own: chat and form
@@ -233,7 +318,10 @@ async def email_inbound(
         else:
             incoming = email.parse_inbound_form(content_type, body)
     except email.AutoReply:
-        return DeliveryOut(accepted=0, message_ids=[], ignored="auto-reply or bounce")
+        _skipped(request)[(Channel.EMAIL.value, "ignored", "auto_reply")] += 1
+        return DeliveryOut(
+            accepted=0, message_ids=[], ignored="auto-reply or bounce", ignored_items=1
+        )
     except (email.NotAnEmail, ValueError, UnicodeError) as exc:
         raise Unprocessable(f"not a readable email: {exc}") from exc
     return await _publish(publisher, [incoming])

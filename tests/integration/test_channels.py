@@ -113,9 +113,10 @@ async def test_telegram_messages_edits_and_attachments_are_normalized(ingest_app
     assert first["sent_at"].startswith("2025-11-24")
     assert edit["channel_message_id"] == "777:10:edit:1764000100"
     assert edit["message_id"] != first["message_id"]
+    assert edit["edit_of"] == first["message_id"]  # recorded against the message it edits
     assert photo["text"] == "截图"
     assert photo["attachments"] == [
-        {"name": None, "content_type": "image/jpeg", "size": 90000, "ref": "big"}
+        {"name": None, "content_type": "image/jpeg", "size": 90000, "ref": "big", "kind": "photo"}
     ]
     assert document["text"] == "[statement.pdf]"
     assert document["attachments"][0]["content_type"] == "application/pdf"
@@ -306,6 +307,7 @@ async def test_messenger_messages_and_edits_echoes_and_reads_ignored(ingest_app,
     assert first["conversation_key"] == "messenger:PAGE1:PSID9"
     assert first["customer"]["language"] == "fr"
     assert edit["channel_message_id"] == "m_1:edit:1"
+    assert edit["edit_of"] == first["message_id"]
 
 
 def x_signature(raw: bytes) -> str:

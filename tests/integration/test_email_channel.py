@@ -140,7 +140,13 @@ async def test_html_only_mail_becomes_text_and_attachments_are_metadata(
     (event,) = await published(broker, topics)
     assert event["text"] == "I got liquidated at a wrong price\n\nOrder #123"
     assert event["attachments"] == [
-        {"name": "statement.pdf", "content_type": "application/pdf", "size": 13, "ref": None}
+        {
+            "name": "statement.pdf",
+            "content_type": "application/pdf",
+            "size": 13,
+            "ref": None,
+            "kind": None,
+        }
     ]
 
 

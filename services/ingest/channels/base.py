@@ -51,6 +51,10 @@ class Incoming:
     # sees (email: quoted replies and signatures stripped; subject included for routing).
     text_for_language: str | None = None
     text_for_routing: str | None = None
+    # An edit: the channel_message_id of the message it edits.
+    edits: str | None = None
+    # A group chat's title (or id): conversation_ref names the group, not the customer.
+    group: str | None = None
 
 
 def to_event(incoming: Incoming, *, received_at: datetime) -> InboundMessage:
@@ -76,6 +80,8 @@ def to_event(incoming: Incoming, *, received_at: datetime) -> InboundMessage:
         attachments=incoming.attachments,
         ticket=incoming.ticket,
         text_for_routing=incoming.text_for_routing,
+        edit_of=message_id_for(incoming.channel, incoming.edits) if incoming.edits else None,
+        group=incoming.group,
     )
     # The body guard saw the request; this sees what adapters decoded from it (charsets,
     # quoted-printable, MIME words), so nothing the router cannot store is ever published.

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
@@ -222,17 +223,41 @@ def _text(payload: bytes, charset: str) -> str:
 
 
 def attachments_of(msg: EmailMessage) -> list[Attachment]:
+    """Every part that is not the body: files, and inline images at any depth (an image in
+    multipart/related inside multipart/alternative too), each with its Content-ID as ref."""
+    body = msg.get_body(preferencelist=("plain", "html"))
     out = []
-    for part in msg.iter_attachments():
+    for part in _leaves(msg):
+        if part is body or part is msg:
+            continue
+        if (
+            part.get_content_type() in ("text/plain", "text/html")
+            and part.get_content_disposition() != "attachment"
+            and not part.get_filename()
+        ):
+            continue  # the body's other alternative
         payload = part.get_payload(decode=True)
+        content_id = str(part.get("Content-ID", "")).strip()
         out.append(
             Attachment(
                 name=part.get_filename(),
                 content_type=part.get_content_type(),
                 size=len(payload) if isinstance(payload, bytes) else None,
+                ref=f"cid:{content_id.strip('<>')}" if content_id else None,
+                kind="inline" if part.get_content_disposition() != "attachment" else None,
             )
         )
     return out
+
+
+def _leaves(part: Message) -> Iterator[Message]:
+    """The parts that are not containers; an attached message (message/rfc822) is one part."""
+    if not part.is_multipart() or part.get_content_type() == "message/rfc822":
+        yield part
+        return
+    for sub in part.get_payload():
+        if isinstance(sub, Message):
+            yield from _leaves(sub)
 
 
 class _HtmlText(HTMLParser):
@@ -273,16 +298,35 @@ def html_to_text(html: str) -> str:
 def strip_quotes_and_signature(text: str) -> str:
     """The new part of a reply: no quoted lines, no quoted earlier message, no signature."""
     kept = []
-    for line in text.splitlines():
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
         stripped = line.strip()
         if stripped in ("--", "-- ", "__") or line == "-- ":
             break  # the signature delimiter (RFC 3676) and everything after it
-        if _QUOTE_HEADERS.match(stripped):
+        if _attribution(stripped, lines[i + 1 : i + 3]):
             break  # "On ... wrote:" and the quoted message below it
         if stripped.startswith(">"):
             continue
         kept.append(line)
     return "\n".join(kept).strip()
+
+
+def _attribution(line: str, following: list[str]) -> bool:
+    """Whether ``line`` starts a quote attribution, alone or wrapped over the next line or two
+    (Gmail wraps "On Mon, ... Mei Chen <" / "mei@example.com> wrote:")."""
+    if _QUOTE_HEADERS.match(line):
+        return True
+    if not line or line.startswith(">"):
+        return False
+    joined = line
+    for more in following:
+        more = more.strip()
+        if not more or more.startswith(">"):
+            return False
+        joined += ("" if joined.endswith("<") else " ") + more
+        if _QUOTE_HEADERS.match(joined) and not _QUOTE_HEADERS.match(more):
+            return True
+    return False
 
 
 def _angle(value: str) -> str:
