@@ -4,6 +4,7 @@ slow server shows up as latency, not as a politely lower offered rate."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+CLIENT_CONNECTIONS = 10
 
 
 @dataclass
@@ -56,14 +59,23 @@ async def run_load(
     ``connections`` requests are in flight: httpcore's pool gets quadratically slower with
     thousands of requests waiting inside it."""
     result = LoadResult(offered_rate=rate, duration_s=duration_s)
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
+    # Clients of CLIENT_CONNECTIONS each: httpcore scans a client's whole pool on every
+    # request (see simulated_agents in bench/pipeline.py for what that cost).
+    per_client = min(CLIENT_CONNECTIONS, connections)
+    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
     gate = asyncio.Semaphore(connections)
-    async with httpx.AsyncClient(timeout=30, limits=limits, headers=headers) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(
+                httpx.AsyncClient(timeout=30, limits=limits, headers=headers)
+            )
+            for _ in range(-(-connections // per_client))
+        ]
 
         async def one(i: int, due: float) -> None:
             async with gate:
                 try:
-                    answer = await client.post(url, json=body(i))
+                    answer = await clients[i % len(clients)].post(url, json=body(i))
                 except httpx.HTTPError as exc:
                     result.errors[type(exc).__name__] += 1
                     return

@@ -5,6 +5,7 @@ database."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -195,9 +196,17 @@ async def simulated_agents(
     """Every agent: online, long-poll, reply after a think time, resolve (``ready`` is set
     once every agent is online)."""
     stats = AgentStats()
-    limits = httpx.Limits(max_connections=len(desk.agents) * 2 + 10)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as http:
-        for agent in desk.agents:
+    # A client per agent, as each agent's frontend is its own: one client shared by 60 agents
+    # spent most of this process's CPU in httpcore scanning its pool of 130 connections on
+    # every request (AsyncConnectionPool._assign_requests_to_connections).
+    clients = {
+        a: httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=4))
+        for a in desk.agents
+    }
+    async with contextlib.AsyncExitStack() as stack:
+        for client in clients.values():
+            await stack.enter_async_context(client)
+        for agent, http in clients.items():
             answer = await http.put(
                 f"{desk.urls['router']}/v1/agents/{agent}",
                 headers=desk.headers("ops"),
@@ -219,7 +228,7 @@ async def simulated_agents(
             await asyncio.sleep(think_s)
             base = f"{desk.urls['router']}/v1/conversations/{conv['id']}"
             for action, body in (("replies", {"text": "On it."}), ("resolve", {})):
-                answer = await http.post(
+                answer = await clients[agent].post(
                     f"{base}/{action}",
                     headers=desk.headers(agent),
                     json={"agent_id": agent, **body},
@@ -239,7 +248,7 @@ async def simulated_agents(
                 # A long wait: an idle agent costs the router one request per 10 s, not per 1 s.
                 params: dict[str, Any] = {"wait": 10} | ({"since": cursor} if cursor else {})
                 try:
-                    answer = await http.get(
+                    answer = await clients[agent].get(
                         f"{desk.urls['router']}/v1/agents/{agent}/assignments",
                         params=params,
                         headers=desk.headers(agent),
