@@ -12,15 +12,24 @@ checks what it decoded (``services/ingest/channels/email.py``)."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 from urllib.parse import parse_qsl
 
+from pydantic import BaseModel
+from pydantic_core import PydanticSerializationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.problems import problem_response
 
 FORM = "application/x-www-form-urlencoded"
+# Where parsed JSON can get a NUL or a lone surrogate from: a raw NUL byte (json.loads is
+# told strict=False), a \u0000 escape, a \uD800-\uDFFF escape, or raw UTF-8 bytes of a
+# surrogate (json.loads decodes bytes with surrogatepass). A UTF-16 or UTF-32 body holds
+# NUL bytes. A body without any of these is clean without being parsed; one with them (or
+# with an escaped backslash before "u0000") is parsed and walked.
+_MAYBE_UNSTORABLE = re.compile(rb"\x00|\\u0000|\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 
 
 def unstorable_text(value: Any, path: str = "body") -> str | None:
@@ -46,6 +55,17 @@ def unstorable_text(value: Any, path: str = "body") -> str | None:
     return None
 
 
+def unstorable_model(model: BaseModel, path: str) -> str | None:
+    """Where in ``model`` a string holds NUL or a lone surrogate, or None. Its JSON (made in
+    C) shows a clean model at once: a NUL comes out as \\u0000 and a lone surrogate cannot be
+    encoded; only then is the model walked to say where."""
+    try:
+        suspect = "\\u0000" in model.model_dump_json()
+    except PydanticSerializationError:
+        suspect = True
+    return unstorable_text(model.model_dump(mode="json"), path) if suspect else None
+
+
 def unstorable_body(body: bytes, content_type: str) -> str | None:
     """Where in a request body there is text PostgreSQL refuses, or None (also when the body
     is not one the guard can read: the route's own parsing answers that)."""
@@ -56,6 +76,8 @@ def unstorable_body(body: bytes, content_type: str) -> str | None:
         found = _unstorable_form(body)
         if found:
             return found
+    if not _MAYBE_UNSTORABLE.search(body):
+        return None
     try:
         # strict=False: control characters inside strings are checked here rather than left
         # to a parser that may be more lenient than json's.

@@ -28,7 +28,7 @@ from shared.events import InboundMessage
 from shared.kafka import TopicGuard
 from shared.problems import Problem, ServiceUnavailable, TooManyRequests
 from shared.ratelimit import RateLimiter, retry_after_header
-from shared.tracing import kafka_headers, tracer
+from shared.tracing import kafka_headers, tracer, tracing_on
 
 router = APIRouter()
 
@@ -88,22 +88,34 @@ class InboundPublisher:
             ) from exc
 
     async def _send_all(self, messages: list[InboundMessage]) -> None:
+        if not tracing_on():
+            # No span and no context to carry: the no-op tracer still builds and attaches
+            # a context per call (profiled: 6% of ingest's CPU per message).
+            await self._send_records(messages, [])
+            return
         with tracer.start_as_current_span(
             f"{self.topic} publish",
             kind=SpanKind.PRODUCER,
             attributes={"messaging.batch.message_count": len(messages)},
         ):
-            headers = kafka_headers()
-            # send() only queues the record (in order); the acks are awaited together.
-            sent = [
-                await self.producer.send(
-                    self.topic,
-                    m.model_dump_json().encode(),
-                    key=m.conversation_key.encode(),
-                    headers=headers,
-                )
-                for m in messages
-            ]
+            await self._send_records(messages, kafka_headers())
+
+    async def _send_records(
+        self, messages: list[InboundMessage], headers: list[tuple[str, bytes]]
+    ) -> None:
+        # send() only queues the record (in order); the acks are awaited together.
+        sent = [
+            await self.producer.send(
+                self.topic,
+                m.model_dump_json().encode(),
+                key=m.conversation_key.encode(),
+                headers=headers,
+            )
+            for m in messages
+        ]
+        if len(sent) == 1:
+            await sent[0]  # no gathering future for the single-message route
+        else:
             await asyncio.gather(*sent)
 
 

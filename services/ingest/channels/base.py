@@ -19,7 +19,7 @@ from shared.events import (
     message_id_for,
 )
 from shared.problems import Forbidden, Problem, Unauthorized
-from shared.textguard import unstorable_text
+from shared.textguard import unstorable_model
 
 
 class ChannelNotConfigured(Problem):
@@ -85,7 +85,7 @@ def to_event(incoming: Incoming, *, received_at: datetime) -> InboundMessage:
     )
     # The body guard saw the request; this sees what adapters decoded from it (charsets,
     # quoted-printable, MIME words), so nothing the router cannot store is ever published.
-    found = unstorable_text(event.model_dump(mode="json"), "message")
+    found = unstorable_model(event, "message")
     if found:
         raise UnstorableText(f"{found}, which cannot be stored")
     return event
