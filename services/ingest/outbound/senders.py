@@ -67,13 +67,13 @@ def make_senders(settings: IngestSettings, http: httpx.AsyncClient) -> dict[Chan
     """A sender for every channel, bound to the settings and one HTTP client."""
 
     async def telegram(reply: OutboundReply) -> None:
-        (chat_id,) = _parts(reply, 1)
+        # A business account's chat is "CHAT:business:CONNECTION": answered through it.
+        chat_id, _, business = _parts(reply, 1)[0].partition(":business:")
         token = _need(settings.telegram_bot_token, "SWITCHBOARD_TELEGRAM_BOT_TOKEN")
-        await _post(
-            http,
-            f"{settings.telegram_api_base}/bot{token}/sendMessage",
-            json_body={"chat_id": chat_id, "text": reply.text},
-        )
+        body = {"chat_id": chat_id, "text": reply.text}
+        if business:
+            body["business_connection_id"] = business
+        await _post(http, f"{settings.telegram_api_base}/bot{token}/sendMessage", json_body=body)
 
     async def graph(node: str, body: dict[str, object]) -> None:
         """One Graph API ``messages`` call (WhatsApp and Messenger share it)."""
@@ -86,17 +86,15 @@ def make_senders(settings: IngestSettings, http: httpx.AsyncClient) -> dict[Chan
         )
 
     async def whatsapp(reply: OutboundReply) -> None:
-        phone_number_id, wa_id = _parts(reply, 2)
-        await graph(
-            phone_number_id,
-            {
-                "messaging_product": "whatsapp",
-                "recipient_type": "individual",
-                "to": wa_id,
-                "type": "text",
-                "text": {"body": reply.text},
-            },
-        )
+        phone_number_id, recipient = _parts(reply, 2)
+        body: dict[str, object] = {"messaging_product": "whatsapp", "recipient_type": "individual"}
+        if recipient.startswith("group:"):  # a group's conversation: the reply goes to the group
+            body.update(recipient_type="group", to=recipient.removeprefix("group:"))
+        elif recipient.isdigit():
+            body["to"] = recipient  # a phone number (wa_id)
+        else:
+            body["recipient"] = recipient  # a business-scoped user id: no phone number known
+        await graph(phone_number_id, {**body, "type": "text", "text": {"body": reply.text}})
 
     async def messenger(reply: OutboundReply) -> None:
         page_id, psid = _parts(reply, 2)
