@@ -17,7 +17,12 @@ from pydantic import BaseModel
 
 from services.router.context import Policy
 from services.router.routing import events
-from services.router.routing.classify import Classification, classify, raise_on_followup
+from services.router.routing.classify import (
+    UNKNOWN_LANGUAGE,
+    Classification,
+    classify,
+    raise_on_followup,
+)
 from services.router.routing.rules import RuleSet
 from services.router.routing.select import AgentView, Need, best_of, suits
 from services.router.store import Conversation
@@ -127,6 +132,7 @@ class _Planner:
         # Per need, the agents that suit it (status, skills, languages and teams do not change
         # within a batch; loads do): each choice then ranks only those.
         self.suited: dict[Need, list[str]] = {}
+        self.by_language: dict[str, list[AgentView]] | None = None
         self.policy = policy
         self.now = now
         self.seen = set(intake.seen)
@@ -161,6 +167,18 @@ class _Planner:
         slot = (agent_id, channel)
         self.plan.claims[slot] = self.plan.claims.get(slot, 0) + 1
         return True
+
+    def _speaking(self, language: str) -> list[AgentView]:
+        """The agents that may suit a need in ``language`` (a first cut: ``suits`` decides)."""
+        if language == UNKNOWN_LANGUAGE:
+            return list(self.agents.values())
+        if self.by_language is None:
+            self.by_language = {}
+            for agent in self.agents.values():
+                for spoken in agent.languages:
+                    self.by_language.setdefault(spoken, []).append(agent)
+        # Loads change within a batch, languages do not: the current view of each agent.
+        return [self.agents[a.id] for a in self.by_language.get(language, [])]
 
     # ------------------------------------------------------------ use cases
 
@@ -292,7 +310,7 @@ class _Planner:
         need = need_for(conv, self.rules)
         suited = self.suited.get(need)
         if suited is None:
-            suited = [a.id for a in self.agents.values() if suits(a, need)]
+            suited = [a.id for a in self._speaking(need.language) if suits(a, need)]
         # Room only shrinks within a batch: an agent full on the channel stays full.
         eligible = [self.agents[a] for a in suited if self.agents[a].room(need.channel) > 0]
         self.suited[need] = [a.id for a in eligible]
