@@ -52,8 +52,10 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         consumer = make_consumer(
             settings, settings.topics.inbound, group_id=settings.consumer_group
         )
-        relay = OutboxRelay(
-            sessions, producer, TopicGuard(settings), lease_s=settings.outbox_lease_s
+        relay = (
+            OutboxRelay(sessions, producer, TopicGuard(settings), lease_s=settings.outbox_lease_s)
+            if settings.outbox_relay == "in-process"
+            else None
         )
         policy = Policy(
             offer_timeout_s=dict(settings.offer_timeout_s),
@@ -100,7 +102,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         app.state.uow, app.state.wakeups, app.state.consume_loop = uow, wakeups, loop
         loop.start()
         tasks = [
-            asyncio.create_task(relay.run(), name="router-outbox-relay"),
+            *([asyncio.create_task(relay.run(), name="router-outbox-relay")] if relay else []),
             asyncio.create_task(wakeups.run(), name="router-wakeups"),
             asyncio.create_task(
                 sweep_forever(uow, settings.queue_sweep_interval_s), name="router-queue-sweep"
@@ -118,8 +120,9 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await consumer.stop()
-            await relay.flush()
-            await relay.release()
+            if relay is not None:
+                await relay.flush()
+                await relay.release()
             await producer.stop()
             await engine.dispose()
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -22,6 +23,10 @@ class RouterSettings(CommonSettings):
     # Inbound records of one partition applied in one transaction (a poll's records, at most
     # this many; nothing waits for a batch to fill). See docs/benchmarks.md for the measure.
     inbound_batch_max_records: int = Field(default=200, ge=1, le=500)
+    # Where the outbox relay runs: in each router process, or in a process of its own
+    # (``python -m services.router.relay``, woken by NOTIFY), which then has a core to itself
+    # and leaves the router's to routing (a draining router spent a third of its CPU relaying).
+    outbox_relay: Literal["in-process", "separate"] = "in-process"
     # One replica's outbox relay publishes at a time, holding a lease renewed as it works; a
     # replica that dies hands over when its lease runs out (events wait that long).
     outbox_lease_s: float = Field(default=5.0, gt=0)

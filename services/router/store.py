@@ -20,6 +20,7 @@ from shared.events import AgentStatus, Channel, CustomerTier, Priority, Skill
 from shared.tracing import carrier_json
 
 AGENT_CHANNEL = "switchboard_agent"  # NOTIFY channel: payload is the agent id
+OUTBOX_CHANNEL = "switchboard_outbox"  # NOTIFY channel: events were written to the outbox
 # Waking an agent: bump its inbox cursor (the long-poll compares it) and notify every replica
 # with the agent's id; used as a CTE named ``woken``, so it can be made conditional.
 _WAKE_AGENT = "UPDATE router.agents SET inbox_version = inbox_version + 1 WHERE id = :agent"
@@ -854,11 +855,17 @@ class RouterStore:
         with its trace (none given: the context they were made in); the relay publishes them
         in that trace."""
         current = carrier_json()
+        # A relay in a process of its own (SWITCHBOARD_OUTBOX_RELAY=separate) is woken by the
+        # notification, delivered when the transaction commits.
         await self._exec(
-            """INSERT INTO router.outbox (topic, key, payload, trace)
-               SELECT t, k, p, r
-               FROM unnest(CAST(:topics AS text[]), CAST(:keys AS text[]),
-                           CAST(:payloads AS text[]), CAST(:traces AS text[])) AS e(t, k, p, r)""",
+            f"""WITH written AS (
+                   INSERT INTO router.outbox (topic, key, payload, trace)
+                   SELECT t, k, p, r
+                   FROM unnest(CAST(:topics AS text[]), CAST(:keys AS text[]),
+                               CAST(:payloads AS text[]), CAST(:traces AS text[]))
+                        AS e(t, k, p, r)
+                   RETURNING 1)
+               SELECT pg_notify('{OUTBOX_CHANNEL}', '') WHERE EXISTS (SELECT FROM written)""",
             topics=[t for t, _, _, _ in events],
             keys=[k for _, k, _, _ in events],
             payloads=[e.model_dump_json() for _, _, e, _ in events],

@@ -20,7 +20,7 @@ class UnitOfWork:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
-        relay: OutboxRelay,
+        relay: OutboxRelay | None,
         topics: Topics,
         rules: RulesSource,
         policy: Policy,
@@ -46,7 +46,7 @@ class UnitOfWork:
                 yield ctx
                 if ctx.outbox:
                     await ctx.store.enqueue(ctx.outbox)
-        if ctx.outbox:
+        if ctx.outbox and self.relay is not None:  # else a relay process is notified
             self.relay.wake()
 
 

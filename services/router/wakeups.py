@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import asyncpg
@@ -37,7 +37,6 @@ class AgentWakeups:
         self.max_waits_per_agent = max_waits_per_agent
         # Only agents somebody waits for have an entry; the oldest waiter comes first.
         self._waiters: dict[str, deque[Waiter]] = {}
-        self._conn: asyncpg.Connection | None = None
 
     def waiting_agents(self) -> int:
         """How many agents have a waiter in this process."""
@@ -71,32 +70,52 @@ class AgentWakeups:
             for waiter in waiters:
                 waiter.woken.set()
 
-    def _on_notification(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notification(self, payload: str) -> None:
         self._notify(payload)
 
-    async def _listen_once(self) -> None:
-        """Listen on one connection until it closes."""
-        lost = asyncio.Event()
-        self._conn = await asyncpg.connect(
-            self.dsn, server_settings={"application_name": "switchboard-router-wakeups"}
-        )
-        self._conn.add_termination_listener(lambda _conn: lost.set())
-        await self._conn.add_listener(AGENT_CHANNEL, self._on_notification)
-        # Whatever was notified while nobody listened is lost: every waiter checks once.
-        self._wake_all()
-        await lost.wait()
-
     async def run(self) -> None:
-        """Listen until cancelled, reconnecting after a lost connection."""
-        while True:
-            try:
-                await self._listen_once()
-                log.warning("agent wake-up listener connection closed, reconnecting")
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("agent wake-up listener lost, reconnecting", extra={"error": repr(exc)})
-                await asyncio.sleep(1.0)
-            finally:
-                if self._conn is not None and not self._conn.is_closed():
-                    await self._conn.close()
+        """Listen until cancelled, reconnecting after a lost connection; whatever was notified
+        while nobody listened is lost, so every waiter checks once on each (re)connection."""
+        await listen(
+            self.dsn, AGENT_CHANNEL, self._on_notification, self._wake_all, "router-wakeups"
+        )
+
+
+async def listen(
+    dsn: str,
+    channel: str,
+    on_payload: Callable[[str], None],
+    on_connect: Callable[[], None],
+    name: str,
+) -> None:
+    """Run ``on_payload`` for each notification on ``channel`` until cancelled, on a connection
+    of its own, reconnecting after a lost one; ``on_connect`` after each (re)connection."""
+    while True:
+        try:
+            await _listen_once(dsn, channel, on_payload, on_connect, name)
+            log.warning("listener connection closed, reconnecting", extra={"listener": name})
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("listener lost, reconnecting", extra={"listener": name, "error": repr(exc)})
+            await asyncio.sleep(1.0)
+
+
+async def _listen_once(
+    dsn: str,
+    channel: str,
+    on_payload: Callable[[str], None],
+    on_connect: Callable[[], None],
+    name: str,
+) -> None:
+    """Listen on one connection until it closes."""
+    lost = asyncio.Event()
+    conn = await asyncpg.connect(dsn, server_settings={"application_name": f"switchboard-{name}"})
+    try:
+        conn.add_termination_listener(lambda _conn: lost.set())
+        await conn.add_listener(channel, lambda _c, _pid, _ch, payload: on_payload(payload))
+        on_connect()
+        await lost.wait()
+    finally:
+        if not conn.is_closed():
+            await conn.close()

@@ -11,10 +11,15 @@ import pytest
 from sqlalchemy import text
 
 from devtools.topics import read_topic
+from services.router.app import create_app
 from services.router.outbox import OutboxRelay
+from services.router.relay import run_relay
+from services.router.settings import RouterSettings
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import TopicGuard, ensure_topics, make_producer
 from shared.settings import CommonSettings, Topics
+from tests.conftest import eventually, running
+from tests.integration.routerkit import put_agent
 
 pytestmark = pytest.mark.asyncio
 
@@ -124,3 +129,46 @@ async def test_one_relay_publishes_at_a_time_and_a_successor_takes_over(
     assert await first.flush() == 1
     values = [json.loads(r.value)["n"] for r in await read_topic(broker.bootstrap, topic)]
     assert values == [1, 2, 3]
+
+
+async def test_a_router_with_a_separate_relay_leaves_its_events_to_the_relay_process(
+    broker: Any, common: dict[str, Any], ids: Any, database_url: str
+) -> None:
+    """``SWITCHBOARD_OUTBOX_RELAY=separate``: the router only writes its events; the relay
+    process publishes them, woken by the router's notification (its own polls are 30 s
+    apart here, so only the notification can wake it in time)."""
+    settings = RouterSettings(**common, outbox_relay="separate")
+    engine = make_engine(database_url, pool_size=1)
+    agent = ids.agent_ids[0]
+    topic = settings.topics.agent_events
+
+    async def statuses() -> list[str]:
+        events = [json.loads(r.value) for r in await read_topic(broker.bootstrap, topic)]
+        return [e["status"] for e in events if "status" in e]
+
+    async with running(create_app(settings)) as client:
+        await put_agent(client, ids, agent)  # and online: an agent event in the outbox
+        await asyncio.sleep(1.0)  # an in-process relay would have published it by now
+        assert await _outbox(engine) >= 1
+        assert await statuses() == []
+
+        stop = asyncio.Event()
+        relay = asyncio.create_task(run_relay(settings, stop, idle_poll_s=30))
+
+        async def drained() -> bool:
+            return await _outbox(engine) == 0
+
+        await eventually(drained, what="the outbox published by the relay process")
+        answer = await client.put(
+            f"/v1/agents/{agent}/status", headers=ids.as_agent(agent), json={"status": "away"}
+        )
+        assert answer.status_code == 200, answer.text
+
+        async def away_published() -> bool:
+            return "away" in await statuses()
+
+        await eventually(away_published, timeout=10, what="the relay woken by the router")
+        stop.set()
+        assert await relay >= 2
+    assert await statuses() == ["online", "away"]
+    await engine.dispose()
