@@ -3,8 +3,9 @@ and on one that already holds 1,000,000 conversations; next to one PostgreSQL tr
 message of the router's shape (bench/baselines.py) in the same run.
 
 The backlog (new conversations and follow-ups, several channels and languages) is produced on
-the inbound topic first; then a router process starts with 60 agents online and its rate is
-the messages stored per second from its first to its last. ``python -m bench.run --only
+the inbound topic first; then a router process starts with 60 agents online (its outbox relay a
+process of its own, as deployed; once more with the relay in the router process) and its rate
+is the messages stored per second from its first to its last. ``python -m bench.run --only
 router`` runs this part and prints its figures as JSON on the last line."""
 
 from __future__ import annotations
@@ -103,8 +104,11 @@ async def drain(
     log_dir: Path,
     *,
     batch: int | None = None,
+    relay: str = "separate",
 ) -> dict[str, Any]:
-    """Start a router on ``database_url`` over a backlog of ``messages``; its drain rate."""
+    """Start a router on ``database_url`` over a backlog of ``messages``; its drain rate
+    (``relay``: its outbox relay ``separate``, a process of its own as deployed, or
+    ``in-process``)."""
     topics = Topics(namespace=f"drain{uuid.uuid4().hex[:8]}")
     await ensure_topics(CommonSettings(kafka_bootstrap=broker.bootstrap, topics=topics))
     engine = make_engine(database_url, pool_size=1)
@@ -119,8 +123,11 @@ async def drain(
     env["SWITCHBOARD_RATE_LIMIT_PER_KEY_PER_S"] = "100000"
     if batch is not None:
         env["SWITCHBOARD_INBOUND_BATCH_MAX_RECORDS"] = str(batch)
+    env["SWITCHBOARD_OUTBOX_RELAY"] = relay
     process = launch("router", env, log_dir / f"router-drain-{port}.log")
     processes = {"router": process}
+    if relay == "separate":
+        processes["relay"] = launch("router.relay", env, log_dir / f"relay-drain-{port}.log")
     try:
         await asyncio.to_thread(wait_ready, "router", port, process, 60)
         await _seed_agents(f"http://127.0.0.1:{port}", {"Authorization": f"Bearer {ops_key}"})
@@ -128,7 +135,9 @@ async def drain(
         await produce(broker.bootstrap, topics.inbound, records)
         n = len(messages)
         assert broker.process is not None
-        cpu = CpuShare({"router": process.pid, "broker": broker.process.pid})
+        cpu = CpuShare(
+            {name: p.pid for name, p in processes.items()} | {"broker": broker.process.pid}
+        )
         first: tuple[float, int] | None = None
         deadline = time.monotonic() + 600
         stored = 0
@@ -211,6 +220,10 @@ async def _run(
     base = await baselines.pg_loop(await migrated_database(pg.url, "drain", made), messages // 10)
     say(f"router: draining {messages:,} messages, empty tables")
     empty = await drain(broker, await migrated_database(pg.url, "drain", made), work, log_dir)
+    say(f"router: draining {messages:,} messages, empty tables, the relay in the router")
+    in_process = await drain(
+        broker, await migrated_database(pg.url, "drain", made), work, log_dir, relay="in-process"
+    )
     say(f"router: draining {messages // 10:,} messages one per transaction (batch of 1)")
     single = await drain(
         broker,
@@ -231,9 +244,11 @@ async def _run(
         "msg_s_1m": full["msg_s"],
         "history_ratio": ratio(full["msg_s"], empty["msg_s"]),
         "msg_s_batch_of_1": single["msg_s"],
+        "msg_s_relay_in_process": in_process["msg_s"],
         "history_conversations": history,
         "history_seed_s": round(seeded_s, 1),
         "empty": empty,
+        "relay_in_process": in_process,
         "history": full,
         "batch_of_1": single,
         "baseline": base,

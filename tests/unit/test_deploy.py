@@ -116,7 +116,7 @@ def test_every_service_probes_readyz_and_healthz_and_several_routers_run():
     docs = [d for _, d in manifests()]
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     services = {f"switchboard-{s}" for s in ("ingest", "router", "metrics")}
-    assert set(deployments) == services | {"switchboard-ingest-proxy"}
+    assert set(deployments) == services | {"switchboard-ingest-proxy", "switchboard-router-relay"}
     for d in (deployments[name] for name in services):
         (container,) = d["spec"]["template"]["spec"]["containers"]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -125,6 +125,13 @@ def test_every_service_probes_readyz_and_healthz_and_several_routers_run():
         refs = {next(iter(r.values()))["name"] for r in container["envFrom"]}
         assert refs == {"switchboard"}  # the ConfigMap and the Secret
     assert deployments["switchboard-router"]["spec"]["replicas"] > 1
+    # The routers leave their events to the relay deployment, which runs standby replicas.
+    (router,) = deployments["switchboard-router"]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "SWITCHBOARD_OUTBOX_RELAY", "value": "separate"} in router["env"]
+    relay = deployments["switchboard-router-relay"]
+    (container,) = relay["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "services.router.relay"]
+    assert relay["spec"]["replicas"] > 1
     pdbs = {d["metadata"]["name"] for d in docs if d["kind"] == "PodDisruptionBudget"}
     assert pdbs == set(deployments)
     (hpa,) = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
@@ -184,6 +191,8 @@ def test_the_compose_file_is_valid_and_runs_one_image_for_the_three_services(tmp
     assert {str(p) for p in published_ports} >= {"8001", "8002", "8003"}
     for s in ("ingest", "router", "metrics"):
         assert services[s]["environment"]["SWITCHBOARD_DOCS_PUBLIC"] == "false"
+    assert services["router"]["environment"]["SWITCHBOARD_OUTBOX_RELAY"] == "separate"
+    assert services["router-relay"]["command"] == ["python", "-m", "services.router.relay"]
 
 
 # ---------------------------------------------------------------- the proxy in front of ingest
