@@ -144,6 +144,9 @@ def start_desk(bootstrap: str, database_url: str, agents: int, log_dir: Path) ->
     processes = {}
     for name, port in ports.items():
         env = service_env(name, port, bootstrap, database_url, entries, topics.namespace)
+        if name == "router":  # its outbox relay a process of its own, as deployed
+            env["SWITCHBOARD_OUTBOX_RELAY"] = "separate"
+            processes["relay"] = launch("router.relay", env, log_dir / "relay.log")
         processes[name] = launch(name, env, log_dir / f"{name}.log")
     try:
         for name, port in ports.items():
