@@ -3,13 +3,16 @@ need a key unless the settings make them public."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import inspect
+import time
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager
+from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
-from starlette.exceptions import HTTPException
+from fastapi.routing import APIRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import KeyRing, current_principal
@@ -18,9 +21,9 @@ from shared.kafka import broker_reachable
 from shared.problems import install_problem_handlers, problem_response
 from shared.ratelimit import RateLimiter
 from shared.settings import CommonSettings
-from shared.telemetry import install_telemetry
-from shared.textguard import TextGuard
-from shared.tracing import RequestIdMiddleware
+from shared.telemetry import RequestMetrics, install_telemetry
+from shared.textguard import unstorable_body, unstorable_request_line
+from shared.tracing import request_id_for
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -30,14 +33,15 @@ def install_common(
     app: FastAPI,
     checks: Callable[[FastAPI], dict[str, ReadinessCheck]],
     *,
+    metrics: RequestMetrics,
     max_body_bytes: int,
     body_limits: Mapping[str, int] | None = None,
 ) -> None:
-    """Add error translation, the body size limit (``body_limits``: other limits for some
-    paths) and the health endpoints; ``checks`` names the readiness probes."""
+    """Add error translation, the edge (request ids, request metrics, the body size limit,
+    ``body_limits`` giving other limits for some paths, and the text guard) and the health
+    endpoints; ``checks`` names the readiness probes."""
     install_problem_handlers(app)
-    app.add_middleware(TextGuard)  # inside the size limit: it reads bodies already bounded
-    app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes, per_path=body_limits)
+    app.add_middleware(Edge, metrics=metrics, max_bytes=max_body_bytes, per_path=body_limits)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -56,15 +60,26 @@ def install_common(
         return JSONResponse(body, status_code=200 if ready else 503)
 
 
-class BodySizeLimit:
-    """Refuse request bodies over ``max_bytes`` (or the limit ``per_path`` gives the request's
-    exact path) with a problem+json 413: at once when the declared Content-Length is too
-    large, else as soon as the streamed body passes the limit."""
+class Edge:
+    """Every request's edge, in one ASGI layer: echo a request id (``X-Request-ID``), count
+    and time the answer, refuse a body over ``max_bytes`` (or the limit ``per_path`` gives
+    the request's exact path) with 413, at once when the declared Content-Length is too large,
+    else as soon as the streamed body passes it, and refuse text PostgreSQL cannot store with
+    422 (the body is buffered, checked and replayed to the route). Refusals are problem+json.
+
+    One layer, not one per concern: each layer costs a closure and a call per message sent or
+    received (profiled: four of them were an eighth of ingest's CPU per message, issue 14)."""
 
     def __init__(
-        self, app: ASGIApp, max_bytes: int, per_path: Mapping[str, int] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        metrics: RequestMetrics,
+        max_bytes: int,
+        per_path: Mapping[str, int] | None = None,
     ) -> None:
         self.app = app
+        self.metrics = metrics
         self.max_bytes = max_bytes
         self.per_path = dict(per_path or {})
 
@@ -72,28 +87,91 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.per_path.get(scope["path"], self.max_bytes)
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit:
-            response = problem_response(413, "Content Too Large", self._detail(limit))
-            await response(scope, receive, send)
-            return
-        seen = 0
+        started = time.perf_counter()
+        given_id = declared = content_type = b""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                given_id = value
+            elif name == b"content-length":
+                declared = value
+            elif name == b"content-type":
+                content_type = value
+        request_id = request_id_for(given_id)
+        status = 500
 
-        async def counting_receive() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                # FastAPI re-raises HTTPException from body reading; the handler renders it.
-                raise HTTPException(413, self._detail(limit))
-            return message
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
+            await send(message)
 
-        await self.app(scope, counting_receive, send)
+        try:
+            limit = self.per_path.get(scope["path"], self.max_bytes)
+            refusal = _too_large(limit) if declared.isdigit() and int(declared) > limit else None
+            body = b""
+            if refusal is None:
+                refusal = _unstorable(unstorable_request_line(scope))
+            if refusal is None:
+                body, refusal = await _read_body(receive, limit)
+            if refusal is None:
+                found = unstorable_body(body, content_type.decode("latin-1"))
+                refusal = _unstorable(found and f"{found}, which cannot be stored")
+            if refusal is not None:
+                await refusal(scope, receive, send_with_id)
+                return
+            replayed = False
 
-    @staticmethod
-    def _detail(limit: int) -> str:
-        return f"request body exceeds {limit} bytes"
+            async def replay() -> Message:
+                nonlocal replayed
+                if replayed:
+                    return await receive()
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+
+            await self.app(scope, replay, send_with_id)
+        finally:
+            self.metrics.record(scope, status, time.perf_counter() - started)
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, JSONResponse | None]:
+    """The request's body, or the 413 to answer once it passes ``limit``. A client that goes
+    away leaves the body read so far (the route sees it, and no one reads the answer)."""
+    chunks = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        seen += len(chunk)
+        if seen > limit:
+            return b"", _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    return b"".join(chunks), None
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return problem_response(413, "Content Too Large", f"request body exceeds {limit} bytes")
+
+
+def _unstorable(detail: str | None) -> JSONResponse | None:
+    return problem_response(422, "Unprocessable Content", detail) if detail else None
+
+
+class DirectRoute(APIRoute):
+    """A route whose endpoint takes the Request and returns its Response itself: FastAPI
+    solves no dependencies, reads no body and validates no response for it, so a hot route
+    pays for none of that (ingest's single message: issue 14). What it declares (body,
+    response model, status) still documents it; errors it raises are answered as anywhere."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        if not inspect.iscoroutinefunction(self.endpoint):
+            raise TypeError(f"{self.path}: a DirectRoute endpoint is async (request) -> Response")
+        handler: Callable[[Request], Coroutine[Any, Any, Response]] = self.endpoint
+        return handler
 
 
 def service_app(
@@ -115,6 +193,10 @@ def service_app(
         docs_url="/docs" if public else None,
         redoc_url="/redoc" if public else None,
     )
+    # The service's own routes first: they take the traffic, and a request is matched
+    # against the routes in order (none of theirs overlaps the common ones below).
+    for router in routers:
+        app.include_router(router)
     if not public:
         app.include_router(keyed_docs(app))
     app.state.settings = settings
@@ -122,12 +204,15 @@ def service_app(
     app.state.key_limiter = RateLimiter(
         settings.rate_limit_per_key_per_s, settings.rate_limit_per_key_burst
     )
-    install_common(app, checks, max_body_bytes=settings.max_body_bytes, body_limits=body_limits)
     service = title.removeprefix("Switchboard ").strip()
-    install_telemetry(app, service)
-    app.add_middleware(RequestIdMiddleware)
-    for router in routers:
-        app.include_router(router)
+    metrics = install_telemetry(app, service)
+    install_common(
+        app,
+        checks,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        body_limits=body_limits,
+    )
     return app
 
 

@@ -4,14 +4,13 @@ stay bounded: route templates, never raw paths or ids."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 from shared.auth import OPS, PrincipalDep
 
@@ -65,10 +64,10 @@ class _SkippedItems(Collector):
 
 
 class RequestMetrics:
-    """ASGI middleware counting and timing every HTTP request by route template."""
+    """HTTP requests counted and timed by route template (the edge middleware records each
+    answer: ``shared.service.Edge``)."""
 
-    def __init__(self, app: ASGIApp, registry: CollectorRegistry, service: str) -> None:
-        self.app = app
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
         self.service = service
         self.requests = Counter(
             "switchboard_http_requests",
@@ -83,27 +82,23 @@ class RequestMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
+        # Each label set's children, looked up once rather than through labels() (a lock and
+        # a label check) per request; as bounded as the label sets themselves.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
-
-        async def recording_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, recording_send)
-        finally:
-            route = _route_of(scope)
-            method = scope["method"]
-            self.requests.labels(self.service, method, route, str(status)).inc()
-            self.latency.labels(self.service, method, route).observe(time.perf_counter() - started)
+    def record(self, scope: Scope, status: int, seconds: float) -> None:
+        """One answered request of ``scope`` (its route as the router left it there)."""
+        method, route = scope["method"], _route_of(scope)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(self.service, method, route, str(status)),
+                self.latency.labels(self.service, method, route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 def _route_of(scope: Scope) -> str:
@@ -112,12 +107,13 @@ def _route_of(scope: Scope) -> str:
     return str(getattr(route, "path", None) or "unmatched")
 
 
-def install_telemetry(app: FastAPI, service: str) -> None:
-    """Count requests and expose this service's own metrics at /metrics/service."""
+def install_telemetry(app: FastAPI, service: str) -> RequestMetrics:
+    """Expose this service's own metrics at /metrics/service; its requests' metrics, for the
+    edge middleware to record."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ConsumerProgress(app, service))
     registry.register(_SkippedItems(app, service))
-    app.add_middleware(RequestMetrics, registry=registry, service=service)
+    metrics = RequestMetrics(registry, service)
     router = APIRouter(tags=["health"])
 
     @router.get("/metrics/service", response_class=Response)
@@ -129,3 +125,4 @@ def install_telemetry(app: FastAPI, service: str) -> None:
         )
 
     app.include_router(router)
+    return metrics

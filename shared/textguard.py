@@ -1,7 +1,7 @@
-"""Refuse request bodies holding text PostgreSQL cannot store (a NUL character, or half of a
-UTF-16 surrogate pair, which JSON's \\u escapes can smuggle in): 422 before any handler runs,
-so nothing is stored or published, instead of a 500 from deep in a transaction or a message
-accepted at the edge and dead-lettered later.
+"""Find text PostgreSQL cannot store in a request (a NUL character, or half of a UTF-16
+surrogate pair, which JSON's \\u escapes can smuggle in): the edge (``shared.service.Edge``)
+refuses it with 422 before any handler runs, so nothing is stored or published, instead of a
+500 from deep in a transaction or a message accepted at the edge and dead-lettered later.
 
 Every body is checked, whatever its content type says: routes parse JSON when the type is any
 spelling of JSON or is missing (FastAPI), and provider webhooks parse their raw body as JSON
@@ -18,10 +18,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError
-from starlette.exceptions import HTTPException
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from shared.problems import problem_response
+from starlette.types import Scope
 
 FORM = "application/x-www-form-urlencoded"
 # Where parsed JSON can get a NUL or a lone surrogate from: a raw NUL byte (json.loads is
@@ -98,59 +95,14 @@ def _unstorable_form(body: bytes) -> str | None:
     return None
 
 
-class TextGuard:
-    """ASGI middleware: buffers request bodies (already size-limited outside) and checks them;
-    the path, query string and headers too."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        if b"%00" in scope.get("query_string", b""):
-            await self._refuse(scope, receive, send, "the query string contains a NUL character")
-            return
-        if "\x00" in scope.get("path", ""):
-            await self._refuse(scope, receive, send, "the path contains a NUL character")
-            return
-        for name, value in scope["headers"]:
-            if b"\x00" in value:  # HTTP servers refuse these; an ASGI client need not
-                detail = f"the {name.decode('latin-1')} header contains a NUL character"
-                await self._refuse(scope, receive, send, detail)
-                return
-        chunks = []
-        try:
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    break  # the client went away: the route sees an empty body and no one reads
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body"):
-                    break
-        except HTTPException as exc:  # the size limit, raised while reading
-            response = problem_response(exc.status_code, str(exc.detail), str(exc.detail))
-            await response(scope, receive, send)
-            return
-        body = b"".join(chunks)
-        content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
-        found = unstorable_body(body, content_type)
-        if found:
-            await self._refuse(scope, receive, send, f"{found}, which cannot be stored")
-            return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-    @staticmethod
-    async def _refuse(scope: Scope, receive: Receive, send: Send, detail: str) -> None:
-        response = problem_response(422, "Unprocessable Content", detail)
-        await response(scope, receive, send)
+def unstorable_request_line(scope: Scope) -> str | None:
+    """Where the query string, path or headers hold a NUL character, or None (HTTP servers
+    refuse NUL in headers; an ASGI client need not)."""
+    if b"%00" in scope.get("query_string", b""):
+        return "the query string contains a NUL character"
+    if "\x00" in scope.get("path", ""):
+        return "the path contains a NUL character"
+    for name, value in scope["headers"]:
+        if b"\x00" in value:
+            return f"the {name.decode('latin-1')} header contains a NUL character"
+    return None

@@ -13,10 +13,9 @@ from collections.abc import Iterable, Mapping
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanKind
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 tracer = trace.get_tracer("switchboard")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,64}\Z")
 
 
 def configure_tracing(service: str, endpoint: str | None) -> None:
@@ -59,29 +58,10 @@ def context_from_headers(headers: Iterable[tuple[str, bytes | None]] | None) -> 
     return propagate.extract(carrier)
 
 
-class RequestIdMiddleware:
-    """Echo a request id in ``X-Request-ID`` (the caller's, if it sent a sane one; else a new
-    one). FastAPI itself makes the SERVER span of each request, joining the caller's trace."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [
-                    *message.get("headers", []),
-                    (b"x-request-id", request_id.encode()),
-                ]
-            await send(message)
-
-        await self.app(scope, receive, send_with_id)
+def request_id_for(given: bytes) -> bytes:
+    """The id to echo in ``X-Request-ID``: the caller's, if it sent a sane one; else a new
+    one. (FastAPI itself makes the SERVER span of each request, joining the caller's trace.)"""
+    return given if _REQUEST_ID.match(given) else uuid.uuid4().hex.encode()
 
 
 def carrier_json_of(headers: Iterable[tuple[str, bytes | None]] | None) -> str | None:

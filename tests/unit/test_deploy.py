@@ -41,7 +41,7 @@ def exported_names():
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_ConsumerProgress(type("App", (), {"state": State()})(), "router"))
-    requests = RequestMetrics(None, registry, "router")
+    requests = RequestMetrics(registry, "router")
     requests.requests.labels("router", "GET", "/x", "200").inc()
     requests.latency.labels("router", "GET", "/x").observe(0.1)
     names = set()
