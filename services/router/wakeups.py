@@ -90,32 +90,27 @@ async def listen(
 ) -> None:
     """Run ``on_payload`` for each notification on ``channel`` until cancelled, on a connection
     of its own, reconnecting after a lost one; ``on_connect`` after each (re)connection."""
+
+    async def listen_once() -> None:
+        lost = asyncio.Event()
+        conn = await asyncpg.connect(
+            dsn, server_settings={"application_name": f"switchboard-{name}"}
+        )
+        try:
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(channel, lambda _c, _pid, _ch, payload: on_payload(payload))
+            on_connect()
+            await lost.wait()
+        finally:
+            if not conn.is_closed():
+                await conn.close()
+
     while True:
         try:
-            await _listen_once(dsn, channel, on_payload, on_connect, name)
+            await listen_once()
             log.warning("listener connection closed, reconnecting", extra={"listener": name})
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.warning("listener lost, reconnecting", extra={"listener": name, "error": repr(exc)})
             await asyncio.sleep(1.0)
-
-
-async def _listen_once(
-    dsn: str,
-    channel: str,
-    on_payload: Callable[[str], None],
-    on_connect: Callable[[], None],
-    name: str,
-) -> None:
-    """Listen on one connection until it closes."""
-    lost = asyncio.Event()
-    conn = await asyncpg.connect(dsn, server_settings={"application_name": f"switchboard-{name}"})
-    try:
-        conn.add_termination_listener(lambda _conn: lost.set())
-        await conn.add_listener(channel, lambda _c, _pid, _ch, payload: on_payload(payload))
-        on_connect()
-        await lost.wait()
-    finally:
-        if not conn.is_closed():
-            await conn.close()
