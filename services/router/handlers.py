@@ -56,7 +56,10 @@ async def receive_message(ctx: Context, message: InboundMessage) -> None:
     )
     if conv is None:
         await _open(ctx, message, found)
-    elif conv.state == "resolved":
+        return
+    if message.group is not None and message.group != conv.group_name:
+        await ctx.store.rename_group(conv.id, message.group)
+    if conv.state == "resolved":
         await _reopen(ctx, conv, message, found)
     else:
         await _continue(ctx, conv, message, found)
@@ -73,8 +76,14 @@ async def _open(ctx: Context, message: InboundMessage, found: Classification) ->
         classification=found,
         opened_at=message.occurred_at,
         first=FirstMessage(
-            message.message_id, message.text, message.channel_message_id, message.sent_at
+            message.message_id,
+            message.text,
+            message.channel_message_id,
+            message.sent_at,
+            message.attachments,
+            message.edit_of,
         ),
+        group=message.group,
     )
     await ctx.emit(conv, events.opened(conv, message))
     await _emit_received(ctx, conv, message)
@@ -135,6 +144,8 @@ async def _add_inbound(ctx: Context, conv: Conversation, message: InboundMessage
         created_at=message.occurred_at,
         channel_message_id=message.channel_message_id,
         sent_at=message.sent_at,
+        attachments=message.attachments,
+        edit_of=message.edit_of,
     )
     await _emit_received(ctx, conv, message)
 

@@ -21,6 +21,7 @@ from services.router.store import (
     Conversation,
     RouterStore,
     agent_view_of,
+    attachments_json,
     conversation_of,
 )
 from shared.events import Channel
@@ -136,12 +137,15 @@ class IntakeStore(RouterStore):
             m = plan.messages
             await self._exec(
                 f"""INSERT INTO router.messages ({MESSAGE_COLUMNS})
-                    SELECT id, cid, 'inbound', author, text, cmid, sent_at, created_at
+                    SELECT id, cid, 'inbound', author, text, cmid, sent_at, created_at,
+                           CAST(attachments AS jsonb), edit_of
                     FROM unnest(CAST(:ids AS uuid[]), CAST(:cids AS uuid[]),
                                 CAST(:authors AS text[]), CAST(:texts AS text[]),
                                 CAST(:cmids AS text[]), CAST(:sent AS timestamptz[]),
-                                CAST(:created AS timestamptz[]))
-                         WITH ORDINALITY AS r(id, cid, author, text, cmid, sent_at, created_at, n)
+                                CAST(:created AS timestamptz[]), CAST(:attachments AS text[]),
+                                CAST(:edits AS uuid[]))
+                         WITH ORDINALITY AS r(id, cid, author, text, cmid, sent_at, created_at,
+                                              attachments, edit_of, n)
                     ORDER BY n""",
                 ids=[x.message_id for x in m],
                 cids=[x.conversation_id for x in m],
@@ -150,6 +154,8 @@ class IntakeStore(RouterStore):
                 cmids=[x.channel_message_id for x in m],
                 sent=[x.sent_at for x in m],
                 created=[x.created_at for x in m],
+                attachments=[attachments_json(x.attachments) for x in m],
+                edits=[x.edit_of for x in m],
             )
         if plan.claims:
             await self._take_slots(plan.claims, plan.now)
@@ -193,7 +199,7 @@ _WRITTEN_COLUMNS = (
     "id, conversation_key, channel, customer_id, customer_tier, state, priority, "
     "priority_rank, skill, language, rules_fired, agent_id, opened_at, queued_at, assigned_at, "
     "first_response_at, resolved_at, category, min_level, team, offered_at, accepted_at, "
-    "escalated_at, excluded_agents, last_agent_id, reopened"
+    "escalated_at, excluded_agents, last_agent_id, reopened, group_name"
 )
 
 
@@ -232,6 +238,7 @@ def _conversation_rows(convs: Iterable[Conversation]) -> str:
                 "excluded_agents": list(c.excluded_agents),
                 "last_agent_id": c.last_agent_id,
                 "reopened": c.reopened,
+                "group_name": c.group_name,
             }
             for c in convs
         ]

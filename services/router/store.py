@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.router.routing.classify import UNKNOWN_LANGUAGE, Classification
 from services.router.routing.select import AgentView, Need
-from shared.events import AgentStatus, Channel, CustomerTier, Priority, Skill
+from shared.events import AgentStatus, Attachment, Channel, CustomerTier, Priority, Skill
 from shared.tracing import carrier_json
 
 AGENT_CHANNEL = "switchboard_agent"  # NOTIFY channel: payload is the agent id
@@ -26,7 +26,8 @@ OUTBOX_CHANNEL = "switchboard_outbox"  # NOTIFY channel: events were written to 
 _WAKE_AGENT = "UPDATE router.agents SET inbox_version = inbox_version + 1 WHERE id = :agent"
 NOTIFY_WOKEN = f"pg_notify('{AGENT_CHANNEL}', id)"
 MESSAGE_COLUMNS = (
-    "id, conversation_id, direction, author, text, channel_message_id, sent_at, created_at"
+    "id, conversation_id, direction, author, text, channel_message_id, sent_at, created_at, "
+    "attachments, edit_of"
 )
 
 
@@ -69,6 +70,7 @@ class Conversation:
     excluded_agents: tuple[str, ...] = ()
     last_agent_id: str | None = None
     reopened: int = 0
+    group_name: str | None = None  # a group chat's title or id, as its latest message named it
 
     @property
     def classification(self) -> Classification:
@@ -88,6 +90,8 @@ class StoredMessage:
     created_at: datetime
     delivery_status: str | None = None
     delivery_detail: str | None = None
+    attachments: tuple[Attachment, ...] = ()
+    edit_of: uuid.UUID | None = None
 
 
 @dataclass(frozen=True)
@@ -114,7 +118,7 @@ CONVERSATION_COLUMNS = """
     id, conversation_key, channel, customer_id, customer_tier, state, priority, skill, language,
     rules_fired, agent_id, opened_at, queued_at, assigned_at, first_response_at, resolved_at,
     category, min_level, team, offered_at, accepted_at, escalated_at, excluded_agents,
-    last_agent_id, reopened
+    last_agent_id, reopened, group_name
 """
 
 
@@ -146,6 +150,7 @@ def conversation_of(row: Any) -> Conversation:
         excluded_agents=tuple(m["excluded_agents"]),
         last_agent_id=m["last_agent_id"],
         reopened=m["reopened"],
+        group_name=m["group_name"],
     )
 
 
@@ -188,6 +193,33 @@ class FirstMessage:
     text: str
     channel_message_id: str | None
     sent_at: datetime | None
+    attachments: Sequence[Attachment] = ()
+    edit_of: uuid.UUID | None = None
+
+
+def attachments_json(attachments: Sequence[Attachment]) -> str | None:
+    """A message's attachments as stored (a JSON array of their set fields); None (NULL)
+    when it has none, which is most messages."""
+    if not attachments:
+        return None
+    return json.dumps([a.model_dump(mode="json", exclude_none=True) for a in attachments])
+
+
+def stored_message_of(row: Any) -> StoredMessage:
+    m = row._mapping
+    return StoredMessage(
+        id=m["id"],
+        conversation_id=m["conversation_id"],
+        direction=m["direction"],
+        author=m["author"],
+        text=m["text"],
+        sent_at=m["sent_at"],
+        created_at=m["created_at"],
+        delivery_status=m["delivery_status"],
+        delivery_detail=m["delivery_detail"],
+        attachments=tuple(map(Attachment.model_validate, m["attachments"] or ())),
+        edit_of=m["edit_of"],
+    )
 
 
 class RouterStore:
@@ -210,10 +242,13 @@ class RouterStore:
         created_at: datetime,
         channel_message_id: str | None = None,
         sent_at: datetime | None = None,
+        attachments: Sequence[Attachment] = (),
+        edit_of: uuid.UUID | None = None,
     ) -> None:
         await self._exec(
             f"""INSERT INTO router.messages ({MESSAGE_COLUMNS})
-                VALUES (:id, :cid, :direction, :author, :text, :cmid, :sent_at, :created_at)""",
+                VALUES (:id, :cid, :direction, :author, :text, :cmid, :sent_at, :created_at,
+                        CAST(:attachments AS jsonb), :edit_of)""",
             id=message_id,
             cid=conversation_id,
             direction=direction,
@@ -222,6 +257,8 @@ class RouterStore:
             cmid=channel_message_id,
             sent_at=sent_at,
             created_at=created_at,
+            attachments=attachments_json(attachments),
+            edit_of=edit_of,
         )
 
     async def set_delivery(self, message_id: uuid.UUID, status: str, detail: str | None) -> None:
@@ -245,7 +282,7 @@ class RouterStore:
         rows = await self._exec(
             """SELECT m.* FROM unnest(CAST(:ids AS uuid[])) AS c(id) CROSS JOIN LATERAL (
                    SELECT id, conversation_id, direction, author, text, sent_at, created_at,
-                          delivery_status, delivery_detail, seq
+                          delivery_status, delivery_detail, attachments, edit_of, seq
                    FROM router.messages
                    WHERE conversation_id = c.id AND seq < :before
                    ORDER BY seq DESC LIMIT :limit) AS m""",
@@ -260,13 +297,7 @@ class RouterStore:
         for cid, found in newest_first.items():
             kept = found[:limit][::-1]
             earlier = kept[0].seq if len(found) > limit else None
-            pages[cid] = MessagePage(
-                [
-                    StoredMessage(**{k: v for k, v in r._mapping.items() if k != "seq"})
-                    for r in kept
-                ],
-                earlier,
-            )
+            pages[cid] = MessagePage([stored_message_of(r) for r in kept], earlier)
         return pages
 
     # ------------------------------------------------------------ conversations
@@ -343,6 +374,7 @@ class RouterStore:
         classification: Classification,
         opened_at: datetime,
         first: FirstMessage,
+        group: str | None = None,
     ) -> Conversation:
         """A new conversation with its first (inbound) message, queued until it is assigned
         (in the same transaction); one round trip."""
@@ -351,15 +383,15 @@ class RouterStore:
                     INSERT INTO router.conversations
                     (id, conversation_key, channel, customer_id, customer_tier, state, priority,
                      priority_rank, skill, language, rules_fired, min_level, team, category,
-                     opened_at, queued_at)
+                     opened_at, queued_at, group_name)
                     VALUES (:id, :key, :channel, :customer, :tier, 'queued', :priority, :rank,
                             :skill, :language, :rules, :min_level, :team, :category,
-                            :opened_at, :opened_at)
+                            :opened_at, :opened_at, :group_name)
                     RETURNING {CONVERSATION_COLUMNS}),
                 first AS (
                     INSERT INTO router.messages ({MESSAGE_COLUMNS})
                     SELECT :message_id, id, 'inbound', :customer, :text, :cmid, :sent_at,
-                           :opened_at
+                           :opened_at, CAST(:attachments AS jsonb), CAST(:edit_of AS uuid)
                     FROM conv)
                 SELECT * FROM conv""",
             id=cid,
@@ -373,6 +405,9 @@ class RouterStore:
             text=first.text,
             cmid=first.channel_message_id,
             sent_at=first.sent_at,
+            attachments=attachments_json(first.attachments),
+            edit_of=first.edit_of,
+            group_name=group,
             **self._classification(classification),
         )
         return conversation_of(row.one())
@@ -388,6 +423,14 @@ class RouterStore:
             "min_level": c.min_level,
             "team": c.team,
         }
+
+    async def rename_group(self, cid: uuid.UUID, group: str) -> None:
+        """The group chat's title as its latest message names it (a Telegram group renamed)."""
+        await self._exec(
+            "UPDATE router.conversations SET group_name = :group_name WHERE id = :id",
+            id=cid,
+            group_name=group,
+        )
 
     async def reclassify(self, cid: uuid.UUID, classification: Classification) -> None:
         await self._exec(

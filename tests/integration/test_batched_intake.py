@@ -26,6 +26,7 @@ from services.router.routing.rules import DEFAULT_RULES_PATH, RulesSource
 from services.router.uow import UnitOfWork
 from shared.events import (
     AgentStatus,
+    Attachment,
     Channel,
     Customer,
     CustomerTier,
@@ -45,7 +46,24 @@ TEXTS = [
     "입금 안됨",
     "liquidated unfairly",
 ]
-KEYS = [f"chat:t{i}" for i in range(6)] + [f"email:t{i}" for i in range(3)]
+KEYS = (
+    [f"chat:t{i}" for i in range(6)]
+    + [f"email:t{i}" for i in range(3)]
+    + [f"telegram:g{i}" for i in range(2)]  # group chats
+)
+# A group's title as each of its messages names it (a group renamed now and then).
+GROUP_TITLES = ["Traders", "Traders", "Traders VIP"]
+ATTACHMENTS = st.lists(
+    st.builds(
+        Attachment,
+        kind=st.sampled_from([None, "voice", "photo", "location"]),
+        ref=st.sampled_from([None, "AwACAgIAAxkBAAIBY2", "geo:1.29,103.85", "cid:img1@x"]),
+        name=st.sampled_from([None, "scan.pdf"]),
+        content_type=st.sampled_from([None, "audio/ogg"]),
+        size=st.sampled_from([None, 4096]),
+    ),
+    max_size=2,
+)
 
 
 class _Relay:
@@ -72,7 +90,17 @@ class Scenario:
     offers: bool
 
 
-def _message(key: str, text_: str, i: int, tier: str, at: datetime) -> InboundMessage:
+def _message(
+    key: str,
+    text_: str,
+    i: int,
+    tier: str,
+    at: datetime,
+    *,
+    attachments: list[Attachment] | None = None,
+    edit_of: uuid.UUID | None = None,
+    group: str | None = None,
+) -> InboundMessage:
     mid = derived_id("test-message", key, i)
     channel = Channel(key.split(":")[0])
     return InboundMessage(
@@ -84,6 +112,9 @@ def _message(key: str, text_: str, i: int, tier: str, at: datetime) -> InboundMe
         conversation_key=key,
         customer=Customer(id=f"cust-{key}", tier=CustomerTier(tier)),
         text=text_,
+        attachments=attachments or [],
+        edit_of=edit_of,
+        group=group,
     )
 
 
@@ -104,7 +135,11 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 ),
             },
             languages=["en", *draw(st.lists(st.sampled_from(["zh", "ko"]), max_size=1))],
-            capacity={"chat": draw(st.integers(0, 2)), "email": draw(st.integers(0, 3))},
+            capacity={
+                "chat": draw(st.integers(0, 2)),
+                "email": draw(st.integers(0, 3)),
+                "telegram": draw(st.integers(0, 2)),
+            },
             online=draw(st.booleans()),
             team=draw(st.sampled_from([None, None, "apac"])),
             max_load=draw(st.sampled_from([None, None, 2])),
@@ -112,17 +147,26 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         for i in range(draw(st.integers(0, 7)))
     ]
     n = 0
+    made: list[uuid.UUID] = []
 
     def one(at: datetime) -> InboundMessage:
         nonlocal n
         n += 1
-        return _message(
-            draw(st.sampled_from(KEYS)),
+        key = draw(st.sampled_from(KEYS))
+        # Now and then an edit: of a message made before (stored or not), or of one never seen.
+        edited = draw(st.sampled_from([None, None, None, derived_id("never", n), *made[-3:]]))
+        message = _message(
+            key,
             draw(st.sampled_from(TEXTS)),
             n,
             draw(st.sampled_from(["standard", "standard", "vip"])),
             at,
+            attachments=draw(ATTACHMENTS),
+            edit_of=edited,
+            group=draw(st.sampled_from(GROUP_TITLES)) if key.startswith("telegram:") else None,
         )
+        made.append(message.message_id)
+        return message
 
     history = [
         (one(NOW - timedelta(days=3)), draw(st.sampled_from(["keep", "resolve", "old"])))
@@ -179,7 +223,8 @@ async def _snapshot(sessions: Any) -> dict[str, Any]:
     queries = {
         "conversations": "SELECT * FROM router.conversations ORDER BY id",
         "messages": """SELECT id, conversation_id, direction, author, text, channel_message_id,
-                              sent_at, created_at FROM router.messages ORDER BY seq""",
+                              sent_at, created_at, attachments, edit_of
+                       FROM router.messages ORDER BY seq""",
         "agents": """SELECT id, status, total_load, last_assigned_at, inbox_version
                      FROM router.agents ORDER BY id""",
         "slots": "SELECT * FROM router.agent_slots ORDER BY agent_id, channel",
@@ -218,3 +263,9 @@ async def test_a_batch_leaves_what_one_message_at_a_time_leaves(two_databases, s
     expected, got = await asyncio.gather(_snapshot(two_databases[0]), _snapshot(two_databases[1]))
     for part in expected:
         assert got[part] == expected[part], part
+    # And what both kept is what the messages carried (not, say, NULL on both sides).
+    sent = {m.message_id: m for m in [*scenario.batch, *(m for m, _ in scenario.history)]}
+    for row in got["messages"]:
+        message = sent[row[0]]
+        carried = [a.model_dump(exclude_none=True) for a in message.attachments] or None
+        assert (row[8], row[9]) == (carried, message.edit_of)

@@ -9,7 +9,7 @@ one-at-a-time reference; tests hold this module to it."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -28,6 +28,7 @@ from services.router.routing.select import AgentView, Need, best_of, suits
 from services.router.store import Conversation
 from shared.events import (
     AgentStatus,
+    Attachment,
     Channel,
     InboundMessage,
     derived_id,
@@ -52,6 +53,8 @@ class NewMessage:
     created_at: datetime
     channel_message_id: str | None
     sent_at: datetime | None
+    attachments: Sequence[Attachment] = ()
+    edit_of: uuid.UUID | None = None
 
 
 @dataclass
@@ -197,7 +200,10 @@ class _Planner:
                 conv = None
         if conv is None:
             self._open(message, found)
-        elif conv.state == "resolved":
+            return
+        if message.group is not None and message.group != conv.group_name:
+            conv = self._save(replace(conv, group_name=message.group))
+        if conv.state == "resolved":
             self._reopen(conv, message, found)
         else:
             self._continue(conv, message, found)
@@ -223,6 +229,7 @@ class _Planner:
             category=message.category,
             min_level=found.min_level,
             team=found.team,
+            group_name=message.group,
         )
         self.plan.created[conv.id] = conv
         self._save(conv)
@@ -303,6 +310,8 @@ class _Planner:
                 message.occurred_at,
                 message.channel_message_id,
                 message.sent_at,
+                message.attachments,
+                message.edit_of,
             )
         )
 
