@@ -174,8 +174,9 @@ async def get_conversation(
     request: Request,
     messages: MessageCount = None,
 ) -> ConversationOut:
-    """A conversation's state, classification (with the rules that fired), agent and latest
-    messages (earlier ones: ``/messages?before=<earlier_messages>``)."""
+    """A conversation's state, classification (with the rules that fired), agent, group chat
+    and latest messages, each with the provider's references to its media and, for an edit,
+    the message it edits (earlier ones: ``/messages?before=<earlier_messages>``)."""
     async with reading(request.app.state.sessions) as store:
         conv = await _visible(store, principal, conversation_id)
         count = messages or _settings(request).conversation_messages

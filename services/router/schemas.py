@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from services.router import pages
 from services.router.routing.select import AgentView
 from services.router.store import Conversation, MessagePage, StoredMessage
-from shared.events import AgentStatus, Channel, CustomerTier, Priority, Skill
+from shared.events import AgentStatus, Attachment, Channel, CustomerTier, Priority, Skill
 
 AgentId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 Text = Annotated[str, Field(min_length=1, max_length=20_000)]
@@ -115,15 +115,50 @@ class QueueOut(BaseModel):
     priorities: dict[Priority, int]
 
 
+class AttachmentOut(BaseModel):
+    """What the customer sent besides text, as the provider's reference to it: the media stays
+    with the provider, and a frontend fetches it with ``ref`` through the provider's API."""
+
+    kind: str | None = Field(
+        description="what it is when more than a file: voice, audio, video, video_note, "
+        "sticker, location, contact, poll, photo, document (null: a file, see content_type)"
+    )
+    ref: str | None = Field(
+        description="the provider's reference: a Telegram file_id, a WhatsApp media id, a URL "
+        "(Messenger, X), cid:<Content-ID> for an email's inline part, a geo: URI (locations), "
+        "a tel: URI (contacts), a Telegram poll id"
+    )
+    name: str | None = Field(description="the file name, when the provider gives one")
+    content_type: str | None = Field(description="the MIME type, when the provider gives one")
+    size: int | None = Field(description="bytes, when the provider gives them")
+
+    @classmethod
+    def of(cls, a: Attachment) -> AttachmentOut:
+        return cls(kind=a.kind, ref=a.ref, name=a.name, content_type=a.content_type, size=a.size)
+
+
 class MessageOut(BaseModel):
     id: uuid.UUID
     direction: str
     author: str
-    text: str
+    text: str = Field(
+        description="inbound: the customer's text, the caption, or a placeholder naming what "
+        "was sent when there is neither, such as [voice message 0:12]; an edit's text is the "
+        "edited text"
+    )
     sent_at: datetime | None
     created_at: datetime
     delivery_status: str | None = Field(description="replies: sent or failed, once known")
     delivery_detail: str | None
+    attachments: list[AttachmentOut] = Field(
+        description="inbound: the media the customer sent, with the provider's references "
+        "(empty when none)"
+    )
+    edit_of: uuid.UUID | None = Field(
+        description="an edit: the id of the message it edits, in this conversation (or in an "
+        "earlier one of the same chat, resolved before the edit came); show the edit against "
+        "it. Null: not an edit"
+    )
 
     @classmethod
     def of(cls, m: StoredMessage) -> MessageOut:
@@ -136,6 +171,8 @@ class MessageOut(BaseModel):
             created_at=m.created_at,
             delivery_status=m.delivery_status,
             delivery_detail=m.delivery_detail,
+            attachments=[AttachmentOut.of(a) for a in m.attachments],
+            edit_of=m.edit_of,
         )
 
 
@@ -158,6 +195,11 @@ class ConversationOut(BaseModel):
     classification: ClassificationOut
     agent_id: str | None
     category: str | None
+    group: str | None = Field(
+        description="a group chat (Telegram group or supergroup: its title; WhatsApp group: "
+        "its id), as its latest message named it; replies go to the whole group, and each "
+        "message's author is the member who wrote it. Null: a private conversation"
+    )
     opened_at: datetime
     assigned_at: datetime | None
     accepted_at: datetime | None
@@ -190,6 +232,7 @@ class ConversationOut(BaseModel):
             ),
             agent_id=c.agent_id,
             category=c.category,
+            group=c.group_name,
             opened_at=c.opened_at,
             assigned_at=c.assigned_at,
             accepted_at=c.accepted_at,
