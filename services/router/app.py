@@ -53,7 +53,13 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             settings, settings.topics.inbound, group_id=settings.consumer_group
         )
         relay = (
-            OutboxRelay(sessions, producer, TopicGuard(settings), lease_s=settings.outbox_lease_s)
+            OutboxRelay(
+                engine,
+                producer,
+                TopicGuard(settings),
+                lease_s=settings.outbox_lease_s,
+                linger_s=settings.outbox_linger_ms / 1000,
+            )
             if settings.outbox_relay == "in-process"
             else None
         )

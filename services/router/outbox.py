@@ -1,17 +1,19 @@
 """The outbox relay: publishes events that committed transactions left in ``router.outbox``.
 
 One relay at a time (across replicas) publishes: it holds a lease, a row of
-``router.relay_lease`` that names it until a time. Each round is three steps, and only the
-first and last touch the database, each in a short transaction of its own:
+``router.relay_lease`` that names it until a time. Each round is one statement, then the
+broker:
 
-1. renew the lease and read the oldest events (one statement);
+1. one statement (its own implicit transaction): delete what the previous round published,
+   renew the lease, and read the oldest events;
 2. publish them, a Kafka batch per partition, holding no connection and no lock while the
-   broker answers;
-3. delete what was published.
+   broker answers.
 
-Events leave in the order they were written. A relay that stalls past its lease is succeeded
-by another, which publishes the same events again; so does a crash between publishing and
-deleting. Event ids are stable, so consumers drop the duplicates.
+Events leave in the order they were written. Published events are deleted by the next round
+(or on release, at shutdown): at low rates a commit costs the relay one round trip to
+PostgreSQL, not two transactions. A relay that stalls past its lease is succeeded by another,
+which publishes the same events again; so does a crash before the next round. Event ids are
+stable, so consumers drop the duplicates.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from sqlalchemy import Row, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.kafka import TopicGuard, key_partitioner
 from shared.tracing import kafka_headers
@@ -34,10 +36,13 @@ from shared.tracing import kafka_headers
 log = logging.getLogger(__name__)
 
 BATCH = 500
-# Renewed when less than half of it is left; the holder's own row says it holds it.
-_CLAIM = text(
+# Renewed when less than half of it is left; the holder's own row says it holds it. The rows
+# deleted here are still in the statement's snapshot: they are left out by id.
+_ROUND = text(
     """
-    WITH renewed AS (
+    WITH forgotten AS (
+        DELETE FROM router.outbox WHERE id = ANY(CAST(:published AS bigint[]))
+    ), renewed AS (
         UPDATE router.relay_lease
         SET holder = :me, expires_at = now() + make_interval(secs => :lease_s)
         WHERE id = 1
@@ -49,31 +54,41 @@ _CLAIM = text(
         WHERE id = 1 AND holder = :me AND expires_at > now()
     )
     SELECT id, topic, key, payload, trace FROM router.outbox
-    WHERE EXISTS (SELECT FROM renewed) OR EXISTS (SELECT FROM held)
+    WHERE (EXISTS (SELECT FROM renewed) OR EXISTS (SELECT FROM held))
+      AND id <> ALL(CAST(:published AS bigint[]))
     ORDER BY id LIMIT :n
     """
 )
-_FORGET = text("DELETE FROM router.outbox WHERE id = ANY(:ids)")
-_RELEASE = text("UPDATE router.relay_lease SET expires_at = now() WHERE id = 1 AND holder = :me")
+_RELEASE = text(
+    """
+    WITH forgotten AS (
+        DELETE FROM router.outbox WHERE id = ANY(CAST(:published AS bigint[]))
+    )
+    UPDATE router.relay_lease SET expires_at = now() WHERE id = 1 AND holder = :me
+    """
+)
 
 
 class OutboxRelay:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         producer: AIOKafkaProducer,
         topics: TopicGuard,
         *,
         idle_poll_s: float = 0.5,
         lease_s: float = 5.0,
+        linger_s: float = 0.0,
     ) -> None:
-        self.sessions = sessions
+        self.engine = engine
         self.producer = producer
         self.topics = topics
         self.idle_poll_s = idle_poll_s
         self.lease_s = lease_s
+        self.linger_s = linger_s
         self.me = f"relay-{uuid.uuid4()}"
         self._wake = asyncio.Event()
+        self._unforgotten: list[int] = []  # published, to be deleted by the next round
         self.published = 0
 
     def wake(self) -> None:
@@ -95,28 +110,40 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), self.idle_poll_s)
             except TimeoutError:
                 pass
+            else:
+                # Woken by a commit: let the commits of the next moment join this round (each
+                # round is a round trip to PostgreSQL and one to the broker).
+                await asyncio.sleep(self.linger_s)
             self._wake.clear()
 
     async def flush(self) -> int:
-        """Publish and delete one batch; the number of events published (0 when another
-        relay holds the lease)."""
-        async with self.sessions() as session, session.begin():
-            rows = (
-                await session.execute(_CLAIM, {"me": self.me, "lease_s": self.lease_s, "n": BATCH})
-            ).all()
+        """One round: forget what the last one published, publish the next batch; the number
+        of events published (0 when there were none, or another relay holds the lease)."""
+        rows = await self._execute(_ROUND, n=BATCH, lease_s=self.lease_s)
+        self._unforgotten = []
         if not rows:
             return 0
         await self.topics.ensure()
         await self._publish(rows)
-        async with self.sessions() as session, session.begin():
-            await session.execute(_FORGET, {"ids": [r.id for r in rows]})
+        self._unforgotten = [r.id for r in rows]
         self.published += len(rows)
         return len(rows)
 
     async def release(self) -> None:
-        """Give the lease up (on shutdown), so that another replica's relay goes on at once."""
-        async with self.sessions() as session, session.begin():
-            await session.execute(_RELEASE, {"me": self.me})
+        """Forget what was published and give the lease up (on shutdown), so that another
+        replica's relay goes on at once."""
+        await self._execute(_RELEASE)
+        self._unforgotten = []
+
+    async def _execute(self, statement: Any, **params: Any) -> Sequence[Row[Any]]:
+        """One statement in a transaction of its own (autocommit: no BEGIN and COMMIT round
+        trips); its rows, if it returns any."""
+        async with self.engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            result = await conn.execute(
+                statement, {"me": self.me, "published": self._unforgotten, **params}
+            )
+            return result.all() if result.returns_rows else []
 
     async def _publish(self, rows: Sequence[Row[Any]]) -> None:
         """Each partition's events in order, in as few Kafka batches as they fit; returns when

@@ -18,7 +18,7 @@ from services.router.outbox import OutboxRelay
 from services.router.settings import RouterSettings
 from services.router.store import OUTBOX_CHANNEL
 from services.router.wakeups import listen
-from shared.db import async_url, make_engine, make_sessionmaker
+from shared.db import async_url, make_engine
 from shared.kafka import TopicGuard, ensure_topics, make_producer
 from shared.logs import configure_logging
 
@@ -36,10 +36,11 @@ async def run_relay(
     producer = make_producer(settings)
     await producer.start()
     relay = OutboxRelay(
-        make_sessionmaker(engine),
+        engine,
         producer,
         TopicGuard(settings),
         lease_s=settings.outbox_lease_s,
+        linger_s=settings.outbox_linger_ms / 1000,
         idle_poll_s=idle_poll_s,
     )
     dsn = async_url(settings.database_url).replace("+asyncpg", "", 1)

@@ -30,6 +30,9 @@ class RouterSettings(CommonSettings):
     # One replica's outbox relay publishes at a time, holding a lease renewed as it works; a
     # replica that dies hands over when its lease runs out (events wait that long).
     outbox_lease_s: float = Field(default=5.0, gt=0)
+    # After a commit wakes the relay, it waits this long for more commits to publish with
+    # (one round trip to PostgreSQL and one to the broker per round, whatever its size).
+    outbox_linger_ms: float = Field(default=10.0, ge=0, le=1000)
     # Period of the queue sweep that assigns anything a racing wake-up left queued.
     queue_sweep_interval_s: float = 1.0
     # Longest long-poll an agent may ask for.
