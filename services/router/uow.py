@@ -52,6 +52,9 @@ class UnitOfWork:
 
 @asynccontextmanager
 async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[RouterStore]:
-    """A store for reads only: nothing is written, nothing published."""
+    """A store for reads only: nothing is written, nothing published. Each statement is its
+    own transaction (autocommit): under READ COMMITTED each statement has its own snapshot
+    anyway, and BEGIN and ROLLBACK were two round trips of a poll's five."""
     async with sessions() as session:
+        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield RouterStore(session)
