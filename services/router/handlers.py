@@ -303,7 +303,7 @@ async def transfer(
     to_agent_id: str | None = None,
     to_skill: Skill | None = None,
 ) -> None:
-    """Move a conversation to another agent (who must be online with room) or to a skill's
+    """Move a conversation to another agent (known, online with room) or to a skill's
     queue (routed at once if someone can take it); the freed slot pulls from the queue."""
     if (to_agent_id is None) == (to_skill is None):
         raise BadRequest("transfer to exactly one of an agent or a skill")
@@ -322,6 +322,8 @@ async def transfer(
         if to_agent_id == agent_id:
             raise BadRequest("a conversation cannot be transferred to its own agent")
         await ctx.store.lock_agents([agent_id, to_agent_id])
+        if await ctx.store.agent(to_agent_id) is None:
+            raise NotFound(f"agent {to_agent_id!r} does not exist")
         if not await ctx.store.claim_slot(to_agent_id, conv.channel, ctx.now):
             raise Conflict(f"agent {to_agent_id!r} is not online with room on {conv.channel}")
         await ctx.store.release_slot(agent_id, conv.channel)

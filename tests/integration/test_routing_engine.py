@@ -235,6 +235,23 @@ async def test_transfers_to_an_agent_or_a_skill_queue_carry_a_reason(
         assert (loads[a], loads[b], loads[c]) == (0, 0, 1)
 
 
+async def test_a_transfer_to_an_unknown_agent_is_404_and_keeps_the_conversation(
+    common, ids, broker, topics, db
+):
+    a = ids.agent_ids[0]
+    async with running(app_with(common)) as client:
+        await put_agent(client, ids, a, skills={"general": 2})
+        await send(broker, topics, inbound("tr-unknown", "hello"))
+        conv_id = (await assignments(client, ids, a, wait=10))["conversations"][0]["id"]
+        refused = await act(
+            client, ids, a, conv_id, "transfer", to_agent_id="nobody-by-that-name", reason="x"
+        )
+        assert refused.status_code == 404, refused.text
+        assert "nobody-by-that-name" in refused.json()["detail"]
+        kept = await state(client, ids, conv_id)
+        assert (kept["state"], kept["agent_id"]) == ("assigned", a)
+
+
 async def test_an_unaccepted_offer_moves_on_and_repeated_misses_set_the_agent_away(
     common, ids, broker, topics, db
 ):
