@@ -303,8 +303,9 @@ async def transfer(
     to_agent_id: str | None = None,
     to_skill: Skill | None = None,
 ) -> None:
-    """Move a conversation to another agent (known, online with room) or to a skill's
-    queue (routed at once if someone can take it); the freed slot pulls from the queue."""
+    """Move a conversation to another agent (known, with the conversation's skill at the
+    level it needs, online with room) or to a skill's queue (routed at once if someone can
+    take it); the freed slot pulls from the queue."""
     if (to_agent_id is None) == (to_skill is None):
         raise BadRequest("transfer to exactly one of an agent or a skill")
     conv = await _own_conversation(ctx, conversation_id, agent_id)
@@ -322,8 +323,17 @@ async def transfer(
         if to_agent_id == agent_id:
             raise BadRequest("a conversation cannot be transferred to its own agent")
         await ctx.store.lock_agents([agent_id, to_agent_id])
-        if await ctx.store.agent(to_agent_id) is None:
+        target = await ctx.store.agent(to_agent_id)
+        if target is None:
             raise NotFound(f"agent {to_agent_id!r} does not exist")
+        need = need_of(ctx, conv)
+        # Only the skill binds an explicit transfer: language and team are the judgement of
+        # the agent who hands it over, but an agent without the skill cannot work on it.
+        if target.skills.get(need.skill, 0) < need.min_level:
+            raise Conflict(
+                f"agent {to_agent_id!r} lacks skill {need.skill.value!r} at level "
+                f"{need.min_level}; transfer to the skill's queue instead"
+            )
         if not await ctx.store.claim_slot(to_agent_id, conv.channel, ctx.now):
             raise Conflict(f"agent {to_agent_id!r} is not online with room on {conv.channel}")
         await ctx.store.release_slot(agent_id, conv.channel)

@@ -252,6 +252,48 @@ async def test_a_transfer_to_an_unknown_agent_is_404_and_keeps_the_conversation(
         assert (kept["state"], kept["agent_id"]) == ("assigned", a)
 
 
+async def test_a_transfer_to_an_agent_without_the_skill_at_the_needed_level_is_refused(
+    common, rules_file, ids, broker, topics, db
+):
+    generalist, api_expert, junior, senior = ids.agent_ids[:4]
+    async with running(app_with(common, rules_file)) as client:
+        await put_agent(client, ids, generalist, skills={"general": 2})
+        await put_agent(client, ids, api_expert, skills={"api": 2}, team="L2", online=False)
+        await send(broker, topics, inbound("tr-skill", "hello"))
+        conv_id = (await assignments(client, ids, generalist, wait=10))["conversations"][0]["id"]
+        await set_status(client, ids, api_expert, "online")
+        refused = await act(
+            client, ids, generalist, conv_id, "transfer", to_agent_id=api_expert, reason="x"
+        )
+        assert refused.status_code == 409, refused.text
+        assert "lacks skill 'general'" in refused.json()["detail"]
+        moved = await act(client, ids, generalist, conv_id, "transfer", to_skill="api", reason="x")
+        assert moved.json()["agent_id"] == api_expert
+        back = await act(
+            client, ids, api_expert, conv_id, "transfer", to_agent_id=generalist, reason="y"
+        )
+        assert back.status_code == 409, back.text
+        assert "lacks skill 'api'" in back.json()["detail"]
+        kept = await state(client, ids, conv_id)
+        assert (kept["state"], kept["agent_id"]) == ("assigned", api_expert)
+
+        # The level a rule requires binds too (senior.security: level 4).
+        await put_agent(client, ids, senior, skills={"security": 4})
+        await send(broker, topics, inbound("tr-level", "I got hacked"))
+        sec_id = (await assignments(client, ids, senior, wait=10))["conversations"][0]["id"]
+        await put_agent(client, ids, junior, skills={"security": 2})
+        too_junior = await act(
+            client, ids, senior, sec_id, "transfer", to_agent_id=junior, reason="z"
+        )
+        assert too_junior.status_code == 409, too_junior.text
+        assert "at level 4" in too_junior.json()["detail"]
+        loads = {
+            x["id"]: x["total_load"]
+            for x in (await client.get("/v1/agents", headers=ids.as_ops)).json()
+        }
+        assert (loads[generalist], loads[api_expert], loads[senior], loads[junior]) == (0, 1, 1, 0)
+
+
 async def test_an_unaccepted_offer_moves_on_and_repeated_misses_set_the_agent_away(
     common, ids, broker, topics, db
 ):
