@@ -406,12 +406,20 @@ async def _conversation_out(
 
 @router.get("/tickets/{ticket}", response_model=ConversationOut, tags=["conversations"])
 async def get_ticket(
-    ticket: Annotated[str, Path(pattern=r"^SB-[A-Z2-7]{4}-[A-Z2-7]{4}$")],
+    ticket: Annotated[
+        str,
+        Path(
+            pattern=r"^[Ss][Bb]-[A-Za-z2-7]{4}-[A-Za-z2-7]{4}$",
+            description="SB-XXXX-XXXX, in any case",
+        ),
+    ],
     principal: PrincipalDep,
     request: Request,
 ) -> ConversationOut:
-    """The conversation of a web-form ticket number a customer quotes (ops)."""
+    """The conversation of a web-form ticket number a customer quotes (ops), in whatever
+    case it is quoted."""
     principal.require(OPS)
+    ticket = ticket.upper()  # numbers are issued upper-case (base32)
     async with reading(request.app.state.sessions) as store:
         conv = await store.latest_for_key(f"form:{ticket}")
         if conv is None:

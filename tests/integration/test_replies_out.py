@@ -309,11 +309,19 @@ async def test_a_ticket_number_finds_its_conversation(common, ids):
         ticket = answer.json()["ticket"]
         got = await assignments(router, ids, agent, wait=15)
         found = await router.get(f"/v1/tickets/{ticket}", headers=ids.as_ops)
-        unknown = await router.get("/v1/tickets/SB-AAAA-AAAA", headers=ids.as_ops)
+        quoted_in_lower_case = await router.get(f"/v1/tickets/{ticket.lower()}", headers=ids.as_ops)
+        quoted_in_mixed_case = await router.get(
+            f"/v1/tickets/{ticket[:5].lower()}{ticket[5:]}", headers=ids.as_ops
+        )
+        unknown = await router.get("/v1/tickets/sb-aaaa-aaaa", headers=ids.as_ops)
         malformed = await router.get("/v1/tickets/nope", headers=ids.as_ops)
     assert found.status_code == 200
     assert found.json()["id"] == got["conversations"][0]["id"]
-    assert unknown.status_code == 404 and malformed.status_code == 422
+    assert quoted_in_lower_case.status_code == 200, quoted_in_lower_case.text
+    assert quoted_in_lower_case.json()["id"] == found.json()["id"]
+    assert quoted_in_mixed_case.json()["id"] == found.json()["id"]
+    assert unknown.status_code == 404 and "SB-AAAA-AAAA" in unknown.json()["detail"]
+    assert malformed.status_code == 422
 
 
 async def test_an_email_thread_stays_one_conversation_with_its_agent(common, ids):
