@@ -303,11 +303,31 @@ class RouterStore:
     # ------------------------------------------------------------ conversations
 
     async def latest_for_key(self, key: str) -> Conversation | None:
-        """The most recent conversation of a thread (any state)."""
+        """The most recent conversation of a thread (any state): its open one, else the one
+        resolved last (a thread opens a conversation only when none is open)."""
+        # Each branch on its own partial index (conversations_open_key, then
+        # conversations_recently_resolved): a condition on the key alone matches neither, and
+        # scans the whole table.
+        row = await self._exec(
+            f"""SELECT {CONVERSATION_COLUMNS} FROM (
+                    (SELECT {CONVERSATION_COLUMNS}, 0 AS rank FROM router.conversations
+                     WHERE conversation_key = :key AND state <> 'resolved')
+                    UNION ALL
+                    (SELECT {CONVERSATION_COLUMNS}, 1 AS rank FROM router.conversations
+                     WHERE conversation_key = :key AND state = 'resolved'
+                     ORDER BY resolved_at DESC LIMIT 1)) AS c
+                ORDER BY rank LIMIT 1""",
+            key=key,
+        )
+        found = row.first()
+        return conversation_of(found) if found else None
+
+    async def conversation_of_message(self, message_id: uuid.UUID) -> Conversation | None:
+        """The conversation that holds a message (inbound or a reply)."""
         row = await self._exec(
             f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations
-                WHERE conversation_key = :key ORDER BY opened_at DESC LIMIT 1""",
-            key=key,
+                WHERE id = (SELECT conversation_id FROM router.messages WHERE id = :id)""",
+            id=message_id,
         )
         found = row.first()
         return conversation_of(found) if found else None

@@ -7,7 +7,9 @@ on a schema holding 30,000 conversations and 90,000 messages (bench/history.py),
 
 from __future__ import annotations
 
+import hashlib
 import json
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +21,7 @@ from services.router import handlers
 from services.router.context import Policy
 from services.router.intake import receive_messages
 from services.router.routing.rules import DEFAULT_RULES_PATH, RulesSource
+from services.router.store import RouterStore
 from services.router.uow import UnitOfWork
 from shared.db import make_engine, make_sessionmaker
 from shared.events import AgentStatus, Channel
@@ -115,3 +118,40 @@ async def test_applying_inbound_messages_scans_no_table_that_grows_with_history(
         total = (await conn.execute(text("SELECT count(*) FROM router.conversations"))).scalar()
     assert total >= HISTORY
     assert scans == {}
+
+
+async def test_looking_a_conversation_up_by_key_or_message_scans_nothing(history_db):
+    """The lookups of ``GET /v1/conversations?key=|message_id=`` (and of tickets) go through
+    indexes on a schema with history, and find the thread's latest conversation."""
+    captured: list[tuple[str, Any]] = []
+
+    def capture(_conn, _cursor, statement, parameters, _context, _many):
+        captured.append((statement, parameters))
+
+    sessions = make_sessionmaker(history_db)
+    # hist:5 had a conversation resolved long ago and has a newer one; hist:7 only one.
+    twice, once = "hist:5", f"hist:{HISTORY // 10 + 7}"
+    event.listen(history_db.sync_engine, "before_cursor_execute", capture)
+    try:
+        async with sessions() as session:
+            store = RouterStore(session)
+            latest = await store.latest_for_key(twice)
+            only = await store.latest_for_key(once)
+            nothing = await store.latest_for_key("hist:none")
+            holder = await store.conversation_of_message(
+                uuid.UUID(hashlib.md5(f"hist-msg-{HISTORY - 1}-0".encode()).hexdigest())
+            )
+    finally:
+        event.remove(history_db.sync_engine, "before_cursor_execute", capture)
+
+    newest = uuid.UUID(hashlib.md5(f"hist-conv-{HISTORY * 9 // 10 + 5}".encode()).hexdigest())
+    assert latest is not None and latest.id == newest
+    assert only is not None and only.conversation_key == once and nothing is None
+    assert holder is not None
+    assert holder.id == uuid.UUID(hashlib.md5(f"hist-conv-{HISTORY - 1}".encode()).hexdigest())
+    async with history_db.connect() as conn:
+        raw = (await conn.get_raw_connection()).driver_connection
+        for statement, parameters in captured:
+            rows = await raw.fetch(f"EXPLAIN (FORMAT JSON) {statement}", *parameters)
+            plan = json.loads(rows[0][0]) if isinstance(rows[0][0], str) else rows[0][0]
+            assert [r for r in _scans(plan) if r in GROWING] == [], statement
