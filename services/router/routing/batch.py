@@ -24,7 +24,14 @@ from services.router.routing.classify import (
     raise_on_followup,
 )
 from services.router.routing.rules import RuleSet
-from services.router.routing.select import AgentView, Need, best_of, suits
+from services.router.routing.select import (
+    AgentView,
+    Need,
+    RankKey,
+    best_of,
+    rank_key,
+    suits,
+)
 from services.router.store import Conversation
 from shared.events import (
     AgentStatus,
@@ -136,6 +143,8 @@ class _Planner:
         # within a batch; loads do): each choice then ranks only those.
         self.suited: dict[Need, list[str]] = {}
         self.by_language: dict[str, list[AgentView]] | None = None
+        # Each agent's rank on a channel, until it takes a conversation (its key changes then).
+        self.ranks: dict[str, dict[Channel, RankKey]] = {}
         self.policy = policy
         self.now = now
         self.seen = set(intake.seen)
@@ -167,9 +176,17 @@ class _Planner:
             return False
         load = {**agent.load, channel.value: agent.load.get(channel.value, 0) + 1}
         self.agents[agent_id] = replace(agent, load=load, last_assigned_at=self.now)
+        self.ranks.pop(agent_id, None)
         slot = (agent_id, channel)
         self.plan.claims[slot] = self.plan.claims.get(slot, 0) + 1
         return True
+
+    def _rank(self, agent: AgentView, channel: Channel) -> RankKey:
+        known = self.ranks.setdefault(agent.id, {})
+        key = known.get(channel)
+        if key is None:
+            key = known[channel] = rank_key(agent, channel)
+        return key
 
     def _speaking(self, language: str) -> list[AgentView]:
         """The agents that may suit a need in ``language`` (a first cut: ``suits`` decides)."""
@@ -323,7 +340,7 @@ class _Planner:
         # Room only shrinks within a batch: an agent full on the channel stays full.
         eligible = [self.agents[a] for a in suited if self.agents[a].room(need.channel) > 0]
         self.suited[need] = [a.id for a in eligible]
-        agent = best_of(eligible, need)
+        agent = best_of(eligible, need, self._rank)
         if agent is None or not self._claim(agent.id, conv.channel):
             return False
         self._give(conv, agent.id)

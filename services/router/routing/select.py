@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -71,15 +71,23 @@ def is_eligible(agent: AgentView, need: Need) -> bool:
     return suits(agent, need) and agent.room(need.channel) > 0
 
 
-def _rank_key(agent: AgentView, need: Need) -> tuple[float, int, float, str]:
+RankKey = tuple[float, int, float, str]
+
+
+def rank_key(agent: AgentView, channel: Channel) -> RankKey:
+    """Lower is better: the least occupied on the channel; never assigned sorts first, then
+    the earliest last assignment; the id makes it total."""
     idle = agent.last_assigned_at
-    # Never assigned sorts first; then the earliest last assignment; the id makes it total.
     return (
-        agent.occupancy(need.channel),
+        agent.occupancy(channel),
         0 if idle is None else 1,
         idle.timestamp() if idle is not None else 0.0,
         agent.id,
     )
+
+
+def _rank_key(agent: AgentView, need: Need) -> RankKey:
+    return rank_key(agent, need.channel)
 
 
 def rank_candidates(agents: Iterable[AgentView], need: Need) -> list[AgentView]:
@@ -92,6 +100,11 @@ def choose_agent(agents: Iterable[AgentView], need: Need) -> AgentView | None:
     return best_of((a for a in agents if is_eligible(a, need)), need)
 
 
-def best_of(eligible: Iterable[AgentView], need: Need) -> AgentView | None:
-    """The best of agents already known to be eligible for ``need`` (None if there are none)."""
-    return min(eligible, key=lambda a: _rank_key(a, need), default=None)
+def best_of(
+    eligible: Iterable[AgentView],
+    need: Need,
+    rank: Callable[[AgentView, Channel], RankKey] = rank_key,
+) -> AgentView | None:
+    """The best of agents already known to be eligible for ``need`` (None if there are none);
+    ``rank``: ``rank_key``, or a cache of it."""
+    return min(eligible, key=lambda a: rank(a, need.channel), default=None)
