@@ -165,15 +165,29 @@ def queues(key: KeyOption = None, router: RouterOption = None) -> None:
 
 @app.command("conversation")
 def show_conversation(
-    conversation_id: str,
+    conversation_id: Annotated[str | None, typer.Argument(help="the conversation's id")] = None,
+    conversation_key: Annotated[
+        str | None,
+        typer.Option(help="or the thread's conversation_key, as ingest answered it"),
+    ] = None,
+    message_id: Annotated[
+        str | None, typer.Option(help="or the id of one of its messages, as ingest answered it")
+    ] = None,
     key: KeyOption = None,
     router: RouterOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the raw answer")] = False,
 ) -> None:
     """A conversation: its routing decision (which rules fired), its agent and messages."""
+    given = [v for v in (conversation_id, conversation_key, message_id) if v is not None]
+    if len(given) != 1:
+        raise _fail("give exactly one of an id, --conversation-key and --message-id")
     settings = CliSettings()
     with _client(router or settings.router_url, key, settings) as client:
-        c = _call(client, "GET", f"/v1/conversations/{conversation_id}")
+        if conversation_id is not None:
+            c = _call(client, "GET", f"/v1/conversations/{conversation_id}")
+        else:
+            lookup = {"key": conversation_key} if conversation_key else {"message_id": message_id}
+            c = _call(client, "GET", "/v1/conversations", params=lookup)
     if as_json:
         out.print_json(json.dumps(c))
         return

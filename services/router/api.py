@@ -36,7 +36,7 @@ from services.router.store import Conversation, RouterStore
 from services.router.uow import UnitOfWork, reading
 from services.router.wakeups import AgentWakeups
 from shared.auth import OPS, Principal, PrincipalDep, agent_scope
-from shared.problems import NotFound
+from shared.problems import BadRequest, NotFound
 
 router = APIRouter(prefix="/v1")
 
@@ -155,14 +155,53 @@ async def _visible(
     store: RouterStore, principal: Principal, conversation_id: uuid.UUID
 ) -> Conversation:
     """The conversation, if ops or its agent asks; else 404 (nothing leaks that it exists)."""
-    conv = await store.conversation(conversation_id)
+    return _shown(principal, await store.conversation(conversation_id), f"{conversation_id}")
+
+
+def _shown(principal: Principal, conv: Conversation | None, what: str) -> Conversation:
+    """``conv`` if there is one and ops or its agent asks; else 404 naming ``what``."""
     visible = conv is not None and (
         principal.has(OPS)
         or (conv.agent_id is not None and principal.has(agent_scope(conv.agent_id)))
     )
     if conv is None or not visible:
-        raise NotFound(f"conversation {conversation_id} not found")
+        raise NotFound(f"conversation {what} not found")
     return conv
+
+
+@router.get("/conversations", response_model=ConversationOut, tags=["conversations"])
+async def find_conversation(
+    principal: PrincipalDep,
+    request: Request,
+    key: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=1000,
+            description="a conversation_key as ingest answers it (e.g. chat:visitor-1): the "
+            "thread's open conversation, else the one resolved last",
+        ),
+    ] = None,
+    message_id: Annotated[
+        uuid.UUID | None,
+        Query(description="a message_id as ingest answers it: the conversation holding it"),
+    ] = None,
+    messages: MessageCount = None,
+) -> ConversationOut:
+    """The conversation of exactly one of ``key`` and ``message_id`` (ops, or the
+    conversation's agent; else 404, as for a message the router has not applied yet)."""
+    if (key is None) == (message_id is None):
+        raise BadRequest("give exactly one of key and message_id")
+    async with reading(request.app.state.sessions) as store:
+        if key is not None:
+            conv = _shown(principal, await store.latest_for_key(key), f"of key {key!r}")
+        else:
+            assert message_id is not None
+            found = await store.conversation_of_message(message_id)
+            conv = _shown(principal, found, f"of message {message_id}")
+        count = messages or _settings(request).conversation_messages
+        page = await store.latest_messages([conv.id], limit=count)
+        return ConversationOut.of(conv, page[conv.id])
 
 
 @router.get(

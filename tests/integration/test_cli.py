@@ -95,6 +95,20 @@ async def test_operators_manage_agents_queues_conversations_rules_and_keys(
         assert "agent: cli-ann" in stdout and "my account was hacked" in stdout
         code, _, stderr = await switchboard("conversation", "not-a-uuid", env=env)
         assert code == 1 and "422" in stderr
+        code, stdout, _ = await switchboard(
+            "conversation", "--conversation-key", "chat:cli-1", "--json", env=env
+        )
+        assert code == 0 and json.loads(stdout)["id"] == held["id"]
+        code, stdout, _ = await switchboard(
+            "conversation", "--message-id", held["messages"][0]["id"], env=env
+        )
+        assert code == 0 and held["id"] in stdout and "agent: cli-ann" in stdout
+        code, _, stderr = await switchboard(
+            "conversation", "--conversation-key", "chat:no", env=env
+        )
+        assert code == 1 and "404" in stderr
+        code, _, stderr = await switchboard("conversation", env=env)
+        assert code == 1 and "exactly one" in stderr
 
         code, _, stderr = await switchboard("queues", env={**env, "SWITCHBOARD_OPS_KEY": "x"})
         assert code == 1 and "401" in stderr
