@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
 from cli.agents_file import AgentsFileError, read_agents
 from cli.replay import replay_dead_letters
@@ -46,7 +47,8 @@ RouterOption = Annotated[
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}")
+    # Printed as it is: not wrapped (lines stay whole for grep), brackets not read as markup.
+    err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
     return typer.Exit(1)
 
 

@@ -119,6 +119,8 @@ async def test_operators_manage_agents_queues_conversations_rules_and_keys(
     assert code == 0 and "valid" in stdout
     code, _, stderr = await switchboard("rules", "validate", str(bad_rules), env={})
     assert code == 1 and "rules.yaml" in stderr
+    assert "rule 'r1': priority:" in stderr and "(found 'apocalyptic')" in stderr
+    assert "rules.0" not in stderr and "pydantic" not in stderr
 
     code, stdout, _ = await switchboard("keys", "create", "night-bot", "--scope", "ingest", env={})
     key = stdout.splitlines()[0].removeprefix("key (shown once): ")

@@ -92,6 +92,30 @@ def test_a_bad_rules_file_is_refused_with_the_reason(document, complaint):
         parse_rules(document)
 
 
+def test_a_refusal_names_each_rule_by_its_id_and_says_what_is_wrong_in_plain_words():
+    with pytest.raises(RulesError) as refused:
+        parse_rules(
+            """
+rules:
+  - {id: fine, priority: low, skill: general, patterns: [x]}
+  - {id: crash.words, priority: apocalyptic, patterns: [crash], colour: red}
+  - {priority: low, skill: general, patterns: [y]}
+escalation: {at: 2}
+""",
+            source="rules.yaml",
+        )
+    assert str(refused.value).splitlines() == [
+        "rules.yaml: 5 problem(s)",
+        "  escalation.at: Input should be less than or equal to 1 (found 2)",
+        "  rule 'crash.words': priority: Input should be 'urgent', 'high', 'normal' or 'low' "
+        "(found 'apocalyptic')",
+        "  rule 'crash.words': skill: Field required",
+        "  rule 'crash.words': colour: Extra inputs are not permitted (found 'red')",
+        "  rule #3: id: Field required",
+    ]
+    assert "pydantic" not in str(refused.value) and "rules.1" not in str(refused.value)
+
+
 def test_rules_reload_when_the_file_changes_and_a_bad_file_keeps_the_old_rules(tmp_path: Path):
     path = tmp_path / "rules.yaml"
     path.write_text("rules: [{id: first, priority: low, skill: general, patterns: [zebra]}]")

@@ -7,6 +7,7 @@ import logging
 import re
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import (
@@ -49,7 +50,7 @@ class Rule(BaseModel):
     @model_validator(mode="after")
     def _has_a_condition(self) -> Rule:
         if not (self.patterns or self.channels or self.categories or self.tiers):
-            raise ValueError(f"rule {self.id!r} has no condition (patterns, channels, ...)")
+            raise ValueError("no condition: give patterns, channels, categories or tiers")
         return self
 
     @field_validator("patterns")
@@ -144,7 +145,26 @@ def parse_rules(text: str, *, source: str = "<rules>") -> RuleSet:
     try:
         return RuleSet.model_validate(data)
     except ValidationError as exc:
-        raise RulesError(f"{source}: {exc}") from exc
+        problems = [_problem(e, data) for e in exc.errors(include_url=False)]
+        raise RulesError("\n  ".join([f"{source}: {len(problems)} problem(s)", *problems])) from exc
+
+
+def _problem(error: Any, data: Any) -> str:
+    """One validation error as ops read the file: the rule by its id (else its place in the
+    list), then the field, what is wrong, and the value found if it is a plain one."""
+    loc = list(error["loc"])
+    where = ".".join(str(p) for p in loc)
+    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
+        rules = data.get("rules") if isinstance(data, dict) else None
+        rule = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
+        rule_id = rule.get("id") if isinstance(rule, dict) else None
+        name = f"rule {rule_id!r}" if isinstance(rule_id, str) else f"rule #{loc[1] + 1}"
+        where = ": ".join([name, *([".".join(str(p) for p in loc[2:])] if loc[2:] else [])])
+    message = str(error["msg"]).removeprefix("Value error, ").strip()
+    found = error.get("input")
+    if isinstance(found, str | int | float | bool) and error["type"] != "missing":
+        message += f" (found {found!r})"
+    return f"{where}: {message}" if where else message
 
 
 def load_rules(path: Path) -> RuleSet:
