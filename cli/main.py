@@ -124,15 +124,27 @@ def import_agents(
 
 @agents.command("list")
 def list_agents(key: KeyOption = None, router: RouterOption = None) -> None:
-    """Agents with their status, team, load and capacity."""
+    """Agents with their status, team, load and capacity per channel, overall load and cap
+    (max_load; "-": none), skills and languages."""
     settings = CliSettings()
     with _client(router or settings.router_url, key, settings) as client:
         found = _every_page(client, "/v1/agents")
-    table = Table("agent", "status", "team", "load / capacity", "skills", "languages")
+    table = Table(
+        "agent", "status", "team", "load / capacity", "total / max_load", "skills", "languages"
+    )
     for a in found:
         load = ", ".join(f"{c} {a['load'].get(c, 0)}/{n}" for c, n in a["capacity"].items())
+        cap = "-" if a["max_load"] is None else str(a["max_load"])
         skills = ", ".join(f"{s}:{lvl}" for s, lvl in a["skills"].items())
-        table.add_row(a["id"], a["status"], a["team"] or "", load, skills, " ".join(a["languages"]))
+        table.add_row(
+            a["id"],
+            a["status"],
+            a["team"] or "",
+            load,
+            f"{a['total_load']}/{cap}",
+            skills,
+            " ".join(a["languages"]),
+        )
     out.print(table)
 
 

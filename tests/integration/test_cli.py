@@ -71,7 +71,10 @@ async def test_operators_manage_agents_queues_conversations_rules_and_keys(
         code, stdout, _ = await switchboard("agents", "list", env=env)
         assert code == 0
         ann = next(line for line in stdout.splitlines() if "cli-ann" in line)
-        assert "online" in ann and "L2" in ann and "chat 0/2" in ann
+        assert "online" in ann and "L2" in ann and "chat 0/2" in ann and " 0/- " in ann
+        bo = next(line for line in stdout.splitlines() if "cli-bo" in line)
+        assert " 0/3 " in bo  # max_load 3
+        assert "total / max_load" in stdout
 
         await send(broker, topics, inbound("cli-1", "my account was hacked, help", language="en"))
 
