@@ -8,6 +8,7 @@ one-at-a-time reference; tests hold this module to it."""
 
 from __future__ import annotations
 
+import heapq
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -28,7 +29,6 @@ from services.router.routing.select import (
     AgentView,
     Need,
     RankKey,
-    best_of,
     rank_key,
     suits,
 )
@@ -140,8 +140,8 @@ class _Planner:
         self.rules = rules
         self.classified = classified
         # Per need, the agents that suit it (status, skills, languages and teams do not change
-        # within a batch; loads do): each choice then ranks only those.
-        self.suited: dict[Need, list[str]] = {}
+        # within a batch; loads do), as a heap by rank (_best_for).
+        self.heaps: dict[Need, list[tuple[RankKey, str]]] = {}
         self.by_language: dict[str, list[AgentView]] | None = None
         # Each agent's rank on a channel, until it takes a conversation (its key changes then).
         self.ranks: dict[str, dict[Channel, RankKey]] = {}
@@ -175,11 +175,41 @@ class _Planner:
         if agent is None or agent.status != AgentStatus.ONLINE or agent.room(channel) <= 0:
             return False
         load = {**agent.load, channel.value: agent.load.get(channel.value, 0) + 1}
+        if agent.last_assigned_at is not None and agent.last_assigned_at > self.now:
+            self.heaps.clear()  # its rank falls (see _best_for): rebuild them
         self.agents[agent_id] = replace(agent, load=load, last_assigned_at=self.now)
         self.ranks.pop(agent_id, None)
         slot = (agent_id, channel)
         self.plan.claims[slot] = self.plan.claims.get(slot, 0) + 1
         return True
+
+    def _best_for(self, need: Need) -> AgentView | None:
+        """``select.choose_agent`` over the agents of the batch: the lowest ``rank_key`` among
+        those that suit the need and have room.
+
+        Each need keeps a heap of its agents by the rank each had when last looked at. Within
+        a batch a rank only grows (an agent that takes a conversation is as or more occupied,
+        and assigned later) and room only shrinks: an agent without room leaves the heap, one
+        whose rank grew goes back in with it, and the top is taken once its rank is current.
+        A last assignment later than the batch's time would break that; ``_claim`` then starts
+        the heaps afresh."""
+        heap = self.heaps.get(need)
+        if heap is None:
+            suited = [a for a in self._speaking(need.language) if suits(a, need)]
+            heap = self.heaps[need] = [(self._rank(a, need.channel), a.id) for a in suited]
+            heapq.heapify(heap)
+        while heap:
+            ranked, agent_id = heap[0]
+            agent = self.agents[agent_id]
+            if agent.room(need.channel) <= 0:
+                heapq.heappop(heap)
+                continue
+            current = self._rank(agent, need.channel)
+            if current != ranked:
+                heapq.heapreplace(heap, (current, agent_id))
+                continue
+            return agent
+        return None
 
     def _rank(self, agent: AgentView, channel: Channel) -> RankKey:
         known = self.ranks.setdefault(agent.id, {})
@@ -333,14 +363,7 @@ class _Planner:
         )
 
     def _try_assign(self, conv: Conversation) -> bool:
-        need = need_for(conv, self.rules)
-        suited = self.suited.get(need)
-        if suited is None:
-            suited = [a.id for a in self._speaking(need.language) if suits(a, need)]
-        # Room only shrinks within a batch: an agent full on the channel stays full.
-        eligible = [self.agents[a] for a in suited if self.agents[a].room(need.channel) > 0]
-        self.suited[need] = [a.id for a in eligible]
-        agent = best_of(eligible, need, self._rank)
+        agent = self._best_for(need_for(conv, self.rules))
         if agent is None or not self._claim(agent.id, conv.channel):
             return False
         self._give(conv, agent.id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -100,11 +100,7 @@ def choose_agent(agents: Iterable[AgentView], need: Need) -> AgentView | None:
     return best_of((a for a in agents if is_eligible(a, need)), need)
 
 
-def best_of(
-    eligible: Iterable[AgentView],
-    need: Need,
-    rank: Callable[[AgentView, Channel], RankKey] = rank_key,
-) -> AgentView | None:
-    """The best of agents already known to be eligible for ``need`` (None if there are none);
-    ``rank``: ``rank_key``, or a cache of it."""
-    return min(eligible, key=lambda a: rank(a, need.channel), default=None)
+def best_of(eligible: Iterable[AgentView], need: Need) -> AgentView | None:
+    """The best of agents already known to be eligible for ``need`` (None if there are none;
+    the batch planner keeps a heap per need instead, routing/batch.py)."""
+    return min(eligible, key=lambda a: rank_key(a, need.channel), default=None)
