@@ -445,19 +445,25 @@ async def test_vip_ranks_higher_and_only_urgent_words_raise_a_waiting_conversati
             broker,
             topics,
             inbound("vip", "hello", tier="vip"),
+            inbound("vip-urgent", "my account was hacked", tier="vip"),
             inbound("waiting", "hello"),
         )
         vip = await state(client, ids, await conversation_id(db, "vip"))
         assert vip["classification"]["priority"] == "high"
         assert "tier.vip" in vip["classification"]["rules_fired"]
+        vip_urgent = await state(client, ids, await conversation_id(db, "vip-urgent"))
+        assert vip_urgent["classification"]["priority"] == "urgent"
+        assert "tier.vip" in vip_urgent["classification"]["rules_fired"]
+        # docs/routing.md's example, as written there.
         waiting = await conversation_id(db, "waiting")
-        await send(broker, topics, inbound("waiting", "hello?? anyone??"))
+        await send(broker, topics, inbound("waiting", "still waiting?"))
         await eventually(lambda: _messages(db, waiting, 2), what="the nudge applied")
         assert (await state(client, ids, waiting))["classification"]["priority"] == "normal"
-        await send(broker, topics, inbound("waiting", "now my account got hacked"))
+        await send(broker, topics, inbound("waiting", "now they took my funds"))
         await eventually(lambda: _messages(db, waiting, 3), what="the urgent follow-up applied")
         raised = (await state(client, ids, waiting))["classification"]
         assert raised["priority"] == "urgent" and raised["skill"] == "security"
+        assert "security.account-compromise" in raised["rules_fired"]
 
 
 async def _messages(db, conversation_id, n):

@@ -24,6 +24,11 @@ def decide(text: str, tier: CustomerTier = CustomerTier.STANDARD, hint: str | No
     [
         ("My account was hacked and someone withdrew everything", "urgent", "security", "en"),
         ("I see an unauthorized withdrawal I did not make", "urgent", "security", "en"),
+        ("now they took my funds", "urgent", "security", "en"),
+        ("Someone has drained my wallet", "urgent", "security", "en"),
+        ("my account was emptied overnight", "urgent", "security", "en"),
+        ("it took my funds two days to arrive", "normal", "general", "en"),
+        ("they took my order wrong", "normal", "general", "en"),
         ("我的账户被盗了", "urgent", "security", "zh"),
         ("アカウントが乗っ取られました", "urgent", "security", "ja"),
         ("계정이 해킹당했어요", "urgent", "security", "ko"),
@@ -60,6 +65,25 @@ def test_vip_customers_rank_one_level_higher():
     assert decide("my account was hacked", CustomerTier.VIP).priority == Priority.URGENT
 
 
+def test_a_vip_decision_records_tier_vip_even_when_already_urgent():
+    urgent = decide("my account was hacked", CustomerTier.VIP)
+    assert urgent.rules_fired == (
+        "security.account-compromise",
+        "tier.vip",
+        "language.latin-default",
+    )
+    assert "tier.vip" not in decide("my account was hacked").rules_fired
+
+
+def test_the_language_rule_never_claims_a_hint_the_router_cannot_know_of():
+    """The router cannot tell a hint from ingest's detection: the message's language is
+    recorded as ingest's, and without one, as the router's own default."""
+    assert decide("hola, necesito ayuda", hint="es").rules_fired[-1] == "language.ingest"
+    assert decide("hello").rules_fired[-1] == "language.latin-default"
+    assert decide("你好", hint="en").rules_fired[-1] == "language.script-zh"
+    assert not any("hint" in r for r in decide("hello").rules_fired)
+
+
 def test_the_customer_language_hint_decides_latin_text_but_not_an_unambiguous_script():
     assert decide("hola, necesito ayuda", hint="es").language == "es"
     assert decide("你好", hint="en").language == "zh"
@@ -72,6 +96,20 @@ def test_a_followup_with_urgent_words_raises_a_waiting_conversation():
     assert raised.priority == Priority.URGENT
     assert "security.account-compromise" in raised.rules_fired
     assert raise_on_followup(decide("hacked"), decide("thanks")).priority == Priority.URGENT
+
+
+def test_the_documented_followup_raises_a_waiting_conversation_with_its_rules_level_and_team():
+    waiting = decide("still waiting?")
+    raised = raise_on_followup(waiting, decide("now they took my funds"))
+    assert (raised.priority, raised.skill) == (Priority.URGENT, Skill.SECURITY)
+    assert raised.rules_fired[-1] == "security.account-compromise"
+    rules = parse_rules(
+        "rules: [{id: senior, priority: urgent, skill: security, patterns: [took], "
+        "min_level: 4, team: L2}]"
+    )
+    plain = classify("hello", rules=rules)
+    senior = raise_on_followup(plain, classify("they took it", rules=rules))
+    assert (senior.priority, senior.min_level, senior.team) == (Priority.URGENT, 4, "L2")
 
 
 @pytest.mark.parametrize(

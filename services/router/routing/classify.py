@@ -41,12 +41,15 @@ def primary_language(tag: str) -> str:
 
 def detect_language(text: str, hint: str | None) -> tuple[str, str]:
     """The text's language and the rule that decided it: an unambiguous script first, then the
-    channel's or customer's hint, then English for Latin text, else unknown."""
+    language the message came with, then English for Latin text, else unknown."""
     for language, script in _SCRIPTS:
         if script.search(text):
             return language, f"language.script-{language}"
     if hint:
-        return primary_language(hint), "language.hint"
+        # Not "hint": ingest fills the message's language from the text it detects, and
+        # takes the provider's or customer's hint only when the text cannot tell; which of
+        # the two it was does not reach the router.
+        return primary_language(hint), "language.ingest"
     if _LATIN.search(text):
         return "en", "language.latin-default"
     return UNKNOWN_LANGUAGE, "language.unknown"
@@ -75,8 +78,10 @@ def classify(
     else:
         priority, skill = rules.default.priority, rules.default.skill
     names = [r.id for r in fired] or ["default"]
-    if tier in rules.vip_tiers and priority != Priority.URGENT:
-        priority = priority.raised()
+    if tier in rules.vip_tiers:
+        # Recorded for an urgent message too: that the customer is a VIP is part of the
+        # decision even when there is no higher level to rank it to.
+        priority = priority.raised() if priority != Priority.URGENT else priority
         names.append(f"tier.{tier.value}")
     language, language_rule = detect_language(text, language_hint)
     names.append(language_rule)
@@ -94,4 +99,7 @@ def raise_on_followup(current: Classification, followup: Classification) -> Clas
         current.language,
         current.rules_fired
         + tuple(r for r in followup.rules_fired if r not in current.rules_fired),
+        # The level and team go with the skill: those of the rule that raised it.
+        followup.min_level,
+        followup.team,
     )
