@@ -225,7 +225,11 @@ def show_conversation(
 def replay(
     source_topic: Annotated[str | None, typer.Option(help="only letters from this topic")] = None,
     consumer_group: Annotated[
-        str | None, typer.Option(help="only letters this consumer group gave up on")
+        str | None,
+        typer.Option(
+            help="only letters this consumer group gave up on: its full name, or router, "
+            "metrics, dispatcher for the default switchboard-<name> groups (ingest: ingest)"
+        ),
     ] = None,
     dry_run: Annotated[bool, typer.Option(help="count, publish nothing")] = False,
     bootstrap: Annotated[str | None, typer.Option(help="Kafka bootstrap address")] = None,

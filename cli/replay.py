@@ -16,6 +16,16 @@ from pydantic import ValidationError
 
 from shared.events import DeadLetter
 
+# The services' default consumer groups are named switchboard-<service>.
+GROUP_PREFIX = "switchboard-"
+
+
+def group_matches(wanted: str, group: str) -> bool:
+    """Whether a letter of consumer group ``group`` is one ``--consumer-group wanted`` asks
+    for: its full name, or a service's short name for its default group (``router`` for
+    ``switchboard-router``)."""
+    return group == wanted or group == f"{GROUP_PREFIX}{wanted}"
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -76,7 +86,7 @@ async def replay_dead_letters(
                         continue  # not a letter: nothing to put back
                     if source_topic and letter.source_topic != source_topic:
                         continue
-                    if consumer_group and letter.consumer_group != consumer_group:
+                    if consumer_group and not group_matches(consumer_group, letter.consumer_group):
                         continue
                     if not dry_run:
                         await producer.send_and_wait(

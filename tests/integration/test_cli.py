@@ -151,13 +151,15 @@ async def test_dead_letters_are_replayed_once_after_a_fix(
         source_topic=topics.inbound,
         source_partition=0,
         source_offset=7,
-        consumer_group="router",
+        consumer_group="switchboard-router",  # the router's default group
         key=message.conversation_key,
         value=message.model_dump_json(),
         reason="handler failed 3 times: KeyError('customer')",
         dead_lettered_at=datetime.now(UTC),
     )
-    other = letter.model_copy(update={"consumer_group": "metrics", "source_topic": "elsewhere"})
+    other = letter.model_copy(
+        update={"consumer_group": "switchboard-metrics", "source_topic": "elsewhere"}
+    )
     await produce(
         broker.bootstrap,
         topics.dead_letter,
@@ -169,8 +171,13 @@ async def test_dead_letters_are_replayed_once_after_a_fix(
     }
     engine = make_engine(database_url, pool_size=1)
     async with serving(app):
+        # As the README shows it: the service's short name picks its default group.
         code, stdout, _ = await switchboard(
             "dead-letters", "replay", "--consumer-group", "router", "--dry-run", env=env
+        )
+        assert code == 0 and "would replay 1 of 2" in stdout
+        code, stdout, _ = await switchboard(
+            "dead-letters", "replay", "--consumer-group", "switchboard-router", "--dry-run", env=env
         )
         assert code == 0 and "would replay 1 of 2" in stdout
         code, stdout, _ = await switchboard(
