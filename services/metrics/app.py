@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
 
 from services.metrics.api import router
@@ -25,13 +26,31 @@ from shared.service import service_app, stateful_checks
 log = logging.getLogger(__name__)
 
 
-async def _warm(reports: ReportCache) -> None:
-    """Read the report columns at start, so the first report does not wait for them; if the
-    database is not there yet, the first report reads them instead."""
+async def _warm(reports: ReportCache, consumer: AIOKafkaConsumer, poll_s: float = 0.5) -> None:
+    """Read the report columns once the consumer has caught up with its topics, so the first
+    report does not wait for them; if the database is not there yet, the first report reads
+    them instead. A backlog is folded first: read during it, the columns of 1,000,000
+    conversations took a third of the process's CPU while it caught up (docs/throughput.md).
+    A report asked before then reads them itself."""
     try:
+        while True:  # the lag is known by asking: nothing signals it
+            if await _caught_up(consumer):
+                break
+            await asyncio.sleep(poll_s)
         await reports.warm()
+    except asyncio.CancelledError:
+        raise
     except Exception:
         log.warning("report columns not read at start", exc_info=True)
+
+
+async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
+    """Whether the consumer has read to the end of every partition it was last told of."""
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is None or await consumer.position(tp) < end:
+            return False
+    return True
 
 
 def create_app(settings: MetricsSettings | None = None) -> FastAPI:
@@ -74,7 +93,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         app.state.consume_loop = loop
         app.state.reports = reports = ReportCache(sessions)
         loop.start()
-        warm = asyncio.create_task(_warm(reports))
+        warm = asyncio.create_task(_warm(reports, consumer))
         sla = asyncio.create_task(
             sla_forever(sessions, producer, settings.topics, settings.sla_sweep_interval_s)
         )

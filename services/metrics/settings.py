@@ -13,6 +13,9 @@ class MetricsSettings(CommonSettings):
     consumer_group: str = "switchboard-metrics"
     # How often live conversations are checked against their first-response targets.
     sla_sweep_interval_s: float = 1.0
-    # Events folded per transaction: at most one poll's records. 0 folds one event per
-    # transaction (the reference the batches are held to, and the bench's comparison).
-    fold_batch_max_records: int = Field(default=500, ge=0, le=5000)
+    # Events folded per transaction: at most one poll's records (nothing waits for a batch to
+    # fill). Polls of 2,000 cost about a quarter less CPU an event than polls of 500 (most of
+    # a batch's cost is per conversation, and events of one conversation meet in a larger
+    # batch). 0 folds one event per transaction (the reference the batches are held to, and
+    # the bench's comparison).
+    fold_batch_max_records: int = Field(default=2000, ge=0, le=5000)
