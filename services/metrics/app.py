@@ -68,6 +68,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             settings.topics.conversation_events,
             settings.topics.agent_events,
             group_id=settings.consumer_group,
+            fetch_max_wait_ms=settings.events_fetch_max_wait_ms,
         )
         await consumer.start()
         loop: ConsumeLoop

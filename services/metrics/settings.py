@@ -13,6 +13,10 @@ class MetricsSettings(CommonSettings):
     consumer_group: str = "switchboard-metrics"
     # How often live conversations are checked against their first-response targets.
     sla_sweep_interval_s: float = 1.0
+    # How long a fetch of events may wait at the broker for data: folds may lag this much
+    # (reports and live views are read in seconds), and an idle metrics process polls the
+    # broker 10 times a second rather than 40.
+    events_fetch_max_wait_ms: int = Field(default=100, ge=1, le=5000)
     # Events folded per transaction: at most one poll's records (nothing waits for a batch to
     # fill). Polls of 2,000 cost about a quarter less CPU an event than polls of 500 (most of
     # a batch's cost is per conversation, and events of one conversation meet in a larger
