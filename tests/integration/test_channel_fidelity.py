@@ -44,6 +44,30 @@ async def published(broker, topics):
     return [json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.inbound)]
 
 
+# A WhatsApp message and its edit, as the Cloud API's webhook reference shows them.
+WA_ORIGINAL = {
+    "from": "16505551234",
+    "id": "wamid.ORIG",
+    "timestamp": "1739321000",
+    "type": "text",
+    "text": {"body": "I sent 2 BTC"},
+}
+WA_EDIT = {
+    "from": "16505551234",
+    "id": "wamid.EDIT",
+    "timestamp": "1739321024",
+    "type": "edit",
+    "edit": {
+        "original_message_id": "wamid.ORIG",
+        "message": {
+            "context": {"id": "wamid.ORIG"},
+            "type": "text",
+            "text": {"body": "I sent 3 BTC"},
+        },
+    },
+}
+
+
 async def dead_letters(broker, topics):
     return [json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.dead_letter)]
 
@@ -447,27 +471,7 @@ async def test_3_group_chats_are_their_own_conversations(ingest_app, broker, top
 async def test_4_whatsapp_edits_are_recorded_against_the_message_they_edit(
     ingest_app, broker, topics
 ):
-    original = {
-        "from": "16505551234",
-        "id": "wamid.ORIG",
-        "timestamp": "1739321000",
-        "type": "text",
-        "text": {"body": "I sent 2 BTC"},
-    }
-    edit = {
-        "from": "16505551234",
-        "id": "wamid.EDIT",
-        "timestamp": "1739321024",
-        "type": "edit",
-        "edit": {
-            "original_message_id": "wamid.ORIG",
-            "message": {
-                "context": {"id": "wamid.ORIG"},
-                "type": "text",
-                "text": {"body": "I sent 3 BTC"},
-            },
-        },
-    }
+    original, edit = WA_ORIGINAL, WA_EDIT
     contacts = [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}]
     async with running(ingest_app) as client:
         await post_whatsapp(client, whatsapp([original], contacts))

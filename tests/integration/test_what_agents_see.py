@@ -16,6 +16,8 @@ from tests.integration.test_channel_fidelity import (
     META_VERIFY,
     TG_HEADERS,
     TG_SECRET,
+    WA_EDIT,
+    WA_ORIGINAL,
     post_whatsapp,
     tg_message,
     whatsapp,
@@ -23,27 +25,6 @@ from tests.integration.test_channel_fidelity import (
 
 VOICE = {"file_id": "AwACAgVoice", "file_unique_id": "v", "duration": 12, "mime_type": "audio/ogg"}
 SHEENA = [{"profile": {"name": "Sheena Nelson"}, "wa_id": "16505551234"}]
-ORIGINAL = {
-    "from": "16505551234",
-    "id": "wamid.ORIG",
-    "timestamp": "1739321000",
-    "type": "text",
-    "text": {"body": "I sent 2 BTC"},
-}
-EDIT = {
-    "from": "16505551234",
-    "id": "wamid.EDIT",
-    "timestamp": "1739321024",
-    "type": "edit",
-    "edit": {
-        "original_message_id": "wamid.ORIG",
-        "message": {
-            "context": {"id": "wamid.ORIG"},
-            "type": "text",
-            "text": {"body": "I sent 3 BTC"},
-        },
-    },
-}
 
 
 @pytest.fixture
@@ -92,8 +73,8 @@ async def test_a_voice_note_keeps_its_file_id_and_an_edit_points_to_the_message_
             router, ids, agent, languages=["en", "ja"], capacity={"telegram": 5, "whatsapp": 5}
         )
         await post_telegram(ingest, 1, tg_message(41, voice=VOICE))
-        await post_whatsapp(ingest, whatsapp([ORIGINAL], SHEENA))
-        await post_whatsapp(ingest, whatsapp([EDIT], SHEENA))
+        await post_whatsapp(ingest, whatsapp([WA_ORIGINAL], SHEENA))
+        await post_whatsapp(ingest, whatsapp([WA_EDIT], SHEENA))
         inbox = await inbox_once(router, ids, agent, conversations=2, messages=3)
 
         by_channel = {c["channel"]: c for c in inbox}
