@@ -8,8 +8,12 @@ import sys
 import threading
 from collections import Counter
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
+
+if TYPE_CHECKING:
+    from shared.settings import CommonSettings
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
 
@@ -135,3 +139,13 @@ def configure_logging(
         return record
 
     logging.setLogRecordFactory(factory)
+
+
+def configure_service_logging(service: str, settings: CommonSettings) -> None:
+    """``configure_logging`` with a process's settings (level and repeat limit)."""
+    configure_logging(
+        service,
+        settings.log_level,
+        repeat_limit=settings.log_repeat_limit,
+        repeat_window_s=settings.log_repeat_window_s,
+    )

@@ -2,17 +2,12 @@
 
 from services.router.app import create_app
 from services.router.settings import RouterSettings
-from shared.logs import configure_logging
+from shared.logs import configure_service_logging
 from shared.serving import serve
 from shared.tracing import configure_tracing
 
 if __name__ == "__main__":
     settings = RouterSettings()
-    configure_logging(
-        "router",
-        settings.log_level,
-        repeat_limit=settings.log_repeat_limit,
-        repeat_window_s=settings.log_repeat_window_s,
-    )
+    configure_service_logging("router", settings)
     configure_tracing("router", settings.otlp_endpoint)
     serve(create_app(settings), settings, host=settings.host, port=settings.port)

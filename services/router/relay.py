@@ -20,7 +20,7 @@ from services.router.store import OUTBOX_CHANNEL
 from services.router.wakeups import listen
 from shared.db import async_url, make_engine
 from shared.kafka import TopicGuard, ensure_topics, make_producer
-from shared.logs import configure_logging
+from shared.logs import configure_service_logging
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +76,7 @@ async def run_relay(
 
 async def _main() -> None:
     settings = RouterSettings()
-    configure_logging(
-        "router-relay",
-        settings.log_level,
-        repeat_limit=settings.log_repeat_limit,
-        repeat_window_s=settings.log_repeat_window_s,
-    )
+    configure_service_logging("router-relay", settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
