@@ -14,11 +14,9 @@ from services.ingest.channels.email import strip_quotes_and_signature
 from services.ingest.settings import IngestSettings
 from shared.events import Channel, message_id_for
 from tests.conftest import read_topic, running
+from tests.integration.channelkit import channel_ingest, published
 from tests.integration.test_channels import (
-    META_SECRET,
-    META_VERIFY,
     TG_SECRET,
-    X_SECRET,
     meta_signed,
     x_signature,
 )
@@ -29,19 +27,7 @@ PHONE_NUMBER_ID = "106540352242922"
 
 @pytest.fixture
 def ingest_app(common):
-    return create_app(
-        IngestSettings(
-            **common,
-            telegram_secret_token=TG_SECRET,
-            meta_app_secret=META_SECRET,
-            meta_verify_token=META_VERIFY,
-            x_consumer_secret=X_SECRET,
-        )
-    )
-
-
-async def published(broker, topics):
-    return [json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.inbound)]
+    return channel_ingest(common)
 
 
 # A WhatsApp message and its edit, as the Cloud API's webhook reference shows them.

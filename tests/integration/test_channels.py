@@ -11,29 +11,20 @@ import pytest
 
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
-from tests.conftest import read_topic, running
-
-TG_SECRET = "tg-secret-token"
-META_SECRET = "meta-app-secret"
-META_VERIFY = "meta-verify-token"
-X_SECRET = "x-consumer-secret"
+from tests.conftest import running
+from tests.integration.channelkit import (
+    META_SECRET,
+    META_VERIFY,
+    TG_SECRET,
+    X_SECRET,
+    channel_ingest,
+    published,
+)
 
 
 @pytest.fixture
 def ingest_app(common):
-    return create_app(
-        IngestSettings(
-            **common,
-            telegram_secret_token=TG_SECRET,
-            meta_app_secret=META_SECRET,
-            meta_verify_token=META_VERIFY,
-            x_consumer_secret=X_SECRET,
-        )
-    )
-
-
-async def published(broker, topics):
-    return [json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.inbound)]
+    return channel_ingest(common)
 
 
 def tg_update(update_id, message_id, text=None, *, edited=False, **extra):

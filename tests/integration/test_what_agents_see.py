@@ -10,12 +10,10 @@ from services.router.app import create_app as create_router
 from services.router.settings import RouterSettings
 from shared.events import Channel, message_id_for
 from tests.conftest import eventually, running
+from tests.integration.channelkit import META_SECRET, META_VERIFY, TG_SECRET
 from tests.integration.routerkit import assignments, put_agent
 from tests.integration.test_channel_fidelity import (
-    META_SECRET,
-    META_VERIFY,
     TG_HEADERS,
-    TG_SECRET,
     WA_EDIT,
     WA_ORIGINAL,
     post_whatsapp,
