@@ -137,6 +137,7 @@ async def test_a_batch_has_a_larger_body_limit_than_single_messages(common, ids,
     assert accepted.status_code == 200 and accepted.json()["accepted"] == 20
     assert too_big.status_code == single.status_code == 413
     assert too_big.headers["content-type"] == "application/problem+json"
+    assert too_big.json()["title"] == single.json()["title"] == "Content Too Large"
     assert sum((await published(broker, topics)).values()) == 20
 
 

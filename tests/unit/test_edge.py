@@ -85,8 +85,13 @@ async def test_a_streamed_body_past_its_limit_is_refused_413_before_the_route_ru
 async def test_a_declared_length_past_the_limit_is_refused_without_reading_the_body():
     route = Route()
     edge, _ = edge_with(route, max_bytes=100)
-    status, _, _ = await call(edge, [b"{}"], [(b"content-length", b"101")])
+    status, _, body = await call(edge, [b"{}"], [(b"content-length", b"101")])
     assert status == 413 and route.bodies == []
+    # The same problem as a streamed body past the limit: one title, one detail.
+    _, _, streamed = await call(edge, [b"x" * 60, b"x" * 60])
+    declared = json.loads(body)
+    assert declared == json.loads(streamed)
+    assert declared["title"] == "Content Too Large"
 
 
 async def test_unstorable_text_in_the_body_or_a_header_is_refused_422():
