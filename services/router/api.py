@@ -15,6 +15,7 @@ from services.router import handlers, pages
 from services.router.context import Context
 from services.router.idempotency import IdempotencyKey, once
 from services.router.pages import Cursor, MessageCount, PageLimit
+from services.router.rows import Conversation
 from services.router.schemas import (
     AcceptIn,
     AgentId,
@@ -32,7 +33,7 @@ from services.router.schemas import (
     TransferIn,
 )
 from services.router.settings import RouterSettings
-from services.router.store import Conversation, RouterStore
+from services.router.store import RouterStore
 from services.router.uow import UnitOfWork, reading
 from services.router.wakeups import AgentWakeups
 from shared.auth import OPS, Principal, PrincipalDep, agent_scope

@@ -8,7 +8,7 @@ from services.router.routing import events
 from services.router.routing.batch import need_for
 from services.router.routing.queue import QueuedConversation, next_for_agent, queue_key
 from services.router.routing.select import Need, rank_candidates
-from services.router.store import Conversation
+from services.router.rows import Conversation
 from shared.events import (
     AgentStatus,
     AgentStatusChanged,

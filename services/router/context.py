@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel
 
 from services.router.routing.rules import RuleSet
-from services.router.store import Conversation, RouterStore
+from services.router.rows import Conversation
+from services.router.store import RouterStore
 from shared.events import Channel
 from shared.settings import Topics
 

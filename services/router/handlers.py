@@ -21,7 +21,7 @@ from services.router.context import Context
 from services.router.routing import events
 from services.router.routing.classify import Classification, classify, raise_on_followup
 from services.router.routing.select import is_eligible
-from services.router.store import Conversation, FirstMessage
+from services.router.rows import Conversation, FirstMessage
 from shared.events import (
     AgentProfileChanged,
     AgentReplied,

@@ -13,17 +13,15 @@ from datetime import datetime
 from services.router.routing.batch import Plan
 from services.router.routing.classify import UNKNOWN_LANGUAGE
 from services.router.routing.select import AgentView, Need
-from services.router.store import (
-    AGENT_VIEW,
+from services.router.rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
-    NOTIFY_WOKEN,
     Conversation,
-    RouterStore,
     agent_view_of,
     attachments_json,
     conversation_of,
 )
+from services.router.store import AGENT_VIEW, NOTIFY_WOKEN, RouterStore
 from shared.events import Channel
 
 

@@ -32,7 +32,7 @@ from services.router.routing.select import (
     rank_key,
     suits,
 )
-from services.router.store import Conversation
+from services.router.rows import Conversation
 from shared.events import (
     AgentStatus,
     Attachment,
