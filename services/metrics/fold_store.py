@@ -43,6 +43,7 @@ from services.metrics.store import (
     choose_calendar,
     fold_of,
     json_param,
+    wait_values,
 )
 from shared.events import (
     AgentProfileChanged,
@@ -314,17 +315,7 @@ class FoldStore(MetricsStore):
             names = [n for n, _ in WAIT_ROW_COLUMNS]
             values: dict[str, list[Any]] = {n: [] for n in names}
             for p, seq, w in waits:
-                row = p.wait_copy | {
-                    "conversation_id": p.conversation_id,
-                    "seq": seq,
-                    "kind": w.kind.value,
-                    "episode": w.episode,
-                    "started_at": w.started_at,
-                    "replied_at": w.replied_at,
-                    "seconds": w.seconds,
-                    "business_seconds": w.business_seconds,
-                    "agent_id": w.agent_id,
-                }
+                row = p.wait_copy | {"conversation_id": p.conversation_id} | wait_values(w, seq)
                 for n in names:
                     values[n].append(row[n])
             await self.session.execute(

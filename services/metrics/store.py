@@ -169,6 +169,20 @@ def _hour_chunk(row: Any, dtypes: dict[str, Any]) -> HourChunk:
     return HourChunk(row.hour, columns)
 
 
+def wait_values(wait: Wait, seq: int) -> dict[str, Any]:
+    """A wait's own columns of its ``metrics.waits`` row (the conversation's copy aside)."""
+    return {
+        "seq": seq,
+        "kind": wait.kind.value,
+        "episode": wait.episode,
+        "started_at": wait.started_at,
+        "replied_at": wait.replied_at,
+        "seconds": wait.seconds,
+        "business_seconds": wait.business_seconds,
+        "agent_id": wait.agent_id,
+    }
+
+
 def _wait_copy(f: Facts, conversation: Any) -> dict[str, Any]:
     """What each wait copies of its conversation, so that a report scans one table."""
     dims = ("channel", "priority", "skill", "language", "customer_tier")
@@ -440,20 +454,7 @@ class MetricsStore:
                     VALUES (:id, :seq, :kind, :episode, :started_at, :replied_at, :seconds,
                             :business_seconds, :opened_at, :channel, :priority, :skill,
                             :language, :agent_id, :customer_tier, :team)"""),
-            [
-                shared
-                | {
-                    "seq": first_seq + i,
-                    "kind": w.kind.value,
-                    "episode": w.episode,
-                    "started_at": w.started_at,
-                    "replied_at": w.replied_at,
-                    "seconds": w.seconds,
-                    "business_seconds": w.business_seconds,
-                    "agent_id": w.agent_id,
-                }
-                for i, w in enumerate(waits)
-            ],
+            [shared | wait_values(w, first_seq + i) for i, w in enumerate(waits)],
         )
 
     # ------------------------------------------------------------ calendars
