@@ -291,13 +291,16 @@ async def post_csat(
 class QueueOut(BaseModel):
     channel: str
     priority: str
+    skill: str | None  # None: not classified yet
+    language: str | None
     depth: int
-    oldest_wait_s: float
+    oldest_wait_s: float = Field(description="age in the queue of its oldest conversation")
 
 
 @router.get("/v1/live/queues", response_model=list[QueueOut], tags=["live"])
 async def live_queues(principal: PrincipalDep, request: Request) -> list[QueueOut]:
-    """Conversations waiting for an agent now, per channel and priority, with the oldest wait."""
+    """Conversations in the router's queue now, per channel, priority, skill and language,
+    with the oldest one's age in the queue (the router's ``/v1/queues`` split by channel)."""
     principal.require(OPS)
     async with request.app.state.sessions() as session:
         return [QueueOut(**q) for q in await MetricsStore(session).live_queues(datetime.now(UTC))]
@@ -322,9 +325,9 @@ async def live_agents(
         str | None, Query(max_length=400, description="the previous page's next link's cursor")
     ] = None,
 ) -> list[AgentOut]:
-    """Agents the router announced, in id order: status, team, capacity and load (open
-    assigned conversations) per channel. A ``Link: <...>; rel="next"`` header points to the
-    next page."""
+    """Agents the router announced, in id order: status, team, capacity and load (the
+    conversations whose slot it holds now, offered or assigned) per channel. A
+    ``Link: <...>; rel="next"`` header points to the next page."""
     principal.require(OPS)
     after = _after(cursor) if cursor is not None else ""
     async with request.app.state.sessions() as session:

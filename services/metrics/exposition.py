@@ -116,7 +116,11 @@ def _agents(agents: list[dict[str, Any]]) -> list[Metric]:
         by_status.add_metric([status], n)
     gauges = []
     for name, doc, values in (
-        ("switchboard_agent_load", "Open conversations held by online agents.", load),
+        (
+            "switchboard_agent_load",
+            "Conversations whose slots online agents hold (offered or assigned).",
+            load,
+        ),
         ("switchboard_agent_capacity", "Capacity of online agents.", capacity),
     ):
         family = GaugeMetricFamily(name, doc, labels=["channel"])
@@ -146,9 +150,17 @@ def _sla_and_queues(
         "Wait of the oldest conversation waiting for an agent.",
         labels=["channel", "priority"],
     )
+    # The live queues come per channel, priority, skill and language: the gauges are per
+    # channel and priority (bounded label sets).
+    depths: dict[tuple[str, str], int] = {}
+    oldest_s: dict[tuple[str, str], float] = {}
     for q in queues:
-        depth.add_metric([q["channel"], q["priority"]], q["depth"])
-        oldest.add_metric([q["channel"], q["priority"]], q["oldest_wait_s"])
+        labels = (q["channel"], q["priority"])
+        depths[labels] = depths.get(labels, 0) + q["depth"]
+        oldest_s[labels] = max(oldest_s.get(labels, q["oldest_wait_s"]), q["oldest_wait_s"])
+    for labels, n in sorted(depths.items()):
+        depth.add_metric(list(labels), n)
+        oldest.add_metric(list(labels), oldest_s[labels])
     return [breached, depth, oldest]
 
 

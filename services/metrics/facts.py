@@ -5,7 +5,14 @@ in, so a replayed or late event never changes an answer.
 The fold goes entry by entry in timeline order, and what it knows after an entry is a small
 ``Fold``. The store keeps the ``Fold`` after each entry, so a new entry is folded from the one
 before it and the entries after it (none when it arrives in order): folding an event costs the
-same whatever the conversation's length."""
+same whatever the conversation's length.
+
+The same fold keeps where the conversation stands with the router now, for the live views:
+in the queue (and since when, as the router ages it), or held by an agent (offered or
+assigned), or neither (resolved, or passing from one to the other within a router
+transaction). The router stamps every event of one transaction with one time, so the moments
+at one instant are ordered as the router emits them: a release before the queueing, the
+queueing before the offer or assignment that follows it."""
 
 from __future__ import annotations
 
@@ -24,6 +31,10 @@ class Moment(StrEnum):
     OPENED = "opened"
     REOPENED = "reopened"
     MESSAGE = "message"  # from the customer
+    TRANSFERRED = "transferred"  # taken from its agent (to another agent or a skill's queue)
+    OFFER_TIMED_OUT = "offer_timed_out"  # taken from the agent who did not accept in time
+    QUEUED = "queued"  # waiting for an agent (again)
+    OFFERED = "offered"  # given to an agent who must accept: holds the agent's slot
     ASSIGNED = "assigned"
     REPLIED = "replied"  # by an agent
     RESOLVED = "resolved"
@@ -94,6 +105,11 @@ class Fold:
     answered: bool = False  # this episode had an answered wait
     waiting_since: datetime | None = None
     waits: int = 0  # answered so far
+    # Where the conversation stands with the router (the live views):
+    held_by: str | None = None  # the agent whose slot it holds, offered or assigned
+    queued: bool = False  # waiting in the queue
+    queued_at: datetime | None = None  # its age in the queue (kept when it is put back)
+    queue_reset: bool = False  # reopened: its age starts again when the router routes it
 
     def then(self, entry: Entry) -> tuple[Fold, Answer | None]:
         """The fold after one more entry (the next in timeline order), and the wait it
@@ -103,9 +119,20 @@ class Fold:
         match entry.moment:
             case Moment.OPENED:
                 change["opened_at"] = self.opened_at or entry.at
+                # The router opens a conversation in the queue, at the customer's message.
+                change["queued_at"] = self.queued_at or entry.at
+                if self.opened_at is None and self.held_by is None and self.resolved_at is None:
+                    change["queued"] = True
             case Moment.REOPENED:
                 change |= dict(reopens=self.reopens + 1, answered=False, waiting_since=None)
                 change["resolved_at"] = None
+                change |= dict(held_by=None, queued=True, queue_reset=True)
+            case Moment.TRANSFERRED | Moment.OFFER_TIMED_OUT:
+                change |= dict(held_by=None, queued=False)
+            case Moment.QUEUED:
+                change |= dict(held_by=None, queued=True, **self._queue_age(entry))
+            case Moment.OFFERED:
+                change |= dict(held_by=entry.agent_id, queued=False, **self._queue_age(entry))
             case Moment.MESSAGE:
                 change["customer_messages"] = self.customer_messages + 1
                 change["first_message_at"] = self.first_message_at or entry.at
@@ -114,6 +141,7 @@ class Fold:
                 change["assignments"] = self.assignments + 1
                 change["first_assigned_at"] = self.first_assigned_at or entry.at
                 change |= dict(agent_id=entry.agent_id, team=entry.team)
+                change |= dict(held_by=entry.agent_id, queued=False, **self._queue_age(entry))
             case Moment.REPLIED:
                 change["agent_replies"] = self.agent_replies + 1
                 if self.reopens == 0:
@@ -127,7 +155,15 @@ class Fold:
             case Moment.RESOLVED:
                 change["resolved_at"] = entry.at
                 change["waiting_since"] = None  # resolved without an answer: no reply time
+                change |= dict(held_by=None, queued=False)
         return self._but(change), answer
+
+    def _queue_age(self, entry: Entry) -> dict[str, Any]:
+        """The router's first routing after a reopen starts the conversation's queue age
+        anew (it stamps that, not the customer's message); other routings keep it."""
+        if self.queue_reset or self.queued_at is None:
+            return {"queued_at": entry.at, "queue_reset": False}
+        return {}
 
     def _but(self, change: dict[str, Any]) -> Fold:
         """This fold with ``change`` made: ``dataclasses.replace`` without __init__, whose
@@ -196,6 +232,8 @@ class Facts:
     reopens: int = 0
     customer_messages: int = 0
     agent_replies: int = 0
+    held_by: str | None = None  # the agent whose slot it holds now (offered or assigned)
+    queued_since: datetime | None = None  # in the queue now, at this age; else None
     resolution_s: float | None = None
     resolution_bs: float | None = None
     queue_wait_s: float | None = None
@@ -225,6 +263,8 @@ def conclude(
         reopens=fold.reopens,
         customer_messages=fold.customer_messages,
         agent_replies=fold.agent_replies,
+        held_by=fold.held_by,
+        queued_since=fold.queued_at if fold.queued else None,
         resolution_s=resolution[0],
         resolution_bs=resolution[1],
         queue_wait_s=queue_wait[0],

@@ -24,14 +24,22 @@ from shared.events import (
     Classified,
     ConversationOpened,
     MessageReceived,
+    Offered,
+    OfferTimedOut,
+    Queued,
     Reopened,
     Resolved,
+    Transferred,
 )
 
 MOMENTS: dict[type, Moment] = {
     ConversationOpened: Moment.OPENED,
     Reopened: Moment.REOPENED,
     MessageReceived: Moment.MESSAGE,
+    Transferred: Moment.TRANSFERRED,
+    OfferTimedOut: Moment.OFFER_TIMED_OUT,
+    Queued: Moment.QUEUED,
+    Offered: Moment.OFFERED,
     Assigned: Moment.ASSIGNED,
     AgentReplied: Moment.REPLIED,
     Resolved: Moment.RESOLVED,
@@ -47,8 +55,8 @@ _FOLDED = frozenset([*MOMENTS, *DIMENSION_EVENTS])
 
 
 def folded(event: AnyConversationEvent) -> bool:
-    """Whether an event changes anything a report measures (else it is only recorded as
-    processed: offers, queueing, deliveries, SLA marks)."""
+    """Whether an event changes anything a report or a live view shows (else it is only
+    recorded as processed: escalations, deliveries, SLA marks)."""
     return type(event) in _FOLDED
 
 

@@ -29,21 +29,14 @@ from services.metrics.facts import (
     timed,
     timeline_order,
 )
-from services.metrics.fold_batch import (
-    WAIT_COPY,
-)
+from services.metrics.fold_batch import MOMENTS, WAIT_COPY
 from services.metrics.report import DIMENSIONS
 from shared.events import (
     AgentProfileChanged,
-    AgentReplied,
     AgentStatusChanged,
     AnyConversationEvent,
-    Assigned,
     Classified,
     ConversationOpened,
-    MessageReceived,
-    Reopened,
-    Resolved,
 )
 
 # Events that change a conversation's dimensions; the classification keeps the latest.
@@ -56,14 +49,6 @@ _DIMENSIONS_SQL: dict[type, str] = {
                    WHERE conversation_id = :id
                      AND (classified_at IS NULL OR classified_at <= :at)""",
 }
-_MOMENTS: dict[type, Moment] = {
-    ConversationOpened: Moment.OPENED,
-    Reopened: Moment.REOPENED,
-    MessageReceived: Moment.MESSAGE,
-    Assigned: Moment.ASSIGNED,
-    AgentReplied: Moment.REPLIED,
-    Resolved: Moment.RESOLVED,
-}
 
 AGENT_EVENTS = (AgentStatusChanged, AgentProfileChanged)
 # The columns a batch writes, with their types (unnest takes one array per column).
@@ -73,6 +58,8 @@ FACT_COLUMNS = [
     ("agent_id", "text"),
     ("team", "text"),
     *((n, "integer") for n in ("assignments", "reopens", "customer_messages", "agent_replies")),
+    ("held_by", "text"),
+    ("queued_since", "timestamptz"),
     *((n, "float8") for n in ("resolution_s", "resolution_bs", "queue_wait_s", "queue_wait_bs")),
 ]
 DIMENSION_COLUMNS = [
@@ -245,9 +232,9 @@ class MetricsStore:
         )
         if first_time is None:
             return False
-        moment, dimensions = _MOMENTS.get(type(event)), _DIMENSIONS_SQL.get(type(event))
+        moment, dimensions = MOMENTS.get(type(event)), _DIMENSIONS_SQL.get(type(event))
         if moment is None and dimensions is None:
-            return True  # nothing a report measures (offers, queueing, deliveries, SLA marks)
+            return True  # nothing a report or live view shows (escalations, deliveries, SLA)
         await self.session.execute(
             text("""INSERT INTO metrics.conversations (conversation_id, channel)
                     VALUES (:id, :channel) ON CONFLICT DO NOTHING"""),
@@ -420,6 +407,7 @@ class MetricsStore:
                       agent_id = :agent_id, team = :team, assignments = :assignments,
                       reopens = :reopens, customer_messages = :customer_messages,
                       agent_replies = :agent_replies,
+                      held_by = :held_by, queued_since = :queued_since,
                       resolution_s = :resolution_s, resolution_bs = :resolution_bs,
                       queue_wait_s = :queue_wait_s, queue_wait_bs = :queue_wait_bs,
                       calendar = :calendar
@@ -432,7 +420,8 @@ class MetricsStore:
                     for k in (
                         "opened_at first_message_at first_assigned_at first_response_at "
                         "resolved_at agent_id team assignments reopens customer_messages "
-                        "agent_replies resolution_s resolution_bs queue_wait_s queue_wait_bs"
+                        "agent_replies held_by queued_since resolution_s resolution_bs "
+                        "queue_wait_s queue_wait_bs"
                     ).split()
                 },
             },
@@ -544,20 +533,20 @@ class MetricsStore:
         self, *, after: str = "", limit: int | None = None
     ) -> list[dict[str, Any]]:
         """Known agents after ``after`` in id order, at most ``limit`` (None: all): status,
-        team, capacity per channel and load (its open, assigned conversations per channel)."""
+        team, capacity per channel and load (the conversations whose slot it holds now,
+        offered or assigned, per channel)."""
         rows = await self.session.execute(
             text("""WITH page AS (SELECT * FROM metrics.agents WHERE agent_id > :after
                                   ORDER BY agent_id LIMIT :limit)
                     SELECT a.agent_id, a.status, a.team, a.capacity, a.status_at,
                            coalesce(l.load, '{}'::jsonb) AS load
                     FROM page a
-                    LEFT JOIN (SELECT agent_id, jsonb_object_agg(channel, n) AS load
-                               FROM (SELECT agent_id, channel, count(*) AS n
+                    LEFT JOIN (SELECT held_by AS agent_id, jsonb_object_agg(channel, n) AS load
+                               FROM (SELECT held_by, channel, count(*) AS n
                                      FROM metrics.conversations
-                                     WHERE agent_id IN (SELECT agent_id FROM page)
-                                       AND resolved_at IS NULL
+                                     WHERE held_by IN (SELECT agent_id FROM page)
                                      GROUP BY 1, 2) per_channel
-                               GROUP BY agent_id) l USING (agent_id)
+                               GROUP BY held_by) l USING (agent_id)
                     ORDER BY a.agent_id"""),
             {"after": after, "limit": limit},
         )
@@ -799,16 +788,16 @@ class MetricsStore:
         return "ok"
 
     async def live_queues(self, now: datetime) -> list[dict[str, Any]]:
-        """Waiting conversations (not yet assigned, not resolved) per channel and priority."""
+        """Conversations in the router's queue now per channel, priority, skill and language
+        (their classification), with the oldest one's age in the queue."""
         rows = await self.session.execute(
             text(
-                """SELECT channel, coalesce(priority, 'unclassified') AS priority,
-                      count(*) AS depth,
-                      date_part('epoch', :now - min(first_message_at)) AS oldest_wait_s
+                """SELECT channel, coalesce(priority, 'unclassified') AS priority, skill,
+                      language, count(*) AS depth,
+                      date_part('epoch', :now - min(queued_since)) AS oldest_wait_s
                FROM metrics.conversations
-               WHERE opened_at IS NOT NULL AND first_assigned_at IS NULL
-                 AND resolved_at IS NULL
-               GROUP BY 1, 2 ORDER BY 1, 2"""
+               WHERE queued_since IS NOT NULL
+               GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"""
             ),
             {"now": now},
         )

@@ -7,7 +7,9 @@ team, and a history folded one event at a time, part of it from before folds wer
 rest of the events go one at a time through ``MetricsStore.apply`` on one, and in batches cut
 at random places through ``FoldStore.apply_batch`` on the other. Events arrive late, at
 the same instant as others, twice (in the history and in the batch, or twice in a batch), and
-hand conversations to a team with another calendar and back."""
+hand conversations to a team with another calendar and back; the router queues them, offers
+them, takes them back (offers that timed out, transfers) and escalates them, which the live
+views fold."""
 
 from __future__ import annotations
 
@@ -34,19 +36,24 @@ from shared.events import (
     Classified,
     ConversationOpened,
     CustomerTier,
+    Escalated,
     MessageReceived,
+    Offered,
+    OfferTimedOut,
     Priority,
     Queued,
     Reopened,
     Resolved,
     Skill,
+    Transferred,
     derived_id,
 )
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
 AGENTS = [("alice", "l1"), ("bob", "l2"), ("carol", None)]
 KINDS = ["opened", "message", "message", "classified", "assigned", "replied", "replied"]
-KINDS += ["resolved", "reopened", "queued"]
+KINDS += ["resolved", "reopened", "queued", "queued", "offered", "offer_timed_out", "transferred"]
+KINDS += ["escalated"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,25 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                 events.append(Resolved(agent_id=agent, **common))
             case "reopened":
                 events.append(Reopened(message_id=uuid.uuid4(), last_agent_id=None, **common))
+            case "offered":
+                expires = at + timedelta(seconds=30)
+                events.append(Offered(agent_id=agent, expires_at=expires, **common))
+            case "offer_timed_out":
+                events.append(OfferTimedOut(agent_id=agent, **common))
+            case "transferred":
+                to_agent = draw(st.sampled_from([None, "bob"]))
+                to_skill = Skill.FUNDS if to_agent is None else None
+                events.append(
+                    Transferred(
+                        from_agent_id=agent,
+                        to_agent_id=to_agent,
+                        to_skill=to_skill,
+                        reason="r",
+                        **common,
+                    )
+                )
+            case "escalated":
+                events.append(Escalated(waited_s=60, target_s=90, **common))
             case _:
                 events.append(
                     Queued(priority=Priority.LOW, skill=Skill.FUNDS, language="en", **common)

@@ -152,3 +152,57 @@ def test_late_events_fold_again_the_entries_after_them():
     assert fold_as_they_arrive(late_message) == derive(STORY)
     assert fold_as_they_arrive(list(reversed(STORY))) == derive(STORY)
     assert fold_as_they_arrive(STORY) == derive(STORY)
+
+
+def _live(entries):
+    folds, _ = refold(Fold(), sorted(entries, key=timeline_order))
+    facts = conclude(folds[-1])
+    return facts.held_by, facts.queued_since
+
+
+def test_the_fold_follows_the_router_queue_offers_transfers_and_reopening():
+    # One router transaction stamps its events with one time: at(10) takes the offer back from
+    # alice, queues the conversation again at its first age, and offers it to bob.
+    story = [
+        Entry(Moment.OPENED, at(0)),
+        Entry(Moment.MESSAGE, at(0)),
+        Entry(Moment.QUEUED, at(1)),
+        Entry(Moment.OFFERED, at(5), "alice"),
+        Entry(Moment.OFFER_TIMED_OUT, at(10), "alice"),
+        Entry(Moment.QUEUED, at(10)),
+        Entry(Moment.OFFERED, at(10), "bob"),
+    ]
+    assert _live(story[:3]) == (None, at(0))  # queued at the customer's message
+    assert _live(story[:5]) == (None, None)  # between agents, within one transaction
+    assert _live(story) == ("bob", None)
+    story += [Entry(Moment.ASSIGNED, at(12), "bob"), Entry(Moment.TRANSFERRED, at(20))]
+    assert _live([*story, Entry(Moment.ASSIGNED, at(20), "carol")]) == ("carol", None)
+    story += [Entry(Moment.QUEUED, at(20))]  # to a skill's queue: its first age kept
+    assert _live(story) == (None, at(0))
+    story += [Entry(Moment.ASSIGNED, at(30), "carol"), Entry(Moment.RESOLVED, at(40), "carol")]
+    assert _live(story) == (None, None)
+    # The customer writes at 50; the router reopens it at 51, which starts its queue age.
+    story += [Entry(Moment.REOPENED, at(50)), Entry(Moment.QUEUED, at(51))]
+    assert _live(story) == (None, at(51))
+
+
+def test_a_reopening_message_that_the_router_applies_after_a_resolution_is_queued_then():
+    # Written at 50, before the agent resolved at 55; the router reopened it at 60.
+    assert _live(
+        [
+            Entry(Moment.OPENED, at(0)),
+            Entry(Moment.ASSIGNED, at(1), "alice"),
+            Entry(Moment.REOPENED, at(50)),
+            Entry(Moment.RESOLVED, at(55), "alice"),
+            Entry(Moment.ASSIGNED, at(60), "alice"),
+        ]
+    ) == ("alice", None)
+    assert _live(
+        [
+            Entry(Moment.OPENED, at(0)),
+            Entry(Moment.ASSIGNED, at(1), "alice"),
+            Entry(Moment.REOPENED, at(50)),
+            Entry(Moment.RESOLVED, at(55), "alice"),
+            Entry(Moment.QUEUED, at(60)),
+        ]
+    ) == (None, at(60))
