@@ -345,7 +345,11 @@ async def transfer(
         corrected = replace(conv.classification, skill=to_skill, min_level=1, team=None)
         await ctx.store.reclassify(conv.id, corrected)
         await ctx.emit(conv, event)
-        await put_back(ctx, await _reload(ctx, conv.id), reason="transferred", exclude=True)
+        conv = await _reload(ctx, conv.id)
+        # Another skill's queue is a classification too: metrics slices reports and its live
+        # queues by the latest one.
+        await _emit_classified(ctx, conv, f"transferred:{ctx.now.isoformat()}", agent_id)
+        await put_back(ctx, conv, reason="transferred", exclude=True)
     await pull_queued(ctx, agent_id)
 
 
