@@ -6,93 +6,31 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
-import httpx
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
-from rich.text import Text
 
 from cli.agents_file import AgentsFileError, read_agents
+from cli.calls import KeyOption, RouterOption, _call, _client, _every_page, _fail, err, out
+from cli.keys import keys
 from cli.replay import replay_dead_letters
 from cli.settings import CliSettings
 from cli.topics import apply_specs
 from cli.topics_file import TopicsFileError, parse_topics
 from services.router.routing.rules import RulesError, load_rules
-from shared.auth import INGEST, OPS, agent_scope, hash_key, new_key
 
 app = typer.Typer(help="Operate a Switchboard desk.", no_args_is_help=True)
 agents = typer.Typer(help="Create, update and list agents; set their status.")
 dead_letters = typer.Typer(help="Records consumers gave up on.")
 rules = typer.Typer(help="The routing rules file.")
-keys = typer.Typer(help="API keys.")
 topics = typer.Typer(help="Kafka topics.")
 app.add_typer(agents, name="agents")
 app.add_typer(dead_letters, name="dead-letters")
 app.add_typer(rules, name="rules")
 app.add_typer(keys, name="keys")
 app.add_typer(topics, name="topics")
-
-out = Console()
-err = Console(stderr=True)
-
-KeyOption = Annotated[
-    str | None, typer.Option("--key", envvar="SWITCHBOARD_OPS_KEY", help="an ops API key")
-]
-RouterOption = Annotated[
-    str | None, typer.Option("--router", help="router base URL (SWITCHBOARD_ROUTER_URL)")
-]
-
-
-def _fail(message: str) -> typer.Exit:
-    # Printed as it is: not wrapped (lines stay whole for grep), brackets not read as markup.
-    err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
-    return typer.Exit(1)
-
-
-def _client(base_url: str, key: str | None, settings: CliSettings) -> httpx.Client:
-    key = key or settings.ops_key
-    if not key:
-        raise _fail("no API key: pass --key or set SWITCHBOARD_OPS_KEY")
-    return httpx.Client(
-        base_url=base_url,
-        headers={"Authorization": f"Bearer {key}"},
-        timeout=settings.timeout_s,
-    )
-
-
-def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    """The JSON answer of a call, or exit saying what the service answered."""
-    answer = _answer(client, method, path, **kwargs)
-    return answer.json() if answer.content else None
-
-
-def _answer(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
-    """The answer of a call, or exit saying what the service answered."""
-    try:
-        answer = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        raise _fail(f"{method} {client.base_url}{path}: {exc}") from exc
-    if answer.is_error:
-        try:
-            detail = answer.json().get("detail", answer.text)
-        except ValueError:
-            detail = answer.text
-        raise _fail(f"{method} {path} answered {answer.status_code}: {detail}")
-    return answer
-
-
-def _every_page(client: httpx.Client, path: str) -> list[Any]:
-    """Every item of a paged list, following its ``Link: <...>; rel="next"`` headers."""
-    items: list[Any] = []
-    url: str | None = path
-    while url is not None:
-        answer = _answer(client, "GET", url)
-        items += answer.json()
-        url = answer.links.get("next", {}).get("url")
-    return items
 
 
 @agents.command("import")
@@ -262,24 +200,6 @@ def validate_rules(file: Path) -> None:
     except RulesError as exc:
         raise _fail(str(exc)) from exc
     out.print(f"{file}: valid, {len(ruleset.rules)} rules")
-
-
-@keys.command("create")
-def create_key(
-    name: str,
-    scope: Annotated[
-        list[str] | None, typer.Option(help="ops (default), ingest or agent:<id>; repeatable")
-    ] = None,
-) -> None:
-    """A new random API key: printed once, in clear, with the entry (its SHA-256 digest only)
-    to add to SWITCHBOARD_API_KEYS."""
-    scope = scope or [OPS]
-    for s in scope:
-        if s not in (OPS, INGEST) and not (s.startswith("agent:") and len(s) > len("agent:")):
-            raise _fail(f"unknown scope {s!r}: use ops, ingest or {agent_scope('<id>')}")
-    key = new_key()
-    typer.echo(f"key (shown once): {key}")
-    typer.echo(json.dumps({"name": name, "sha256": hash_key(key), "scopes": scope}))
 
 
 @topics.command("apply")

@@ -1,7 +1,10 @@
-"""API keys with scopes: ``ingest`` (integrators), ``agent:<agent_id>`` (one agent), ``ops``.
+"""Callers and their scopes: ``ingest`` (integrators), ``agent:<agent_id>`` (one agent),
+``ops``. A caller shows an API key or, with single sign-on configured, an OIDC token.
 
 Keys are random 32-byte tokens, so a plain SHA-256 digest is enough to store them (a slow
-password hash protects low-entropy secrets, which these are not); only digests are configured.
+password hash protects low-entropy secrets, which these are not); only digests are held: those
+configured in ``SWITCHBOARD_API_KEYS`` and those of the ``auth.api_keys`` table, which
+shared/keytable.py keeps in step. A request costs a digest and a dict look-up either way.
 """
 
 from __future__ import annotations
@@ -9,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+import uuid
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
@@ -18,12 +22,23 @@ from shared.problems import Forbidden, TooManyRequests, Unauthorized
 from shared.ratelimit import RateLimiter, retry_after_header
 from shared.settings import ApiKeyEntry
 
+if TYPE_CHECKING:
+    from shared.sso import SsoVerifier
+
 OPS = "ops"
 INGEST = "ingest"
+AGENT_PREFIX = "agent:"
 
 
 def agent_scope(agent_id: str) -> str:
-    return f"agent:{agent_id}"
+    return f"{AGENT_PREFIX}{agent_id}"
+
+
+def is_known_scope(scope: str) -> bool:
+    """Whether a key may be given ``scope``: ops, ingest or agent:<id>."""
+    return scope in (OPS, INGEST) or (
+        scope.startswith(AGENT_PREFIX) and len(scope) > len(AGENT_PREFIX)
+    )
 
 
 def hash_key(key: str) -> str:
@@ -39,6 +54,8 @@ def new_key(prefix: str = "sb") -> str:
 class Principal:
     name: str
     scopes: frozenset[str]
+    # The stored key's id (auth.api_keys), whose use is recorded; None for other callers.
+    key_id: uuid.UUID | None = None
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes
@@ -50,32 +67,69 @@ class Principal:
 
 
 class KeyRing:
-    """The configured keys, by digest."""
+    """The keys a process accepts, by digest: the configured ones, and the stored ones that
+    shared/keytable.py hands over whenever the table changes. Stored keys whose use was seen
+    since the last ``take_used`` are remembered as a set of ids (no clock, no write)."""
 
     def __init__(self, entries: list[ApiKeyEntry]) -> None:
-        self._by_digest = {e.sha256: Principal(e.name, frozenset(e.scopes)) for e in entries}
+        self._configured = {e.sha256: Principal(e.name, frozenset(e.scopes)) for e in entries}
+        self._by_digest = dict(self._configured)
+        self._used: set[uuid.UUID] = set()
 
-    def authenticate(self, authorization: str | None) -> Principal:
-        if not authorization:
-            raise Unauthorized("missing Authorization: Bearer <key> header")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthorized("Authorization header must be 'Bearer <key>'")
+    def replace_stored(self, by_digest: dict[str, Principal]) -> None:
+        """Accept exactly these stored keys (with the configured ones, which win a clash)."""
+        self._by_digest = {**by_digest, **self._configured}
+
+    def take_used(self) -> set[uuid.UUID]:
+        """The stored keys used since the last call."""
+        used, self._used = self._used, set()
+        return used
+
+    def restore_used(self, used: set[uuid.UUID]) -> None:
+        """Give back uses ``take_used`` gave that could not be recorded."""
+        self._used |= used
+
+    def lookup(self, token: str) -> Principal | None:
+        """The caller a key belongs to, if it is one."""
         # Looked up by digest, not compared with every key: the table is keyed by SHA-256 of
         # the key, so a lookup's timing tells nothing about any key (only about digests,
         # which cannot be turned back into keys).
-        principal = self._by_digest.get(hash_key(token.strip()))
+        principal = self._by_digest.get(hash_key(token))
+        if principal is not None and principal.key_id is not None:
+            self._used.add(principal.key_id)
+        return principal
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        """The caller of an ``Authorization`` header with an API key; else Unauthorized."""
+        principal = self.lookup(bearer_token(authorization))
         if principal is None:
             raise Unauthorized("unknown API key")
         return principal
 
 
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header; else Unauthorized."""
+    if not authorization:
+        raise Unauthorized("missing Authorization: Bearer <key> header")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("Authorization header must be 'Bearer <key>'")
+    return token
+
+
 async def current_principal(request: Request) -> Principal:
-    """The caller, by its key; a key over its rate limit is answered 429. (async although it
-    never awaits: FastAPI runs plain ``def`` dependencies in a thread pool, which cost a fifth
-    of ingest's CPU per request.)"""
+    """The caller, by its key or single sign-on token; a caller over its rate limit is
+    answered 429. (async, although a key never awaits: FastAPI runs plain ``def``
+    dependencies in a thread pool, which cost a fifth of ingest's CPU per request.)"""
     keyring: KeyRing = request.app.state.keyring
-    principal = keyring.authenticate(request.headers.get("authorization"))
+    token = bearer_token(request.headers.get("authorization"))
+    principal = keyring.lookup(token)
+    if principal is None:
+        sso: SsoVerifier | None = request.app.state.sso
+        if sso is None or not sso.looks_like_token(token):
+            raise Unauthorized("unknown API key")
+        principal = await sso.principal(token)
     limiter: RateLimiter = request.app.state.key_limiter
     wait = limiter.acquire(principal.name, time.monotonic())
     if wait:

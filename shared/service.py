@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Request, Response
@@ -18,9 +18,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.auth import KeyRing, current_principal
 from shared.db import database_reachable
 from shared.kafka import broker_reachable
+from shared.keytable import key_table_running
 from shared.problems import install_problem_handlers, problem_response
 from shared.ratelimit import RateLimiter
 from shared.settings import CommonSettings
+from shared.sso import sso_running
 from shared.telemetry import RequestMetrics, install_telemetry
 from shared.textguard import unstorable_body, unstorable_request_line
 from shared.tracing import request_id_for
@@ -182,13 +184,14 @@ def service_app(
     *routers: APIRouter,
     body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
-    """A service's FastAPI app: its settings and keys on the state, errors as problems, body
+    """A service's FastAPI app: its settings and keys on the state (the stored keys and
+    single sign-on running around the service's own ``lifespan``), errors as problems, body
     size limit (``body_limits``: other limits for some paths), health endpoints, and its
     routes."""
     public = settings.docs_are_public
     app = FastAPI(
         title=title,
-        lifespan=lifespan,
+        lifespan=_with_credentials(settings, lifespan),
         openapi_url="/openapi.json" if public else None,
         docs_url="/docs" if public else None,
         redoc_url="/redoc" if public else None,
@@ -201,6 +204,7 @@ def service_app(
         app.include_router(keyed_docs(app))
     app.state.settings = settings
     app.state.keyring = KeyRing(settings.api_keys)
+    app.state.key_table = app.state.sso = None  # while the lifespan runs: _with_credentials
     app.state.key_limiter = RateLimiter(
         settings.rate_limit_per_key_per_s, settings.rate_limit_per_key_burst
     )
@@ -214,6 +218,23 @@ def service_app(
         body_limits=body_limits,
     )
     return app
+
+
+def _with_credentials(settings: CommonSettings, lifespan: Lifespan) -> Lifespan:
+    """``lifespan`` inside the stored keys' refresh and the single sign-on verifier: both are
+    there before the service's own start, so its first request already sees them."""
+
+    @asynccontextmanager
+    async def wrapped(app: FastAPI) -> AsyncIterator[None]:
+        async with (
+            key_table_running(app.state.keyring, settings) as table,
+            sso_running(settings) as sso,
+        ):
+            app.state.key_table, app.state.sso = table, sso
+            async with lifespan(app):
+                yield
+
+    return wrapped
 
 
 def keyed_docs(app: FastAPI) -> APIRouter:

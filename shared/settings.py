@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -79,6 +79,29 @@ class CommonSettings(BaseSettings):
     database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/switchboard"
     db_pool_size: int = 10
     api_keys: list[ApiKeyEntry] = []
+    # Keys managed at run time (auth.api_keys, through the router's /v1/keys): each process
+    # checks the table this often and takes up a change at once; 0 accepts configured keys
+    # only (and opens no database connection for keys).
+    keys_refresh_s: float = Field(default=2.0, ge=0)
+    # A stored key's last use is written at most this often (per process, per key).
+    keys_last_used_s: float = Field(default=60.0, gt=0)
+    # Single sign-on for agent frontends: OIDC JWT bearer tokens, signed by a key of the
+    # identity provider's JWKS, issued by oidc_issuer for oidc_audience. Unset: keys only.
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks_url: str | None = None
+    # The claim naming the agent (its value is the agent id; dotted for a nested claim), and
+    # the claim listing roles (a list, or a space-separated string) of which oidc_ops_role
+    # grants ops.
+    oidc_agent_claim: str = "sub"
+    oidc_role_claim: str = "roles"
+    oidc_ops_role: str = "switchboard-ops"
+    oidc_algorithms: list[str] = ["RS256", "PS256", "ES256", "EdDSA"]
+    oidc_leeway_s: float = Field(default=30.0, ge=0)
+    # The JWKS is read again after this long, and at once for a token signed by a key it
+    # does not hold (a rotation), but not more often than oidc_jwks_min_refresh_s.
+    oidc_jwks_cache_s: float = Field(default=300.0, gt=0)
+    oidc_jwks_min_refresh_s: float = Field(default=5.0, ge=0)
     max_body_bytes: int = 256 * 1024
     # Requests per second per API key (each process keeps its own buckets), with bursts.
     rate_limit_per_key_per_s: float = 1000.0
@@ -105,6 +128,24 @@ class CommonSettings(BaseSettings):
     docs_public: bool | None = None
     # OTLP/HTTP collector base URL (e.g. http://otel-collector:4318); unset: no traces.
     otlp_endpoint: str | None = None
+
+    @model_validator(mode="after")
+    def _oidc_whole(self) -> CommonSettings:
+        given = [self.oidc_issuer, self.oidc_audience, self.oidc_jwks_url]
+        if any(given) and not all(given):
+            raise ValueError("single sign-on needs oidc_issuer, oidc_audience and oidc_jwks_url")
+        if (
+            self.oidc_jwks_url
+            and not self.oidc_jwks_url.startswith("https://")
+            and self.environment != "development"
+        ):
+            raise ValueError("oidc_jwks_url must be https:// outside development")
+        return self
+
+    @property
+    def sso_enabled(self) -> bool:
+        """Whether OIDC tokens are accepted."""
+        return bool(self.oidc_jwks_url)
 
     @property
     def docs_are_public(self) -> bool:

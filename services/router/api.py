@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from services.router import handlers, pages
 from services.router.context import Context
 from services.router.idempotency import IdempotencyKey, once
+from services.router.keys_api import AgentKeyedOut, IssueKey, first_key, took_effect
 from services.router.pages import Cursor, MessageCount, PageLimit
 from services.router.rows import Conversation
 from services.router.schemas import (
@@ -57,11 +58,16 @@ async def _agent_out(store: RouterStore, agent_id: str) -> AgentOut:
     return AgentOut.of(agent)
 
 
-@router.put("/agents/{agent_id}", response_model=AgentOut, tags=["agents"])
+@router.put("/agents/{agent_id}", response_model=AgentKeyedOut, tags=["agents"])
 async def put_agent(
-    agent_id: AgentId, body: AgentIn, principal: PrincipalDep, uow: UowDep
+    agent_id: AgentId,
+    body: AgentIn,
+    principal: PrincipalDep,
+    uow: UowDep,
+    request: Request,
+    issue_key: IssueKey = False,
 ) -> AgentOut:
-    """Create or update an agent (ops)."""
+    """Create or update an agent (ops); with ``issue_key=true`` also its first key."""
     principal.require(OPS)
     async with uow() as ctx:
         await handlers.upsert_agent(
@@ -74,7 +80,12 @@ async def put_agent(
             team=body.team,
             max_load=body.max_load,
         )
-        return await _agent_out(ctx.store, agent_id)
+        agent = await _agent_out(ctx.store, agent_id)
+        if issue_key:
+            agent = await first_key(ctx, agent)
+    if issue_key:
+        took_effect(request)
+    return agent
 
 
 @router.put("/agents/{agent_id}/status", response_model=AgentOut, tags=["agents"])

@@ -20,6 +20,7 @@ from services.router.consumer import (
     sweep_forever,
 )
 from services.router.context import Policy
+from services.router.keys_api import router as keys_router
 from services.router.outbox import OutboxRelay
 from services.router.routing.rules import RulesSource
 from services.router.settings import RouterSettings
@@ -132,4 +133,6 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             await producer.stop()
             await engine.dispose()
 
-    return service_app("Switchboard router", settings, lifespan, stateful_checks, router)
+    return service_app(
+        "Switchboard router", settings, lifespan, stateful_checks, router, keys_router
+    )

@@ -125,7 +125,9 @@ async def test_operators_manage_agents_queues_conversations_rules_and_keys(
     assert "rule 'r1': priority:" in stderr and "(found 'apocalyptic')" in stderr
     assert "rules.0" not in stderr and "pydantic" not in stderr
 
-    code, stdout, _ = await switchboard("keys", "create", "night-bot", "--scope", "ingest", env={})
+    code, stdout, _ = await switchboard(
+        "keys", "create", "night-bot", "--scope", "ingest", "--env", env={}
+    )
     key = stdout.splitlines()[0].removeprefix("key (shown once): ")
     entry = json.loads(stdout.splitlines()[1])
     assert entry == {
