@@ -19,6 +19,7 @@ from services.metrics.report_cache import ReportCache
 from services.metrics.store import Filters, MetricsStore
 from shared.auth import INGEST, OPS, PrincipalDep
 from shared.events import Channel, CustomerTier, Priority, Skill
+from shared.params import CommaSeparated
 from shared.problems import BadRequest, Conflict, NotFound
 
 router = APIRouter()
@@ -135,7 +136,11 @@ def report_cache(request: Request) -> ReportCache:
 
 
 ReportsDep = Annotated[ReportCache, Depends(report_cache)]
-GroupBy = Annotated[list[Dimension], Query(description="dimensions to group by")]
+GroupBy = Annotated[
+    list[Dimension],
+    CommaSeparated,
+    Query(description="dimensions to group by: repeated, or comma-separated (channel,priority)"),
+]
 
 
 @router.get("/v1/metrics/summary", response_model=SummaryOut, tags=["metrics"])
