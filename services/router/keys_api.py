@@ -42,7 +42,7 @@ class KeyIn(BaseModel):
         default=None, description="when it stops working; none: when revoked"
     )
     expires_in_s: int | None = Field(
-        default=None, gt=0, description="or: this many seconds from now"
+        default=None, gt=0, le=10 * 365 * 86_400, description="or: this many seconds from now"
     )
 
 
