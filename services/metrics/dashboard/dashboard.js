@@ -157,7 +157,7 @@ async function refresh() {
   lineChart(document.getElementById("frt-chart"), series.buckets, "first_response_s");
   lineChart(document.getElementById("res-chart"), series.buckets, "resolution_s");
   slaChart(document.getElementById("sla-chart"), summary.groups);
-  rows(document.getElementById("queues"), queues, (q) => [q.channel, q.priority, q.depth, duration(q.oldest_wait_s)]);
+  rows(document.getElementById("queues"), queues, (q) => [q.channel, q.priority, q.skill || "", q.language || "", q.depth, duration(q.oldest_wait_s)]);
   rows(document.getElementById("agents"), agents, (a) => [
     a.agent_id, a.team || "", a.status,
     Object.entries(a.capacity).map(([c, n]) => `${c} ${a.load[c] || 0}/${n}`).join(", "),
