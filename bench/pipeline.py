@@ -141,15 +141,19 @@ def start_desk(bootstrap: str, database_url: str, agents: int, log_dir: Path) ->
     scopes = {"ingest": ["ingest"], "ops": ["ops"]} | {a: [agent_scope(a)] for a in agent_ids}
     entries = [{"name": n, "sha256": hash_key(k), "scopes": scopes[n]} for n, k in keys.items()]
     ports = {name: free_port() for name in ("ingest", "router", "metrics")}
+    intake_port = free_port()
     processes = {}
     for name, port in ports.items():
         env = service_env(name, port, bootstrap, database_url, entries, topics.namespace)
-        if name == "router":  # its outbox relay a process of its own, as deployed
+        if name == "router":  # as deployed: the relay and the intake processes of their own
             env["SWITCHBOARD_OUTBOX_RELAY"] = "separate"
             processes["relay"] = launch("router.relay", env, log_dir / "relay.log")
+            intake = {"SWITCHBOARD_ROLE": "intake", "SWITCHBOARD_PORT": str(intake_port)}
+            processes["intake"] = launch("router", env | intake, log_dir / "intake.log")
+            env["SWITCHBOARD_ROLE"] = "api"
         processes[name] = launch(name, env, log_dir / f"{name}.log")
     try:
-        for name, port in ports.items():
+        for name, port in (ports | {"intake": intake_port}).items():
             wait_ready(name, port, processes[name], timeout=60)
     except Exception:
         stop_all(processes)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from services.router.api import router
@@ -29,7 +30,7 @@ from services.router.wakeups import AgentWakeups
 from shared.consume import BatchConsumeLoop
 from shared.db import async_url, make_engine, make_sessionmaker
 from shared.kafka import TopicGuard, ensure_topics, make_consumer, make_producer
-from shared.service import service_app, stateful_checks
+from shared.service import ReadinessCheck, service_app, stateful_checks
 
 
 def create_app(settings: RouterSettings | None = None) -> FastAPI:
@@ -50,9 +51,6 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         sessions = make_sessionmaker(engine)
         producer = make_producer(settings)
         await producer.start()
-        consumer = make_consumer(
-            settings, settings.topics.inbound, group_id=settings.consumer_group
-        )
         relay = (
             OutboxRelay(
                 engine,
@@ -75,64 +73,91 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             async_url(settings.database_url).replace("+asyncpg", "", 1),
             max_waits_per_agent=settings.max_waits_per_agent,
         )
-        loop = BatchConsumeLoop(
-            consumer,
-            producer,
-            parse=parse_inbound,
-            apply=inbound_batch_applier(uow),
-            dead_letter_topic=settings.topics.dead_letter,
-            group_id=settings.consumer_group,
-            max_records=settings.inbound_batch_max_records,
-        )
-        deliveries_group = f"{settings.consumer_group}-deliveries"
-        deliveries_consumer = make_consumer(
-            settings,
-            settings.topics.delivery_events,
-            group_id=deliveries_group,
-            # A delivery status is for display: an idle consumer polling every 5 ms cost the
-            # router 4-8% of its CPU draining a backlog.
-            fetch_max_wait_ms=250,
-        )
-        # Both groups join at once: a join can take seconds.
-        await asyncio.gather(consumer.start(), deliveries_consumer.start())
-        deliveries = BatchConsumeLoop(
-            deliveries_consumer,
-            producer,
-            parse=parse_delivery,
-            apply=delivery_applier(uow),
-            dead_letter_topic=settings.topics.dead_letter,
-            group_id=deliveries_group,
-            max_records=500,
-        )
-        deliveries.start()
         app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
-        app.state.uow, app.state.wakeups, app.state.consume_loop = uow, wakeups, loop
-        loop.start()
+        app.state.uow, app.state.wakeups = uow, wakeups
+        intake = (
+            await _start_intake(app, settings, uow, producer) if settings.role != "api" else None
+        )
         tasks = [
             *([asyncio.create_task(relay.run(), name="router-outbox-relay")] if relay else []),
             asyncio.create_task(wakeups.run(), name="router-wakeups"),
-            asyncio.create_task(
-                sweep_forever(uow, settings.queue_sweep_interval_s), name="router-queue-sweep"
-            ),
         ]
         try:
             yield
         finally:
-            await loop.stop()
-            await deliveries.stop()
-            await deliveries_consumer.stop()
+            if intake is not None:
+                await intake.aclose()
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-            await consumer.stop()
             if relay is not None:
                 await relay.flush()
                 await relay.release()
             await producer.stop()
             await engine.dispose()
 
-    return service_app(
-        "Switchboard router", settings, lifespan, stateful_checks, router, keys_router
+    checks = api_checks if settings.role == "api" else stateful_checks
+    return service_app("Switchboard router", settings, lifespan, checks, router, keys_router)
+
+
+def api_checks(app: FastAPI) -> dict[str, ReadinessCheck]:
+    """Readiness of a router that only serves the agent API (no consumer of its own)."""
+    return {name: check for name, check in stateful_checks(app).items() if name != "consumer"}
+
+
+async def _start_intake(
+    app: FastAPI, settings: RouterSettings, uow: UnitOfWork, producer: AIOKafkaProducer
+) -> contextlib.AsyncExitStack:
+    """The intake of inbound messages and delivery statuses, and the queue sweep, started;
+    closing the stack stops them. The inbound loop is ``app.state.consume_loop``."""
+    stack = contextlib.AsyncExitStack()
+    consumer = make_consumer(settings, settings.topics.inbound, group_id=settings.consumer_group)
+    deliveries_group = f"{settings.consumer_group}-deliveries"
+    deliveries_consumer = make_consumer(
+        settings,
+        settings.topics.delivery_events,
+        group_id=deliveries_group,
+        # A delivery status is for display: an idle consumer polling every 5 ms cost the
+        # router 4-8% of its CPU draining a backlog.
+        fetch_max_wait_ms=250,
     )
+    # Both groups join at once: a join can take seconds.
+    await asyncio.gather(consumer.start(), deliveries_consumer.start())
+    stack.push_async_callback(consumer.stop)
+    stack.push_async_callback(deliveries_consumer.stop)
+    loop = BatchConsumeLoop(
+        consumer,
+        producer,
+        parse=parse_inbound,
+        apply=inbound_batch_applier(uow),
+        dead_letter_topic=settings.topics.dead_letter,
+        group_id=settings.consumer_group,
+        max_records=settings.inbound_batch_max_records,
+    )
+    deliveries = BatchConsumeLoop(
+        deliveries_consumer,
+        producer,
+        parse=parse_delivery,
+        apply=delivery_applier(uow),
+        dead_letter_topic=settings.topics.dead_letter,
+        group_id=deliveries_group,
+        max_records=500,
+    )
+    sweep = asyncio.create_task(
+        sweep_forever(uow, settings.queue_sweep_interval_s), name="router-queue-sweep"
+    )
+
+    async def stop_sweep() -> None:
+        sweep.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweep
+
+    stack.push_async_callback(stop_sweep)
+    deliveries.start()
+    stack.push_async_callback(deliveries.stop)
+    app.state.consume_loop = loop
+    loop.start()
+    stack.push_async_callback(loop.stop)  # callbacks run last-in first-out: loops stop first
+    return stack

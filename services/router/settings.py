@@ -27,6 +27,13 @@ class RouterSettings(CommonSettings):
     # (``python -m services.router.relay``, woken by NOTIFY), which then has a core to itself
     # and leaves the router's to routing (a draining router spent a third of its CPU relaying).
     outbox_relay: Literal["in-process", "separate"] = "in-process"
+    # What this process does: ``all`` (the agent API, the intake of inbound messages and
+    # delivery statuses, and the queue sweep), ``api`` (the agent API only) or ``intake`` (the
+    # consumers and the sweep; its HTTP port still answers health, readiness and metrics).
+    # Split, the intake's transactions no longer wait behind API requests on one event loop:
+    # in the bench's desk at 25 msg/s a one-message intake took 22 ms of wall time for a few
+    # ms of work, and ingest-to-assigned was p50 53 ms, p99 185 ms (docs/throughput.md).
+    role: Literal["all", "api", "intake"] = "all"
     # One replica's outbox relay publishes at a time, holding a lease renewed as it works; a
     # replica that dies hands over when its lease runs out (events wait that long).
     outbox_lease_s: float = Field(default=5.0, gt=0)

@@ -68,14 +68,13 @@ def test_every_dashboard_query_names_a_metric_the_services_export():
 def test_scrape_config_covers_the_three_services_with_an_ops_key():
     config = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
-    assert {jobs[f"switchboard-{s}"]["metrics_path"] for s in ("ingest", "router", "metrics")} == {
-        "/metrics/service"
-    }
+    services = ("ingest", "router", "router-intake", "metrics")
+    assert {jobs[f"switchboard-{s}"]["metrics_path"] for s in services} == {"/metrics/service"}
     assert jobs["switchboard-desk"]["metrics_path"] == "/metrics"
     ports = {
         t.split(":")[1] for j in jobs.values() for c in j["static_configs"] for t in c["targets"]
     }
-    assert ports == {"8001", "8002", "8003"}
+    assert ports == {"8001", "8002", "8003", "8004"}
     assert all(j["authorization"]["type"] == "Bearer" for j in jobs.values())
     datasource = yaml.safe_load(
         (DEPLOY / "grafana/provisioning/datasources/prometheus.yml").read_text()
@@ -116,7 +115,11 @@ def test_every_service_probes_readyz_and_healthz_and_several_routers_run():
     docs = [d for _, d in manifests()]
     deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
     services = {f"switchboard-{s}" for s in ("ingest", "router", "metrics")}
-    assert set(deployments) == services | {"switchboard-ingest-proxy", "switchboard-router-relay"}
+    assert set(deployments) == services | {
+        "switchboard-ingest-proxy",
+        "switchboard-router-relay",
+        "switchboard-router-intake",
+    }
     for d in (deployments[name] for name in services):
         (container,) = d["spec"]["template"]["spec"]["containers"]
         assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
@@ -128,6 +131,11 @@ def test_every_service_probes_readyz_and_healthz_and_several_routers_run():
     # The routers leave their events to the relay deployment, which runs standby replicas.
     (router,) = deployments["switchboard-router"]["spec"]["template"]["spec"]["containers"]
     assert {"name": "SWITCHBOARD_OUTBOX_RELAY", "value": "separate"} in router["env"]
+    # The routers serve the agent API; the intake deployment applies the inbound messages.
+    assert {"name": "SWITCHBOARD_ROLE", "value": "api"} in router["env"]
+    (intake,) = deployments["switchboard-router-intake"]["spec"]["template"]["spec"]["containers"]
+    assert {"name": "SWITCHBOARD_ROLE", "value": "intake"} in intake["env"]
+    assert intake["readinessProbe"]["httpGet"]["path"] == "/readyz"
     relay = deployments["switchboard-router-relay"]
     (container,) = relay["spec"]["template"]["spec"]["containers"]
     assert container["command"] == ["python", "-m", "services.router.relay"]
@@ -193,6 +201,8 @@ def test_the_compose_file_is_valid_and_runs_one_image_for_the_three_services(tmp
         assert services[s]["environment"]["SWITCHBOARD_DOCS_PUBLIC"] == "false"
     assert services["router"]["environment"]["SWITCHBOARD_OUTBOX_RELAY"] == "separate"
     assert services["router-relay"]["command"] == ["python", "-m", "services.router.relay"]
+    assert services["router"]["environment"]["SWITCHBOARD_ROLE"] == "api"
+    assert services["router-intake"]["environment"]["SWITCHBOARD_ROLE"] == "intake"
 
 
 # ---------------------------------------------------------------- the proxy in front of ingest
