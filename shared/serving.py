@@ -1,5 +1,7 @@
-"""How every service is served: uvicorn's h11 protocol with deadlines on slow clients and a cap
-on open connections, so idle or slow sockets cannot use up a process's file descriptors.
+"""How every service is served: uvicorn's httptools protocol (HTTP parsed in C; pure-Python h11
+cost the router about a third of its CPU per request, docs/throughput.md) with deadlines on
+slow clients and a cap on open connections, so idle or slow sockets cannot use up a process's
+file descriptors.
 
 uvicorn times out only the idle time between requests (and any byte resets that), so a
 connection that never sends a request, or sends it a byte at a time, is held for ever; and its
@@ -23,10 +25,9 @@ import logging
 import resource
 from typing import Any, ClassVar, Literal
 
-import h11
 import uvicorn
 from starlette.types import ASGIApp
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from shared.settings import CommonSettings
 
@@ -56,9 +57,9 @@ class ConnectionGuard:
         self.header_timeout_s = header_timeout_s
         self.body_timeout_s = body_timeout_s
         self.keepalive_timeout_s = keepalive_timeout_s
-        self.idle: dict[GuardedH11Protocol, None] = {}  # insertion order: idle longest first
+        self.idle: dict[GuardedProtocol, None] = {}  # insertion order: idle longest first
 
-    def admit(self, newcomer: GuardedH11Protocol) -> None:
+    def admit(self, newcomer: GuardedProtocol) -> None:
         """Make room for a new connection: past the cap, close the connection idle longest;
         with none idle, the newcomer's request is answered 503."""
         if len(newcomer.connections) <= self.max_connections:
@@ -73,19 +74,20 @@ class ConnectionGuard:
         logger.info("connection cap reached: closed the connection idle longest")
         oldest.transport.close()
 
-    def protocol_class(self) -> type[GuardedH11Protocol]:
+    def protocol_class(self) -> type[GuardedProtocol]:
         """The protocol uvicorn builds per connection, bound to this guard."""
         guard = self
 
-        class Protocol(GuardedH11Protocol):
+        class Protocol(GuardedProtocol):
             pass
 
         Protocol.guard = guard
         return Protocol
 
 
-class GuardedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with the phases and deadlines of this module's docstring."""
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with the phases and deadlines of this module's
+    docstring."""
 
     guard: ClassVar[ConnectionGuard]
 
@@ -94,6 +96,15 @@ class GuardedH11Protocol(H11Protocol):
         self.timeout_keep_alive = self.guard.keepalive_timeout_s  # type: ignore[assignment]
         self.phase: Phase | None = None
         self.deadline: asyncio.TimerHandle | None = None
+        self.reading_body = False  # from a request's headers to its last body byte
+
+    def on_headers_complete(self) -> None:
+        self.reading_body = True
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self.reading_body = False
+        super().on_message_complete()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -115,10 +126,10 @@ class GuardedH11Protocol(H11Protocol):
     def _current_phase(self) -> Phase:
         if self.transport.is_closing():
             return "closed"
-        if self.conn.their_state is h11.SEND_BODY:
+        if self.reading_body:
             return "body"
         between_requests = self.cycle is None or self.cycle.response_complete
-        if self.conn.their_state is h11.IDLE and between_requests:
+        if between_requests:
             return "headers" if self.timeout_keep_alive_task is None else "keep-alive"
         return "app"
 
