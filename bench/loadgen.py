@@ -4,16 +4,13 @@ slow server shows up as latency, not as a politely lower offered rate."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
-CLIENT_CONNECTIONS = 10
+from bench.http1 import Client, HTTPError
 
 
 @dataclass
@@ -56,33 +53,20 @@ async def run_load(
 
     Latency counts from when a request was due, not from when a connection was free, so a
     server that falls behind shows its backlog (no coordinated omission). At most
-    ``connections`` requests are in flight: httpcore's pool gets quadratically slower with
-    thousands of requests waiting inside it."""
+    ``connections`` requests are in flight; the others wait for a connection, untimed."""
     result = LoadResult(offered_rate=rate, duration_s=duration_s)
-    # Clients of CLIENT_CONNECTIONS each: httpcore scans a client's whole pool on every
-    # request (see simulated_agents in bench/pipeline.py for what that cost).
-    per_client = min(CLIENT_CONNECTIONS, connections)
-    limits = httpx.Limits(max_connections=per_client, max_keepalive_connections=per_client)
-    gate = asyncio.Semaphore(connections)
-    async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(timeout=30, limits=limits, headers=headers)
-            )
-            for _ in range(-(-connections // per_client))
-        ]
+    async with Client(max_connections=connections, timeout=30, headers=headers) as client:
 
         async def one(i: int, due: float) -> None:
-            async with gate:
-                try:
-                    answer = await clients[i % len(clients)].post(url, json=body(i))
-                except httpx.HTTPError as exc:
-                    result.errors[type(exc).__name__] += 1
-                    return
-                result.latencies_s.append(time.perf_counter() - due)
-                result.statuses[answer.status_code] += 1
-                if keep_bodies and answer.status_code == 202:
-                    result.bodies.append(answer.json())
+            try:
+                answer = await client.post(url, json=body(i))
+            except HTTPError as exc:
+                result.errors[type(exc).__name__] += 1
+                return
+            result.latencies_s.append(time.perf_counter() - due)
+            result.statuses[answer.status_code] += 1
+            if keep_bodies and answer.status_code == 202:
+                result.bodies.append(answer.json())
 
         total = int(rate * duration_s)
         start = time.perf_counter()

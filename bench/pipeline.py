@@ -18,9 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from sqlalchemy import text
 
+from bench.http1 import Client, HTTPError
 from bench.loadgen import LoadResult, run_load
 from bench.stats import pct
 from devtools.run import launch, stop_all, wait_ready
@@ -203,13 +203,8 @@ async def simulated_agents(
     """Every agent: online, long-poll, reply after a think time, resolve (``ready`` is set
     once every agent is online)."""
     stats = AgentStats()
-    # A client per agent, as each agent's frontend is its own: one client shared by 60 agents
-    # spent most of this process's CPU in httpcore scanning its pool of 130 connections on
-    # every request (AsyncConnectionPool._assign_requests_to_connections).
-    clients = {
-        a: httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=4))
-        for a in desk.agents
-    }
+    # A client per agent, as each agent's frontend is its own.
+    clients = {a: Client(max_connections=4, timeout=30) for a in desk.agents}
     async with contextlib.AsyncExitStack() as stack:
         for client in clients.values():
             await stack.enter_async_context(client)
@@ -260,7 +255,7 @@ async def simulated_agents(
                         params=params,
                         headers=desk.headers(agent),
                     )
-                except httpx.HTTPError:
+                except HTTPError:
                     stats.errors += 1
                     continue
                 body = answer.json()
