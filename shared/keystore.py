@@ -11,7 +11,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-Db = AsyncSession | AsyncConnection
+from shared import rawdb
+
+Db = AsyncSession | AsyncConnection | rawdb.Connection
 
 _COLUMNS = (
     "id, name, scopes, sha256, previous_sha256, previous_valid_until, created_at, rotated_at,"

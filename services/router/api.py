@@ -144,7 +144,7 @@ async def _inbox(
 ) -> tuple[int, AssignmentsOut | None]:
     """The agent's cursor, and its assignments if there is something to say since ``since``
     (holding a connection only while it reads)."""
-    async with reading(request.app.state.sessions) as store:
+    async with reading(request.app.state.engine) as store:
         details = await store.agent_details(agent_id)
         if details is None:
             raise NotFound(f"agent {agent_id!r} does not exist")
@@ -204,7 +204,7 @@ async def find_conversation(
     conversation's agent; else 404, as for a message the router has not applied yet)."""
     if (key is None) == (message_id is None):
         raise BadRequest("give exactly one of key and message_id")
-    async with reading(request.app.state.sessions) as store:
+    async with reading(request.app.state.engine) as store:
         if key is not None:
             conv = _shown(principal, await store.latest_for_key(key), f"of key {key!r}")
         else:
@@ -228,7 +228,7 @@ async def get_conversation(
     """A conversation's state, classification (with the rules that fired), agent, group chat
     and latest messages, each with the provider's references to its media and, for an edit,
     the message it edits (earlier ones: ``/messages?before=<earlier_messages>``)."""
-    async with reading(request.app.state.sessions) as store:
+    async with reading(request.app.state.engine) as store:
         conv = await _visible(store, principal, conversation_id)
         count = messages or _settings(request).conversation_messages
         found = await store.latest_messages([conv.id], limit=count)
@@ -249,7 +249,7 @@ async def get_messages(
 ) -> MessagesOut:
     """A conversation's messages before a cursor (without one, the latest), oldest first."""
     seq = pages.decode(before, (int,))[0] if before is not None else None
-    async with reading(request.app.state.sessions) as store:
+    async with reading(request.app.state.engine) as store:
         conv = await _visible(store, principal, conversation_id)
         count = limit or _settings(request).conversation_messages
         found = await store.latest_messages([conv.id], limit=count, before=seq)
@@ -327,7 +327,7 @@ async def list_agents(
     principal.require(OPS)
     size = limit or _settings(request).list_page_size
     (after,) = pages.decode(cursor, (str,)) if cursor is not None else ("",)
-    async with reading(request.app.state.sessions) as store:
+    async with reading(request.app.state.engine) as store:
         found = await store.agents(after=after, limit=size + 1)
     page = found[:size]
     pages.link_next(request, response, [page[-1].id] if len(found) > size else None, size)
@@ -347,7 +347,7 @@ async def list_queues(
     principal.require(OPS)
     size = limit or _settings(request).list_page_size
     skill, language = pages.decode(cursor, (str, str)) if cursor is not None else ("", "")
-    async with reading(request.app.state.sessions) as store:
+    async with reading(request.app.state.engine) as store:
         found = await store.queue_stats(datetime.now(UTC), after=(skill, language), limit=size + 1)
     page = found[:size]
     last = [page[-1]["skill"], page[-1]["language"]] if len(found) > size else None
@@ -471,7 +471,7 @@ async def get_ticket(
     case it is quoted."""
     principal.require(OPS)
     ticket = ticket.upper()  # numbers are issued upper-case (base32)
-    async with reading(request.app.state.sessions) as store:
+    async with reading(request.app.state.engine) as store:
         conv = await store.latest_for_key(f"form:{ticket}")
         if conv is None:
             raise NotFound(f"ticket {ticket} not found")

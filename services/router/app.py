@@ -28,7 +28,7 @@ from services.router.settings import RouterSettings
 from services.router.uow import UnitOfWork
 from services.router.wakeups import AgentWakeups
 from shared.consume import BatchConsumeLoop
-from shared.db import async_url, make_engine, make_sessionmaker
+from shared.db import async_url, make_engine
 from shared.kafka import TopicGuard, ensure_topics, make_consumer, make_producer
 from shared.service import ReadinessCheck, service_app, stateful_checks
 
@@ -40,7 +40,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await ensure_topics(settings)
-        # No overflow: each router use case holds one session at a time (shared/db.py).
+        # No overflow: each router use case holds one connection at a time (shared/db.py).
         engine = make_engine(
             settings.database_url,
             pool_size=settings.db_pool_size,
@@ -48,7 +48,6 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             pool_timeout_s=settings.db_pool_timeout_s,
             jit=False,  # short indexed statements only; see make_engine
         )
-        sessions = make_sessionmaker(engine)
         producer = make_producer(settings)
         await producer.start()
         relay = (
@@ -68,12 +67,12 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             reopen_window=timedelta(seconds=settings.reopen_window_s),
             reroute_answered_on_leave=settings.reroute_answered_on_leave,
         )
-        uow = UnitOfWork(sessions, relay, settings.topics, rules, policy)
+        uow = UnitOfWork(engine, relay, settings.topics, rules, policy)
         wakeups = AgentWakeups(
             async_url(settings.database_url).replace("+asyncpg", "", 1),
             max_waits_per_agent=settings.max_waits_per_agent,
         )
-        app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
+        app.state.engine, app.state.producer = engine, producer
         app.state.uow, app.state.wakeups = uow, wakeups
         intake = (
             await _start_intake(app, settings, uow, producer) if settings.role != "api" else None

@@ -32,7 +32,7 @@ async def receive_messages(
     ``traces``: each message's trace (a W3C carrier as JSON, from its record's headers), which
     the events it causes and its assignment span continue."""
     traces = traces or {}
-    store = IntakeStore(ctx.store.session)
+    store = IntakeStore(ctx.store.db)
     seen = await store.applied([m.message_id for m in messages])
     fresh = [m for m in messages if m.message_id not in seen]
     keys = list(dict.fromkeys(m.conversation_key for m in fresh))

@@ -115,7 +115,7 @@ IssueKey = Annotated[
 async def first_key(ctx: Context, agent: AgentOut) -> AgentKeyedOut:
     """``agent`` with its first key, issued in the transaction that created it."""
     scope = agent_scope(agent.id)
-    issued = await keys.issue(ctx.store.session, name=scope, scopes=[scope], now=ctx.now)
+    issued = await keys.issue(ctx.store.db, name=scope, scopes=[scope], now=ctx.now)
     return AgentKeyedOut(**agent.model_dump(), key=IssuedKeyOut.issued(issued, ctx.now))
 
 
@@ -145,7 +145,7 @@ async def create_key(
         if body.expires_in_s is not None:
             expires_at = ctx.now + timedelta(seconds=body.expires_in_s)
         issued = await keys.issue(
-            ctx.store.session,
+            ctx.store.db,
             name=body.name,
             scopes=list(dict.fromkeys(body.scopes)),
             now=ctx.now,
@@ -176,8 +176,8 @@ async def list_keys(
             after = (name, uuid.UUID(key_id))
         except ValueError as exc:
             raise BadRequest("the cursor is not one this API gave") from exc
-    async with reading(request.app.state.sessions) as store:
-        found = await keystore.listed(store.session, revoked=revoked, after=after, limit=size + 1)
+    async with reading(request.app.state.engine) as store:
+        found = await keystore.listed(store.db, revoked=revoked, after=after, limit=size + 1)
     page = found[:size]
     last = [page[-1].name, str(page[-1].id)] if len(found) > size else None
     pages.link_next(request, response, last, size)
@@ -198,7 +198,7 @@ async def rotate_key(
     principal.require(OPS)
     grace = timedelta(seconds=body.grace_s if body else 0)
     async with uow() as ctx:
-        issued = await keys.rotate(ctx.store.session, key_id, now=ctx.now, grace=grace)
+        issued = await keys.rotate(ctx.store.db, key_id, now=ctx.now, grace=grace)
     took_effect(request)
     return IssuedKeyOut.issued(issued, ctx.now)
 
@@ -210,6 +210,6 @@ async def revoke_key(
     """Revoke the key (ops): refused by every service within seconds; kept, as revoked."""
     principal.require(OPS)
     async with uow() as ctx:
-        row = await keys.revoke(ctx.store.session, key_id, now=ctx.now)
+        row = await keys.revoke(ctx.store.db, key_id, now=ctx.now)
     took_effect(request)
     return KeyOut.of(row, ctx.now)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import TextClause, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from services.router.routing.classify import UNKNOWN_LANGUAGE, Classification
 from services.router.routing.select import AgentView, Need
@@ -30,6 +30,7 @@ from services.router.rows import (
     conversation_of,
     stored_message_of,
 )
+from shared import rawdb
 from shared.events import AgentStatus, Attachment, Channel, CustomerTier, Priority
 from shared.tracing import carrier_json
 
@@ -58,11 +59,14 @@ def _statement(sql: str) -> TextClause:
 
 
 class RouterStore:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    """The router's statements on ``db``: a connection of shared/rawdb.py (the services), or
+    a SQLAlchemy session or connection (tools and tests)."""
+
+    def __init__(self, db: rawdb.Connection | AsyncSession | AsyncConnection) -> None:
+        self.db = db
 
     async def _exec(self, sql: str, **params: Any) -> Any:
-        return await self.session.execute(_statement(sql), params)
+        return await self.db.execute(_statement(sql), params)
 
     # ------------------------------------------------------------ messages
 

@@ -1,5 +1,6 @@
 """The router's unit of work: one transaction, committed on success, rolled back on error;
-after a commit the outbox relay is woken to publish what the transaction wrote."""
+after a commit the outbox relay is woken to publish what the transaction wrote. Statements
+run on asyncpg directly, on the engine's pooled connections (shared/rawdb.py)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.router.context import Context, Policy
 from services.router.outbox import OutboxRelay
 from services.router.routing.rules import RulesSource
 from services.router.store import RouterStore
+from shared import rawdb
 from shared.settings import Topics
 
 
 class UnitOfWork:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         relay: OutboxRelay | None,
         topics: Topics,
         rules: RulesSource,
         policy: Policy,
     ) -> None:
-        self.sessions = sessions
+        self.engine = engine
         self.relay = relay
         self.topics = topics
         self.rules = rules
@@ -34,27 +36,25 @@ class UnitOfWork:
     @asynccontextmanager
     async def __call__(self, now: datetime | None = None) -> AsyncIterator[Context]:
         """A transaction with the rules in force and the time it runs at."""
-        async with self.sessions() as session:
-            async with session.begin():
-                ctx = Context(
-                    RouterStore(session),
-                    self.topics,
-                    self.rules.current(),
-                    self.policy,
-                    now or datetime.now(UTC),
-                )
-                yield ctx
-                if ctx.outbox:
-                    await ctx.store.enqueue(ctx.outbox)
+        async with rawdb.transaction(self.engine) as db:
+            ctx = Context(
+                RouterStore(db),
+                self.topics,
+                self.rules.current(),
+                self.policy,
+                now or datetime.now(UTC),
+            )
+            yield ctx
+            if ctx.outbox:
+                await ctx.store.enqueue(ctx.outbox)
         if ctx.outbox and self.relay is not None:  # else a relay process is notified
             self.relay.wake()
 
 
 @asynccontextmanager
-async def reading(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[RouterStore]:
+async def reading(engine: AsyncEngine) -> AsyncIterator[RouterStore]:
     """A store for reads only: nothing is written, nothing published. Each statement is its
     own transaction (autocommit): under READ COMMITTED each statement has its own snapshot
     anyway, and BEGIN and ROLLBACK were two round trips of a poll's five."""
-    async with sessions() as session:
-        await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        yield RouterStore(session)
+    async with rawdb.autocommit(engine) as db:
+        yield RouterStore(db)

@@ -248,7 +248,7 @@ async def test_a_batch_leaves_what_one_message_at_a_time_leaves(two_databases, s
     policy = Policy(offer_timeout_s={Channel.EMAIL: 120.0} if scenario.offers else {})
     topics = Topics(namespace="equivalence")
     one_at_a_time, batched = (
-        UnitOfWork(sessions, _Relay(), topics, rules, policy)  # type: ignore[arg-type]
+        UnitOfWork(sessions.kw["bind"], _Relay(), topics, rules, policy)  # type: ignore[arg-type]
         for sessions in two_databases
     )
     await asyncio.gather(

@@ -67,9 +67,8 @@ async def test_applying_inbound_messages_scans_no_table_that_grows_with_history(
         if statement.lstrip().upper().startswith(("SELECT", "WITH", "INSERT", "UPDATE")):
             captured.append((statement, parameters))
 
-    sessions = make_sessionmaker(history_db)
     uow = UnitOfWork(
-        sessions,
+        history_db,
         _Relay(),  # type: ignore[arg-type]
         Topics(namespace="plans"),
         RulesSource(DEFAULT_RULES_PATH),
