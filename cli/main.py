@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.progress import Progress
 from rich.table import Table
+from rich.text import Text
 
-from cli.agents_file import AgentsFileError, read_agents
+from cli.agents_file import AgentsFileError, Refusal, read_agents, schema_refusals
 from cli.calls import KeyOption, RouterOption, _call, _client, _every_page, _fail, err, out
 from cli.keys import keys
 from cli.replay import replay_dead_letters
@@ -36,28 +38,80 @@ app.add_typer(topics, name="topics")
 @agents.command("import")
 def import_agents(
     file: Annotated[Path, typer.Argument(help="agents as CSV or YAML")],
+    atomic: Annotated[
+        bool,
+        typer.Option(
+            "--atomic",
+            help="save nothing unless every row is valid (the default saves the valid rows)",
+        ),
+    ] = False,
     key: KeyOption = None,
     router: RouterOption = None,
 ) -> None:
-    """Create or update every agent of a CSV or YAML file (a progress bar shows the way)."""
+    """Create or update every agent of a CSV or YAML file (a progress bar shows the way).
+
+    Each row is checked on its own: the valid ones are saved, each refused one is named with
+    its line, column and reason, and the exit code is 1 if any was refused. With --atomic a
+    refused row saves nothing."""
     settings = CliSettings()
     try:
-        found = read_agents(file)
+        rows = read_agents(file)
     except AgentsFileError as exc:
         raise _fail(str(exc)) from exc
-    failures = []
+    valid = [row for row in rows if row.valid]
+    saved = 0
+    if atomic and len(valid) < len(rows):
+        valid = []
     with _client(router or settings.router_url, key, settings) as client, Progress() as bar:
-        task = bar.add_task(f"importing {len(found)} agents", total=len(found))
-        for agent_id, body in found:
-            answer = client.put(f"/v1/agents/{agent_id}", json=body)
-            if answer.is_error:
-                failures.append(f"{agent_id}: {answer.status_code} {answer.text[:300]}")
+        task = bar.add_task(f"importing {len(valid)} agents", total=len(valid))
+        for row in valid:
+            row.refusals += _put_agent(client, row.agent_id, row.body)
+            saved += row.valid
             bar.advance(task)
-    out.print(f"{len(found) - len(failures)} of {len(found)} agents saved")
-    if failures:
-        for failure in failures:
-            err.print(f"[red]refused[/red] {failure}")
+            if atomic and not row.valid:
+                break  # the router has no multi-agent transaction: stop at the first refusal
+    out.print(f"{saved} of {len(rows)} agents saved")
+    refused = [row for row in rows if not row.valid]
+    for row in refused:
+        for refusal in row.refusals:
+            err.print(
+                Text.assemble(
+                    ("refused", "red"),
+                    f" {row.where}, agent {row.agent_id or '?'}, column {refusal.column}: "
+                    f"{refusal.reason}",
+                ),
+                soft_wrap=True,
+            )
+    if refused:
+        if atomic and saved == 0:
+            err.print(f"--atomic: nothing saved, {len(refused)} of {len(rows)} rows refused")
+        elif atomic:
+            err.print(f"--atomic: the router refused a row; the {saved} before it were saved")
         raise typer.Exit(1)
+
+
+def _put_agent(client: httpx.Client, agent_id: str, body: dict[str, Any]) -> list[Refusal]:
+    """Save one agent; what the router refused of it (nothing when saved)."""
+    try:
+        answer = client.put(f"/v1/agents/{agent_id}", json=body)
+    except httpx.HTTPError as exc:
+        return [Refusal("-", f"PUT {client.base_url}/v1/agents/{agent_id}: {exc}")]
+    if not answer.is_error:
+        return []
+    try:
+        problem = answer.json()
+    except ValueError:
+        problem = {}
+    errors = problem.get("errors") if isinstance(problem, dict) else None
+    if answer.status_code == 422 and isinstance(errors, list) and errors:
+        # loc is ["body", column, ...] or ["path", "agent_id"]
+        return schema_refusals(
+            [{**e, "loc": ["id"] if e["loc"][0] == "path" else e["loc"][1:]} for e in errors]
+        )
+    detail = problem.get("detail") if isinstance(problem, dict) else None
+    return [
+        Refusal("-", f"the router answered {answer.status_code}: {detail or answer.text[:300]}")
+    ]
 
 
 @agents.command("list")

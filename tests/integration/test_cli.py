@@ -60,7 +60,8 @@ async def test_operators_manage_agents_queues_conversations_rules_and_keys(
             "agents", "import", str(tmp_path / "agents.csv"), env=env
         )
         assert code == 1 and "2 of 3 agents saved" in stdout
-        assert "cli-bad" in stderr and "422" in stderr  # a skill level of 9 is refused
+        # a skill level of 9 is refused, naming the row's line and column
+        assert "agents.csv line 4, agent cli-bad, column skills: security:" in stderr
         code, stdout, _ = await switchboard(
             "agents", "import", str(tmp_path / "agents.yaml"), env=env
         )
@@ -137,6 +138,58 @@ async def test_operators_manage_agents_queues_conversations_rules_and_keys(
     }
     code, _, stderr = await switchboard("keys", "create", "x", "--scope", "root", env={})
     assert code == 1 and "unknown scope" in stderr
+
+
+MIXED_CSV = """id,name,skills,languages,capacity,team,max_load
+imp-ann,Ann,security:3,en,chat:2,,
+imp-bo,Bo,funds:two,en,chat:1,,
+imp-cy,Cy,general:2,en;zh,chat:1,L1,5
+imp-dee,Dee,general:2,english,chat:1,,
+imp-eve,Eve,general:1,en,chat:1,,lots
+"""
+
+
+async def test_an_import_saves_the_valid_rows_and_names_each_refused_one(common, ids, tmp_path):
+    """One bad cell refuses its row, not the file; --atomic refuses the file instead."""
+    import httpx
+
+    app = create_app(RouterSettings(**common))
+    async with serving(app) as router:
+        env = {"SWITCHBOARD_ROUTER_URL": router, "SWITCHBOARD_OPS_KEY": ids.ops}
+        atomic_csv = tmp_path / "atomic.csv"
+        atomic_csv.write_text(MIXED_CSV.replace("imp-", "atom-"))
+        code, stdout, stderr = await switchboard(
+            "agents", "import", "--atomic", str(atomic_csv), env=env
+        )
+        assert code == 1 and "0 of 5 agents saved" in stdout
+        assert "nothing saved, 3 of 5 rows refused" in stderr
+        async with httpx.AsyncClient(base_url=router, headers=ids.as_ops) as http:
+            assert not [a for a in (await http.get("/v1/agents")).json() if "atom-" in a["id"]]
+
+        mixed = tmp_path / "agents.csv"
+        mixed.write_text(MIXED_CSV)
+        code, stdout, stderr = await switchboard("agents", "import", str(mixed), env=env)
+        assert code == 1 and "2 of 5 agents saved" in stdout
+        refused = [line for line in stderr.splitlines() if line.startswith("refused")]
+        assert refused == [
+            "refused agents.csv line 3, agent imp-bo, column skills: 'funds:two' is not "
+            "name:number",
+            "refused agents.csv line 5, agent imp-dee, column languages: 0: String should "
+            "match pattern '^[a-zA-Z]{2,3}(-[A-Za-z0-9]{2,8})*$' (found 'english')",
+            "refused agents.csv line 6, agent imp-eve, column max_load: 'lots' is not a number",
+        ]
+        async with httpx.AsyncClient(base_url=router, headers=ids.as_ops) as http:
+            saved = {a["id"]: a for a in (await http.get("/v1/agents")).json()}
+        assert {i for i in saved if i.startswith("imp-")} == {"imp-ann", "imp-cy"}
+        assert saved["imp-cy"]["max_load"] == 5 and saved["imp-cy"]["languages"] == ["en", "zh"]
+
+        (tmp_path / "good.csv").write_text(
+            MIXED_CSV.splitlines()[0] + "\n" + MIXED_CSV.splitlines()[1]
+        )
+        code, stdout, stderr = await switchboard(
+            "agents", "import", "--atomic", str(tmp_path / "good.csv"), env=env
+        )
+        assert code == 0 and "1 of 1 agents saved" in stdout and not stderr
 
 
 async def test_dead_letters_are_replayed_once_after_a_fix(
