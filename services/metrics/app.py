@@ -81,6 +81,7 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
                 dead_letter_topic=settings.topics.dead_letter,
                 group_id=settings.consumer_group,
                 max_records=settings.fold_batch_max_records,
+                linger_s=settings.fold_linger_ms / 1000,
             )
         else:
             loop = ConsumeLoop(

@@ -23,3 +23,8 @@ class MetricsSettings(CommonSettings):
     # batch). 0 folds one event per transaction (the reference the batches are held to, and
     # the bench's comparison).
     fold_batch_max_records: int = Field(default=2000, ge=0, le=5000)
+    # After a poll that did not fill a batch, the next waits until this long after it began:
+    # a steady trickle of events is folded in fewer, larger transactions (most of a fold's
+    # cost is per transaction at low rates), and nothing is read sooner than this anyway. A
+    # backlog is folded at full speed (a full poll is followed at once).
+    fold_linger_ms: float = Field(default=200, ge=0, le=5000)

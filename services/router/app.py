@@ -134,6 +134,7 @@ async def _start_intake(
         dead_letter_topic=settings.topics.dead_letter,
         group_id=settings.consumer_group,
         max_records=settings.inbound_batch_max_records,
+        linger_s=settings.inbound_linger_ms / 1000,
     )
     deliveries = BatchConsumeLoop(
         deliveries_consumer,

@@ -23,6 +23,10 @@ class RouterSettings(CommonSettings):
     # Inbound records of one partition applied in one transaction (a poll's records, at most
     # this many; nothing waits for a batch to fill). See docs/benchmarks.md for the measure.
     inbound_batch_max_records: int = Field(default=200, ge=1, le=500)
+    # After a poll of inbound messages that did not fill a batch, the next waits until this
+    # long after it began (the first message after a quiet spell is applied at once): under a
+    # steady stream, fewer and larger intake transactions for at most this much latency.
+    inbound_linger_ms: float = Field(default=0, ge=0, le=1000)
     # Where the outbox relay runs: in each router process, or in a process of its own
     # (``python -m services.router.relay``, woken by NOTIFY), which then has a core to itself
     # and leaves the router's to routing (a draining router spent a third of its CPU relaying).

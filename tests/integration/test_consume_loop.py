@@ -194,3 +194,63 @@ async def test_a_batch_that_fails_transiently_is_retried_whole_and_nothing_dead_
     await _run_batches(broker, topics, "transient-batches", apply, values)
     assert applied == values
     assert await read_topic(broker.bootstrap, topics.dead_letter) == []
+
+
+async def test_with_a_linger_a_trickle_comes_in_fewer_batches_and_the_first_record_at_once(
+    broker, topics
+):
+    settings = CommonSettings(
+        kafka_bootstrap=broker.bootstrap,
+        topics=topics,
+        kafka_partitions=1,
+        kafka_session_timeout_ms=3000,
+    )
+    await ensure_topics(settings)
+    batches: list[tuple[float, list[bytes]]] = []
+    clock = asyncio.get_running_loop().time
+
+    async def apply(values):
+        batches.append((clock(), list(values)))
+
+    consumer = make_consumer(settings, topics.inbound, group_id="linger")
+    producer = make_producer(settings)
+    await consumer.start()
+    await producer.start()
+    loop = BatchConsumeLoop(
+        consumer,
+        producer,
+        parse=lambda r: r.value,
+        apply=apply,
+        dead_letter_topic=topics.dead_letter,
+        group_id="linger",
+        max_records=500,
+        linger_s=0.5,
+    )
+    task = asyncio.create_task(loop.run())
+    try:
+        await eventually(lambda: _assigned(consumer), what="partition assigned")
+        sent_first = clock()
+        await producer.send_and_wait(topics.inbound, b"0", key=b"k")
+        for i in range(1, 20):  # a trickle: one record every 50 ms for a second
+            await asyncio.sleep(0.05)
+            await producer.send_and_wait(topics.inbound, str(i).encode(), key=b"k")
+
+        async def all_applied():
+            return sum(len(v) for _, v in batches) == 20
+
+        await eventually(all_applied, what="the trickle applied")
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()
+    assert [v for _, values in batches for v in values] == [str(i).encode() for i in range(20)]
+    first_at, first = batches[0]
+    assert first == [b"0"] and first_at - sent_first < 0.4  # no wait after a quiet spell
+    # 20 records over about a second, a poll at most every 0.5 s: a handful of batches
+    # rather than one a record.
+    assert len(batches) <= 5, [len(v) for _, v in batches]
+
+
+async def _assigned(consumer) -> bool:
+    return bool(consumer.assignment())
