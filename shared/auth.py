@@ -1,5 +1,6 @@
 """Callers and their scopes: ``ingest`` (integrators), ``agent:<agent_id>`` (one agent),
-``ops``. A caller shows an API key or, with single sign-on configured, an OIDC token.
+``desk`` (an agent frontend's backend, acting for any agent it names), ``ops``. A caller
+shows an API key or, with single sign-on configured, an OIDC token.
 
 Keys are random 32-byte tokens, so a plain SHA-256 digest is enough to store them (a slow
 password hash protects low-entropy secrets, which these are not); only digests are held: those
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
-from shared.problems import Forbidden, TooManyRequests, Unauthorized
+from shared.problems import Forbidden, TooManyRequests, Unauthorized, Unprocessable
 from shared.ratelimit import RateLimiter, retry_after_header
 from shared.settings import ApiKeyEntry
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 OPS = "ops"
 INGEST = "ingest"
+DESK = "desk"
 AGENT_PREFIX = "agent:"
 
 
@@ -35,8 +37,8 @@ def agent_scope(agent_id: str) -> str:
 
 
 def is_known_scope(scope: str) -> bool:
-    """Whether a key may be given ``scope``: ops, ingest or agent:<id>."""
-    return scope in (OPS, INGEST) or (
+    """Whether a key may be given ``scope``: ops, ingest, desk or agent:<id>."""
+    return scope in (OPS, INGEST, DESK) or (
         scope.startswith(AGENT_PREFIX) and len(scope) > len(AGENT_PREFIX)
     )
 
@@ -64,6 +66,42 @@ class Principal:
         """Raise Forbidden unless the principal holds one of ``any_of``."""
         if not any(s in self.scopes for s in any_of):
             raise Forbidden(f"this key lacks the scope {' or '.join(any_of)}")
+
+    def own_agents(self) -> list[str]:
+        """The agents this credential is (its ``agent:<id>`` scopes), in id order."""
+        return sorted(s[len(AGENT_PREFIX) :] for s in self.scopes if s.startswith(AGENT_PREFIX))
+
+    def on_behalf(self, agent_id: str) -> str | None:
+        """Who acts for ``agent_id`` when this credential acts: None when it is the agent's
+        own, else its name (a desk or ops credential), for the event to record."""
+        return None if self.has(agent_scope(agent_id)) else self.name
+
+    def actor(self, named: str | None) -> tuple[str, str | None]:
+        """The agent an action in an agent's name is done as, and who acts for it (None: the
+        agent itself): the credential's own agent, or with ``desk`` the agent ``named`` in
+        the request. A name that is not the credential's is refused (403); a credential that
+        does not say which agent, without a name, is 422."""
+        own = self.own_agents()
+        if named is None:
+            if len(own) == 1:
+                return own[0], None
+            if len(own) > 1:
+                raise Unprocessable(
+                    f"this credential is agents {', '.join(own)}: say which in agent_id"
+                )
+            if self.has(DESK):
+                raise Unprocessable("a desk credential acts for the agent named in agent_id")
+            raise Forbidden("this key lacks the scope agent:<id> or desk")
+        if named in own:
+            return named, None
+        if self.has(DESK):
+            return named, self.name
+        if own:
+            raise Forbidden(
+                f"agent_id {named!r} is not this credential's agent ({', '.join(own)}); "
+                "omit agent_id, or act for other agents with a desk credential"
+            )
+        raise Forbidden(f"this key lacks the scope {agent_scope(named)} or {DESK}")
 
 
 class KeyRing:

@@ -186,6 +186,8 @@ class Classified(ConversationEvent):
     language: str
     rules_fired: list[str]
     corrected_by: str | None = None
+    # Who acted for the agent (a desk credential's name, or ops'), when not the agent itself.
+    acted_by: str | None = None
 
 
 class Queued(ConversationEvent):
@@ -219,6 +221,8 @@ class Transferred(ConversationEvent):
     to_agent_id: str | None = None
     to_skill: Skill | None = None
     reason: str
+    # Who acted for the agent (a desk credential's name, or ops'), when not the agent itself.
+    acted_by: str | None = None
 
 
 class Escalated(ConversationEvent):
@@ -276,17 +280,23 @@ class Assigned(ConversationEvent):
     type: Literal["conversation.assigned"] = "conversation.assigned"
     agent_id: str
     team: str | None = None  # the agent's team when assigned (reports slice by it)
+    # An offer accepted for the agent: who acted for it (a desk credential's name).
+    acted_by: str | None = None
 
 
 class AgentReplied(ConversationEvent):
     type: Literal["conversation.agent_replied"] = "conversation.agent_replied"
     agent_id: str
     message_id: uuid.UUID
+    # Who acted for the agent (a desk credential's name, or ops'), when not the agent itself.
+    acted_by: str | None = None
 
 
 class Resolved(ConversationEvent):
     type: Literal["conversation.resolved"] = "conversation.resolved"
     agent_id: str
+    # Who acted for the agent (a desk credential's name, or ops'), when not the agent itself.
+    acted_by: str | None = None
 
 
 _CONVERSATION_EVENTS = (
@@ -336,10 +346,16 @@ CONVERSATION_EVENT_TYPES = frozenset(
 
 
 class AgentStatusChanged(Event):
+    """An agent's presence changed: set by the agent, by ops or a desk for it (``acted_by``),
+    or by the router (``reason``: ``presence_timeout`` when its frontend was not heard from,
+    ``missed_offers``)."""
+
     type: Literal["agent.status_changed"] = "agent.status_changed"
     agent_id: str
     status: AgentStatus
     reason: str | None = None
+    # Who acted for the agent (a desk credential's name, or ops'), when not the agent itself.
+    acted_by: str | None = None
 
 
 class AgentProfileChanged(Event):

@@ -56,6 +56,10 @@ class Conflict(Problem):
     status, title = 409, "Conflict"
 
 
+class Unprocessable(Problem):
+    status, title = 422, "Unprocessable Content"
+
+
 class TooManyRequests(Problem):
     status, title = 429, "Too Many Requests"
 

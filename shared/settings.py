@@ -92,10 +92,11 @@ class CommonSettings(BaseSettings):
     oidc_jwks_url: str | None = None
     # The claim naming the agent (its value is the agent id; dotted for a nested claim), and
     # the claim listing roles (a list, or a space-separated string) of which oidc_ops_role
-    # grants ops.
+    # grants ops and oidc_desk_role desk (an agent frontend's backend acting for any agent).
     oidc_agent_claim: str = "sub"
     oidc_role_claim: str = "roles"
     oidc_ops_role: str = "switchboard-ops"
+    oidc_desk_role: str = "switchboard-desk"
     oidc_algorithms: list[str] = ["RS256", "PS256", "ES256", "EdDSA"]
     oidc_leeway_s: float = Field(default=30.0, ge=0)
     # The JWKS is read again after this long, and at once for a token signed by a key it

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import jwt
 
-from shared.auth import OPS, Principal, agent_scope, hash_key
+from shared.auth import DESK, OPS, Principal, agent_scope, hash_key
 from shared.problems import ServiceUnavailable, Unauthorized
 from shared.settings import CommonSettings
 
@@ -41,8 +41,8 @@ def claim(claims: dict[str, Any], path: str) -> Any:
 
 
 def principal_of(claims: dict[str, Any], settings: CommonSettings) -> Principal:
-    """The caller a checked token names: the agent of the agent claim, ops if the role claim
-    holds the ops role."""
+    """The caller a checked token names: the agent of the agent claim, ops or desk if the role
+    claim holds the ops or the desk role."""
     agent = claim(claims, settings.oidc_agent_claim)
     roles = claim(claims, settings.oidc_role_claim)
     if isinstance(roles, str):
@@ -52,6 +52,8 @@ def principal_of(claims: dict[str, Any], settings: CommonSettings) -> Principal:
         scopes.add(agent_scope(agent))
     if isinstance(roles, list) and settings.oidc_ops_role in roles:
         scopes.add(OPS)
+    if isinstance(roles, list) and settings.oidc_desk_role in roles:
+        scopes.add(DESK)
     who = agent if isinstance(agent, str) and agent else claims.get("sub", "?")
     return Principal(f"sso:{who}", frozenset(scopes))
 

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 
 from devtools.stack import Broker, Postgres, create_database, drop_database, migrate, unique_name
 from devtools.topics import produce, read_topic  # noqa: F401 (used by tests)
-from shared.auth import INGEST, OPS, agent_scope, hash_key, new_key
+from shared.auth import DESK, INGEST, OPS, agent_scope, hash_key, new_key
 from shared.db import make_engine, make_sessionmaker
 from shared.settings import ApiKeyEntry, Topics
 
@@ -84,10 +84,12 @@ async def two_databases(pg: Postgres, template_db: str) -> AsyncIterator[list[An
 
 @dataclass
 class Identities:
-    """API keys of one test: an integrator, ops, and agents with random ids."""
+    """API keys of one test: an integrator, ops, an agent frontend's backend (desk), and
+    agents with random ids."""
 
     ingest: str = field(default_factory=new_key)
     ops: str = field(default_factory=new_key)
+    desk: str = field(default_factory=new_key)
     agents: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,6 +104,7 @@ class Identities:
         out = [
             ApiKeyEntry(name="ingest", sha256=hash_key(self.ingest), scopes=[INGEST]),
             ApiKeyEntry(name="ops", sha256=hash_key(self.ops), scopes=[OPS]),
+            ApiKeyEntry(name="desk", sha256=hash_key(self.desk), scopes=[DESK]),
         ]
         out += [
             ApiKeyEntry(name=a, sha256=hash_key(k), scopes=[agent_scope(a)])
@@ -119,6 +122,10 @@ class Identities:
     @property
     def as_ops(self) -> dict[str, str]:
         return self.bearer(self.ops)
+
+    @property
+    def as_desk(self) -> dict[str, str]:
+        return self.bearer(self.desk)
 
     @property
     def as_ingest(self) -> dict[str, str]:

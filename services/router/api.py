@@ -16,6 +16,7 @@ from services.router.context import Context
 from services.router.idempotency import IdempotencyKey, once
 from services.router.keys_api import AgentKeyedOut, IssueKey, first_key, took_effect
 from services.router.pages import Cursor, MessageCount, PageLimit
+from services.router.presence import Presence
 from services.router.rows import Conversation
 from services.router.schemas import (
     AcceptIn,
@@ -25,6 +26,7 @@ from services.router.schemas import (
     AssignmentsOut,
     ConversationOut,
     CorrectionIn,
+    HeartbeatOut,
     MessagesOut,
     QueueOut,
     ReplyIn,
@@ -37,7 +39,8 @@ from services.router.settings import RouterSettings
 from services.router.store import RouterStore
 from services.router.uow import UnitOfWork, reading
 from services.router.wakeups import AgentWakeups
-from shared.auth import OPS, Principal, PrincipalDep, agent_scope
+from shared.auth import DESK, OPS, Principal, PrincipalDep, agent_scope
+from shared.events import AgentStatus
 from shared.problems import BadRequest, NotFound
 
 router = APIRouter(prefix="/v1")
@@ -92,10 +95,12 @@ async def put_agent(
 async def put_status(
     agent_id: AgentId, body: StatusIn, principal: PrincipalDep, uow: UowDep
 ) -> AgentOut:
-    """Set an agent online, away or offline (the agent itself, or ops)."""
-    principal.require(OPS, agent_scope(agent_id))
+    """Set an agent online, away or offline (the agent itself, a desk for it, or ops)."""
+    principal.require(OPS, agent_scope(agent_id), DESK)
     async with uow() as ctx:
-        await handlers.set_status(ctx, agent_id, body.status)
+        await handlers.set_status(
+            ctx, agent_id, body.status, acted_by=principal.on_behalf(agent_id)
+        )
         return await _agent_out(ctx.store, agent_id)
 
 
@@ -116,17 +121,19 @@ async def get_assignments(
     """The agent's open conversations with their latest messages, as soon as there is
     something new (or, without ``since``, as soon as there is anything); empty after ``wait``
     seconds, or at once when a newer wait of the same agent goes past the cap."""
-    principal.require(agent_scope(agent_id), OPS)
+    principal.require(agent_scope(agent_id), DESK, OPS)
     count = messages or _settings(request).conversation_messages
     if wait == 0:
-        cursor, answer = await _inbox(request, agent_id, since, count)
-        return answer or AssignmentsOut(agent_id=agent_id, cursor=cursor, conversations=[])
+        inbox, answer = await _inbox(request, agent_id, since, count)
+        _heard(request, principal, agent_id)
+        return answer or _nothing(agent_id, inbox)
     wakeups: AgentWakeups = request.app.state.wakeups
     deadline = time.monotonic() + wait
     # Registered before the first check, so news that lands during it wakes this wait. While
     # waiting it holds no connection and queries nothing.
     with wakeups.waiting(agent_id) as waiter:
-        cursor, answer = await _inbox(request, agent_id, since, count)
+        inbox, answer = await _inbox(request, agent_id, since, count)
+        _heard(request, principal, agent_id)
         while answer is None and not waiter.superseded:
             try:
                 await asyncio.wait_for(waiter.woken.wait(), deadline - time.monotonic())
@@ -135,30 +142,66 @@ async def get_assignments(
             if waiter.superseded:
                 break
             waiter.woken.clear()  # before checking: news during the check wakes it again
-            cursor, answer = await _inbox(request, agent_id, since, count)
-    return answer or AssignmentsOut(agent_id=agent_id, cursor=cursor, conversations=[])
+            inbox, answer = await _inbox(request, agent_id, since, count)
+    return answer or _nothing(agent_id, inbox)
+
+
+def _nothing(agent_id: str, inbox: tuple[int, AgentStatus]) -> AssignmentsOut:
+    """The answer with nothing new: the agent's cursor and status."""
+    cursor, status = inbox
+    return AssignmentsOut(agent_id=agent_id, cursor=cursor, status=status, conversations=[])
+
+
+def _heard(request: Request, principal: Principal, agent_id: str) -> None:
+    """The agent's frontend (its own credential, or a desk's) was heard from; ops reading an
+    agent's assignments is not its frontend."""
+    if principal.has(agent_scope(agent_id)) or principal.has(DESK):
+        presence: Presence = request.app.state.presence
+        presence.heard(agent_id)
+
+
+@router.post("/agents/{agent_id}/heartbeat", response_model=HeartbeatOut, tags=["agents"])
+async def post_heartbeat(
+    agent_id: AgentId, principal: PrincipalDep, request: Request
+) -> HeartbeatOut:
+    """The agent's frontend is there (the agent itself, or a desk for it): with neither a
+    long-poll nor a heartbeat for ``presence_timeout_s`` an agent online is set away. Answers
+    the agent's status, which a frontend should show (away: set it online again)."""
+    principal.require(agent_scope(agent_id), DESK)
+    async with reading(request.app.state.engine) as store:
+        details = await store.agent_details(agent_id)
+    if details is None:
+        raise NotFound(f"agent {agent_id!r} does not exist")
+    _heard(request, principal, agent_id)
+    return HeartbeatOut(
+        agent_id=agent_id,
+        status=details["status"],
+        presence_timeout_s=_settings(request).presence_timeout,
+    )
 
 
 async def _inbox(
     request: Request, agent_id: str, since: int | None, count: int
-) -> tuple[int, AssignmentsOut | None]:
-    """The agent's cursor, and its assignments if there is something to say since ``since``
-    (holding a connection only while it reads)."""
+) -> tuple[tuple[int, AgentStatus], AssignmentsOut | None]:
+    """The agent's cursor and status, and its assignments if there is something to say since
+    ``since`` (holding a connection only while it reads)."""
     async with reading(request.app.state.engine) as store:
         details = await store.agent_details(agent_id)
         if details is None:
             raise NotFound(f"agent {agent_id!r} does not exist")
         cursor = int(details["inbox_version"])
+        status = AgentStatus(details["status"])
         news = cursor > since if since is not None else None
         if news is False:
-            return cursor, None
+            return (cursor, status), None
         convs = await store.open_conversations_of(agent_id)
         if not (news or convs):
-            return cursor, None
+            return (cursor, status), None
         found = await store.latest_messages([c.id for c in convs], limit=count)
-        return cursor, AssignmentsOut(
+        return (cursor, status), AssignmentsOut(
             agent_id=agent_id,
             cursor=cursor,
+            status=status,
             conversations=[ConversationOut.of(c, found[c.id]) for c in convs],
         )
 
@@ -166,15 +209,20 @@ async def _inbox(
 async def _visible(
     store: RouterStore, principal: Principal, conversation_id: uuid.UUID
 ) -> Conversation:
-    """The conversation, if ops or its agent asks; else 404 (nothing leaks that it exists)."""
+    """The conversation, if ops, a desk or its agent asks; else 404 (nothing leaks that it
+    exists)."""
     return _shown(principal, await store.conversation(conversation_id), f"{conversation_id}")
 
 
 def _shown(principal: Principal, conv: Conversation | None, what: str) -> Conversation:
-    """``conv`` if there is one and ops or its agent asks; else 404 naming ``what``."""
+    """``conv`` if there is one and ops, its agent or a desk (for its agent) asks; else 404
+    naming ``what``."""
     visible = conv is not None and (
         principal.has(OPS)
-        or (conv.agent_id is not None and principal.has(agent_scope(conv.agent_id)))
+        or (
+            conv.agent_id is not None
+            and (principal.has(agent_scope(conv.agent_id)) or principal.has(DESK))
+        )
     )
     if conv is None or not visible:
         raise NotFound(f"conversation {what} not found")
@@ -271,16 +319,17 @@ async def post_reply(
     idempotency_key: IdempotencyKey = None,
 ) -> ReplyOut | JSONResponse:
     """An agent replies in its own conversation; the reply goes out on the customer's channel."""
-    principal.require(agent_scope(body.agent_id))
+    agent_id, acted_by = principal.actor(body.agent_id)
 
     async def act(ctx: Context) -> ReplyOut:
         message_id = uuid.uuid4()
         await handlers.reply(
             ctx,
             conversation_id=conversation_id,
-            agent_id=body.agent_id,
+            agent_id=agent_id,
             text=body.text,
             message_id=message_id,
+            acted_by=acted_by,
         )
         return ReplyOut(message_id=message_id)
 
@@ -296,17 +345,21 @@ async def post_reply(
 )
 async def post_resolve(
     conversation_id: uuid.UUID,
-    body: ResolveIn,
     principal: PrincipalDep,
     request: Request,
     uow: UowDep,
     idempotency_key: IdempotencyKey = None,
+    body: ResolveIn | None = None,
 ) -> ConversationOut | JSONResponse:
-    """An agent resolves its own conversation, freeing a slot for the queue."""
-    principal.require(agent_scope(body.agent_id))
+    """An agent resolves its own conversation, freeing a slot for the queue (no body needed
+    with an agent's own credential)."""
+    body = body or ResolveIn()
+    agent_id, acted_by = principal.actor(body.agent_id)
 
     async def act(ctx: Context) -> ConversationOut:
-        await handlers.resolve(ctx, conversation_id=conversation_id, agent_id=body.agent_id)
+        await handlers.resolve(
+            ctx, conversation_id=conversation_id, agent_id=agent_id, acted_by=acted_by
+        )
         return await _conversation_out(request, ctx.store, conversation_id)
 
     return await once(
@@ -362,17 +415,21 @@ async def list_queues(
 )
 async def post_accept(
     conversation_id: uuid.UUID,
-    body: AcceptIn,
     principal: PrincipalDep,
     request: Request,
     uow: UowDep,
     idempotency_key: IdempotencyKey = None,
+    body: AcceptIn | None = None,
 ) -> ConversationOut | JSONResponse:
-    """The agent accepts an offered conversation (channels with an offer timeout)."""
-    principal.require(agent_scope(body.agent_id))
+    """The agent accepts an offered conversation (channels with an offer timeout; no body
+    needed with an agent's own credential)."""
+    body = body or AcceptIn()
+    agent_id, acted_by = principal.actor(body.agent_id)
 
     async def act(ctx: Context) -> ConversationOut:
-        await handlers.accept(ctx, conversation_id=conversation_id, agent_id=body.agent_id)
+        await handlers.accept(
+            ctx, conversation_id=conversation_id, agent_id=agent_id, acted_by=acted_by
+        )
         return await _conversation_out(request, ctx.store, conversation_id)
 
     return await once(
@@ -394,16 +451,17 @@ async def post_transfer(
     idempotency_key: IdempotencyKey = None,
 ) -> ConversationOut | JSONResponse:
     """Move the agent's conversation to another agent or to a skill's queue, with a reason."""
-    principal.require(agent_scope(body.agent_id))
+    agent_id, acted_by = principal.actor(body.agent_id)
 
     async def act(ctx: Context) -> ConversationOut:
         await handlers.transfer(
             ctx,
             conversation_id=conversation_id,
-            agent_id=body.agent_id,
+            agent_id=agent_id,
             reason=body.reason,
             to_agent_id=body.to_agent_id,
             to_skill=body.to_skill,
+            acted_by=acted_by,
         )
         return await _conversation_out(request, ctx.store, conversation_id)
 
@@ -426,16 +484,17 @@ async def post_correction(
     idempotency_key: IdempotencyKey = None,
 ) -> ConversationOut | JSONResponse:
     """The agent corrects priority, skill or language; re-routes if it no longer fits."""
-    principal.require(agent_scope(body.agent_id))
+    agent_id, acted_by = principal.actor(body.agent_id)
 
     async def act(ctx: Context) -> ConversationOut:
         await handlers.correct_classification(
             ctx,
             conversation_id=conversation_id,
-            agent_id=body.agent_id,
+            agent_id=agent_id,
             priority=body.priority,
             skill=body.skill,
             language=body.language,
+            acted_by=acted_by,
         )
         return await _conversation_out(request, ctx.store, conversation_id)
 

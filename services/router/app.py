@@ -23,6 +23,7 @@ from services.router.consumer import (
 from services.router.context import Policy
 from services.router.keys_api import router as keys_router
 from services.router.outbox import OutboxRelay
+from services.router.presence import Presence
 from services.router.routing.rules import RulesSource
 from services.router.settings import RouterSettings
 from services.router.uow import UnitOfWork
@@ -74,12 +75,16 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         )
         app.state.engine, app.state.producer = engine, producer
         app.state.uow, app.state.wakeups = uow, wakeups
+        # In every role: any process may serve agent routes, and its flush is free when idle.
+        presence = Presence(engine, flush_s=settings.presence_flush_s)
+        app.state.presence = presence
         intake = (
             await _start_intake(app, settings, uow, producer) if settings.role != "api" else None
         )
         tasks = [
             *([asyncio.create_task(relay.run(), name="router-outbox-relay")] if relay else []),
             asyncio.create_task(wakeups.run(), name="router-wakeups"),
+            asyncio.create_task(presence.run(), name="router-presence"),
         ]
         try:
             yield
@@ -146,7 +151,12 @@ async def _start_intake(
         max_records=500,
     )
     sweep = asyncio.create_task(
-        sweep_forever(uow, settings.queue_sweep_interval_s), name="router-queue-sweep"
+        sweep_forever(
+            uow,
+            settings.queue_sweep_interval_s,
+            presence_timeout_s=settings.presence_timeout,
+        ),
+        name="router-queue-sweep",
     )
 
     async def stop_sweep() -> None:

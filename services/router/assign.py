@@ -71,8 +71,14 @@ async def _give(ctx: Context, conv: Conversation, agent_id: str) -> None:
         await emit_assigned(ctx, conv, agent_id, claim.team)
 
 
-async def emit_assigned(ctx: Context, conv: Conversation, agent_id: str, team: str | None) -> None:
-    await ctx.emit(conv, events.assigned(conv, agent_id, team, ctx.now))
+async def emit_assigned(
+    ctx: Context,
+    conv: Conversation,
+    agent_id: str,
+    team: str | None,
+    acted_by: str | None = None,
+) -> None:
+    await ctx.emit(conv, events.assigned(conv, agent_id, team, ctx.now, acted_by))
 
 
 async def emit_queued(ctx: Context, conv: Conversation, reason: str | None) -> None:
@@ -146,15 +152,25 @@ async def sweep_queue(ctx: Context, *, per_priority: int = 25) -> int:
 
 
 async def change_status(
-    ctx: Context, agent_id: str, status: AgentStatus, *, reason: str | None = None
-) -> None:
+    ctx: Context,
+    agent_id: str,
+    status: AgentStatus,
+    *,
+    reason: str | None = None,
+    acted_by: str | None = None,
+    unheard_for_s: float | None = None,
+) -> bool:
     """Set an agent's status. Going online pulls queued work; going away or offline re-routes
-    the agent's unanswered conversations (all of them if the policy says so)."""
+    the agent's unanswered conversations (all of them if the policy says so). With
+    ``unheard_for_s`` (the presence sweep), only an agent online whose frontend was not heard
+    from for that long, and whether it was; else NotFound for an unknown agent."""
     if status == AgentStatus.ONLINE:
         await ctx.store.lock_queue_order()  # before any row lock, as the sweep takes it
     # Conversations before the agent row: the order every other writer takes them in.
     held = await ctx.store.open_conversations_of(agent_id, for_update=True)
-    if not await ctx.store.set_status(agent_id, status):
+    if not await ctx.store.set_status(agent_id, status, unheard_for_s=unheard_for_s):
+        if unheard_for_s is not None:
+            return False
         raise NotFound(f"agent {agent_id!r} does not exist")
     ctx.publish(
         ctx.topics.agent_events,
@@ -165,14 +181,16 @@ async def change_status(
             agent_id=agent_id,
             status=status,
             reason=reason,
+            acted_by=acted_by,
         ),
     )
     if status == AgentStatus.ONLINE:
         await pull_queued(ctx, agent_id)
-        return
+        return True
     for conv in held:
         if conv.first_response_at is None or ctx.policy.reroute_answered_on_leave:
             await put_back(ctx, conv, reason=f"agent_{status.value}", exclude=False)
+    return True
 
 
 async def expire_offers(ctx: Context, *, limit: int = 100) -> int:

@@ -15,6 +15,7 @@ from services.router.assign import escalate_due, expire_offers, sweep_queue
 from services.router.context import Context
 from services.router.handlers import receive_message
 from services.router.intake import receive_messages
+from services.router.presence import away_unheard
 from services.router.uow import UnitOfWork
 from shared.consume import RecordHandler, parse_record
 from shared.events import (
@@ -84,20 +85,32 @@ def delivery_applier(uow: UnitOfWork) -> Callable[[list[DeliveryStatus]], Awaita
     return apply
 
 
-async def sweep_forever(uow: UnitOfWork, interval_s: float) -> None:
-    """Periodically: move expired offers on, escalate conversations near their target, and
-    assign queued conversations that some agent can now take. Each in its own transaction."""
-    sweeps: dict[str, Callable[[Context], Awaitable[int]]] = {
-        "offers": expire_offers,
-        "escalation": escalate_due,
-        "queue": sweep_queue,
+async def sweep_forever(
+    uow: UnitOfWork, interval_s: float, *, presence_timeout_s: float = 0
+) -> None:
+    """Periodically: set away agents whose frontend went quiet (with a presence timeout),
+    move expired offers on, escalate conversations near their target, and assign queued
+    conversations that some agent can now take. Each in its own transaction."""
+
+    async def in_transaction(sweep: Callable[[Context], Awaitable[int]]) -> int:
+        async with uow() as ctx:
+            return await sweep(ctx)
+
+    sweeps: dict[str, Callable[[], Awaitable[int]]] = {
+        **(
+            {"presence": lambda: away_unheard(uow, presence_timeout_s)}
+            if presence_timeout_s > 0
+            else {}
+        ),
+        "offers": lambda: in_transaction(expire_offers),
+        "escalation": lambda: in_transaction(escalate_due),
+        "queue": lambda: in_transaction(sweep_queue),
     }
     while True:
         await asyncio.sleep(interval_s)
         for name, sweep in sweeps.items():
             try:
-                async with uow() as ctx:
-                    done = await sweep(ctx)
+                done = await sweep()
                 if done:
                     log.info("sweep acted", extra={"sweep": name, "count": done})
             except asyncio.CancelledError:

@@ -155,9 +155,13 @@ async def _emit_received(ctx: Context, conv: Conversation, message: InboundMessa
 
 
 async def _emit_classified(
-    ctx: Context, conv: Conversation, cause: object, corrected_by: str | None = None
+    ctx: Context,
+    conv: Conversation,
+    cause: object,
+    corrected_by: str | None = None,
+    acted_by: str | None = None,
 ) -> None:
-    await ctx.emit(conv, events.classified(conv, cause, ctx.now, corrected_by))
+    await ctx.emit(conv, events.classified(conv, cause, ctx.now, corrected_by, acted_by))
 
 
 # ---------------------------------------------------------------- agents
@@ -200,9 +204,12 @@ async def upsert_agent(
     await pull_queued(ctx, agent_id)
 
 
-async def set_status(ctx: Context, agent_id: str, status: AgentStatus) -> None:
-    """Change an agent's status (see ``change_status``)."""
-    await change_status(ctx, agent_id, status)
+async def set_status(
+    ctx: Context, agent_id: str, status: AgentStatus, *, acted_by: str | None = None
+) -> None:
+    """Change an agent's status (see ``change_status``); ``acted_by``: who did it for the
+    agent (a desk's or ops' credential), if not the agent itself."""
+    await change_status(ctx, agent_id, status, acted_by=acted_by)
 
 
 # ---------------------------------------------------------------- conversations
@@ -220,25 +227,33 @@ async def _own_conversation(
     return conv
 
 
-async def accept(ctx: Context, *, conversation_id: uuid.UUID, agent_id: str) -> None:
+async def accept(
+    ctx: Context, *, conversation_id: uuid.UUID, agent_id: str, acted_by: str | None = None
+) -> None:
     """The agent accepts an offered conversation (a no-op if already accepted)."""
     conv = await _own_conversation(ctx, conversation_id, agent_id)
-    await _accept(ctx, conv)
+    await _accept(ctx, conv, acted_by)
 
 
-async def _accept(ctx: Context, conv: Conversation) -> None:
+async def _accept(ctx: Context, conv: Conversation, acted_by: str | None) -> None:
     if conv.accepted_at is None and (claim := await ctx.store.mark_accepted(conv.id, ctx.now)).done:
         assert conv.agent_id is not None
         await ctx.store.reset_missed_offers(conv.agent_id)
-        await emit_assigned(ctx, conv, conv.agent_id, claim.team)
+        await emit_assigned(ctx, conv, conv.agent_id, claim.team, acted_by)
 
 
 async def reply(
-    ctx: Context, *, conversation_id: uuid.UUID, agent_id: str, text: str, message_id: uuid.UUID
+    ctx: Context,
+    *,
+    conversation_id: uuid.UUID,
+    agent_id: str,
+    text: str,
+    message_id: uuid.UUID,
+    acted_by: str | None = None,
 ) -> None:
     """Store an agent's reply (accepting an offer) and hand it to the channel for delivery."""
     conv = await _own_conversation(ctx, conversation_id, agent_id)
-    await _accept(ctx, conv)
+    await _accept(ctx, conv, acted_by)
     await ctx.store.add_message(
         message_id=message_id,
         conversation_id=conv.id,
@@ -257,6 +272,7 @@ async def reply(
             channel=conv.channel,
             agent_id=agent_id,
             message_id=message_id,
+            acted_by=acted_by,
         ),
     )
     ctx.publish(
@@ -276,7 +292,9 @@ async def reply(
     )
 
 
-async def resolve(ctx: Context, *, conversation_id: uuid.UUID, agent_id: str) -> None:
+async def resolve(
+    ctx: Context, *, conversation_id: uuid.UUID, agent_id: str, acted_by: str | None = None
+) -> None:
     """Close a conversation, free the agent's slot and let the agent pull the next one."""
     conv = await _own_conversation(ctx, conversation_id, agent_id)
     await ctx.store.mark_resolved(conv.id, ctx.now)
@@ -289,6 +307,7 @@ async def resolve(ctx: Context, *, conversation_id: uuid.UUID, agent_id: str) ->
             conversation_id=conv.id,
             channel=conv.channel,
             agent_id=agent_id,
+            acted_by=acted_by,
         ),
     )
     await pull_queued(ctx, agent_id)
@@ -302,6 +321,7 @@ async def transfer(
     reason: str,
     to_agent_id: str | None = None,
     to_skill: Skill | None = None,
+    acted_by: str | None = None,
 ) -> None:
     """Move a conversation to another agent (known, with the conversation's skill at the
     level it needs, online with room) or to a skill's queue (routed at once if someone can
@@ -318,6 +338,7 @@ async def transfer(
         to_agent_id=to_agent_id,
         to_skill=to_skill,
         reason=reason,
+        acted_by=acted_by,
     )
     if to_agent_id is not None:
         if to_agent_id == agent_id:
@@ -348,7 +369,7 @@ async def transfer(
         conv = await _reload(ctx, conv.id)
         # Another skill's queue is a classification too: metrics slices reports and its live
         # queues by the latest one.
-        await _emit_classified(ctx, conv, f"transferred:{ctx.now.isoformat()}", agent_id)
+        await _emit_classified(ctx, conv, f"transferred:{ctx.now.isoformat()}", agent_id, acted_by)
         await put_back(ctx, conv, reason="transferred", exclude=True)
     await pull_queued(ctx, agent_id)
 
@@ -361,6 +382,7 @@ async def correct_classification(
     priority: Priority | None,
     skill: Skill | None,
     language: str | None,
+    acted_by: str | None = None,
 ) -> None:
     """An agent corrects priority, skill or language; if the agent no longer fits the
     conversation it is re-routed."""
@@ -376,7 +398,7 @@ async def correct_classification(
     )
     await ctx.store.reclassify(conv.id, corrected)
     conv = await _reload(ctx, conv.id)
-    await _emit_classified(ctx, conv, f"corrected:{ctx.now.isoformat()}", corrected_by=agent_id)
+    await _emit_classified(ctx, conv, f"corrected:{ctx.now.isoformat()}", agent_id, acted_by)
     agent = await ctx.store.agent(agent_id)
     assert agent is not None
     # The agent's own slot is in use by this conversation: judge fitness with it freed.

@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
 def _known(scope: str) -> str:
     if not is_known_scope(scope):
-        raise ValueError(f"unknown scope {scope!r}: use ops, ingest or agent:<id>")
+        raise ValueError(f"unknown scope {scope!r}: use ops, ingest, desk or agent:<id>")
     return scope
 
 

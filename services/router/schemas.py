@@ -15,6 +15,15 @@ from shared.events import AgentStatus, Attachment, Channel, CustomerTier, Priori
 
 AgentId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$")]
 Text = Annotated[str, Field(min_length=1, max_length=20_000)]
+# Who acts, in an action's body: optional, since the credential says it.
+Actor = Annotated[
+    AgentId | None,
+    Field(
+        description="the agent acting: optional with an agent's own credential (it must be "
+        "that agent's when given, else 403); required with a desk credential, which acts for "
+        "the agent named here (else 422)"
+    ),
+]
 
 
 class _In(BaseModel):
@@ -39,22 +48,22 @@ class StatusIn(_In):
 
 
 class ReplyIn(_In):
-    agent_id: AgentId
+    agent_id: Actor = None
     text: Text
 
 
 class ResolveIn(_In):
-    agent_id: AgentId
+    agent_id: Actor = None
 
 
 class AcceptIn(_In):
-    agent_id: AgentId
+    agent_id: Actor = None
 
 
 class TransferIn(_In):
     """Exactly one of ``to_agent_id`` and ``to_skill``."""
 
-    agent_id: AgentId
+    agent_id: Actor = None
     to_agent_id: AgentId | None = None
     to_skill: Skill | None = None
     reason: str = Field(min_length=1, max_length=500)
@@ -69,7 +78,7 @@ class TransferIn(_In):
 class CorrectionIn(_In):
     """At least one of priority, skill, language."""
 
-    agent_id: AgentId
+    agent_id: Actor = None
     priority: Priority | None = None
     skill: Skill | None = None
     language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
@@ -265,7 +274,20 @@ class MessagesOut(BaseModel):
 class AssignmentsOut(BaseModel):
     agent_id: str
     cursor: int = Field(description="pass as ?since= to wait for what comes after this answer")
+    status: AgentStatus = Field(
+        description="the agent's status when the answer was read (away after its frontend "
+        "went unheard: set it online again)"
+    )
     conversations: list[ConversationOut]
+
+
+class HeartbeatOut(BaseModel):
+    agent_id: str
+    status: AgentStatus
+    presence_timeout_s: float = Field(
+        description="an agent online whose frontend neither long-polls nor sends a heartbeat "
+        "for this long is set away (0: never)"
+    )
 
 
 class ReplyOut(BaseModel):

@@ -9,6 +9,10 @@ from services.router.routing.rules import DEFAULT_RULES_PATH
 from shared.events import Channel
 from shared.settings import CommonSettings
 
+# Added to the longest long-poll for the default presence timeout: a frontend's next poll,
+# the flush of what was heard, and a sweep.
+PRESENCE_MARGIN_S = 30.0
+
 
 class RouterSettings(CommonSettings):
     """The router's settings (SWITCHBOARD_ prefix)."""
@@ -48,6 +52,13 @@ class RouterSettings(CommonSettings):
     queue_sweep_interval_s: float = 1.0
     # Longest long-poll an agent may ask for.
     max_poll_wait_s: float = 60.0
+    # An agent online whose frontend has neither long-polled its assignments nor sent a
+    # heartbeat for this long is set away (its unanswered conversations re-routed). Unset:
+    # the longest long-poll and PRESENCE_MARGIN_S, so a frontend that polls again as each
+    # poll answers is never set away; 0: presence does not follow the frontend.
+    presence_timeout_s: float | None = Field(default=None, ge=0)
+    # How often each router process writes which frontends it heard from (one statement).
+    presence_flush_s: float = Field(default=5.0, gt=0)
     # Long-polls one agent may have waiting in one router process; a new one past the cap
     # answers the oldest at once (empty, with its cursor), so a frontend that lost its
     # connections is never locked out by waits nobody reads any more.
@@ -68,3 +79,10 @@ class RouterSettings(CommonSettings):
     reopen_window_s: float = 86_400
     # When an agent goes away or offline, re-route its answered conversations too.
     reroute_answered_on_leave: bool = False
+
+    @property
+    def presence_timeout(self) -> float:
+        """Seconds unheard after which an online agent is set away (0: never)."""
+        if self.presence_timeout_s is not None:
+            return self.presence_timeout_s
+        return self.max_poll_wait_s + PRESENCE_MARGIN_S

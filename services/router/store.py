@@ -566,16 +566,65 @@ class RouterStore:
             channels=list(capacity),
         )
 
-    async def set_status(self, agent_id: str, status: AgentStatus) -> bool:
-        """Set the status (locking the agent row, so no slot is claimed meanwhile)."""
+    async def set_status(
+        self, agent_id: str, status: AgentStatus, *, unheard_for_s: float | None = None
+    ) -> bool:
+        """Set the status (locking the agent row, so no slot is claimed meanwhile); going
+        online counts as hearing from the agent's frontend. With ``unheard_for_s``, only if
+        the agent is online and its frontend was not heard from for that long. Whether it
+        was set."""
         result = await self._exec(
             """UPDATE router.agents SET status = :status, updated_at = now(),
-                      missed_offers = CASE WHEN :status = 'online' THEN 0 ELSE missed_offers END
-               WHERE id = :id""",
+                      missed_offers = CASE WHEN :status = 'online' THEN 0 ELSE missed_offers END,
+                      last_seen_at = CASE WHEN :status = 'online' THEN now()
+                                          ELSE last_seen_at END
+               WHERE id = :id
+                 AND (CAST(:unheard AS float8) IS NULL
+                      OR (status = 'online'
+                          AND last_seen_at < now() - make_interval(secs => :unheard)))""",
             id=agent_id,
             status=status.value,
+            unheard=unheard_for_s,
         )
         return bool(result.rowcount == 1)
+
+    async def unheard_agents(self, unheard_for_s: float, *, limit: int) -> list[str]:
+        """Agents online whose frontend was not heard from for ``unheard_for_s`` (unlocked:
+        ``set_status`` with ``unheard_for_s`` re-checks), longest unheard first."""
+        # A scan of the desk's staff, not of its history (as ``anyone_with_room``).
+        rows = await self._exec(
+            """SELECT id FROM router.agents
+               WHERE status = 'online' AND last_seen_at < now() - make_interval(secs => :unheard)
+               ORDER BY last_seen_at LIMIT :limit""",
+            unheard=unheard_for_s,
+            limit=limit,
+        )
+        return [r.id for r in rows]
+
+    async def record_heard(self, heard_ago_s: dict[str, float]) -> list[str]:
+        """Write when each agent's frontend was last heard from (seconds ago, by agent), in
+        one statement, never moving a time back; the agents whose row another transaction
+        held are skipped (no wait, so no deadlock with writers that lock agents in their own
+        order) and answered, to be written next time."""
+        rows = await self._exec(
+            """WITH heard AS (
+                   SELECT id, statement_timestamp() - make_interval(secs => ago) AS at
+                   FROM unnest(CAST(:ids AS text[]), CAST(:agos AS float8[])) AS u(id, ago)),
+               locked AS (
+                   SELECT id FROM router.agents WHERE id = ANY(:ids)
+                   ORDER BY id FOR NO KEY UPDATE SKIP LOCKED),
+               written AS (
+                   UPDATE router.agents a SET last_seen_at = h.at FROM heard h
+                   WHERE a.id = h.id AND a.id IN (SELECT id FROM locked)
+                     AND a.last_seen_at < h.at
+                   RETURNING a.id)
+               SELECT h.id FROM heard h
+               WHERE h.id NOT IN (SELECT id FROM locked)
+                 AND EXISTS (SELECT 1 FROM router.agents a WHERE a.id = h.id)""",
+            ids=list(heard_ago_s),
+            agos=list(heard_ago_s.values()),
+        )
+        return [r.id for r in rows]
 
     async def count_missed_offer(self, agent_id: str) -> int:
         """One more offer missed in a row; the new count."""
@@ -608,7 +657,8 @@ class RouterStore:
 
     async def agent_details(self, agent_id: str) -> dict[str, Any] | None:
         row = await self._exec(
-            "SELECT id, name, inbox_version FROM router.agents WHERE id = :id", id=agent_id
+            "SELECT id, name, status, inbox_version FROM router.agents WHERE id = :id",
+            id=agent_id,
         )
         found = row.first()
         return dict(found._mapping) if found else None

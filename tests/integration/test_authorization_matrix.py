@@ -13,7 +13,7 @@ from services.router.settings import RouterSettings
 from tests.conftest import eventually, running
 from tests.integration.routerkit import assignments, inbound, put_agent, send
 
-CALLERS = ("nobody", "ingest", "ops", "agent", "other agent")
+CALLERS = ("nobody", "ingest", "ops", "agent", "desk", "other agent")
 
 
 def matrix(a, b, conversation):
@@ -56,19 +56,32 @@ def matrix(a, b, conversation):
         ("router", "GET", "/v1/queues", none, {"ops"}),
         ("router", "GET", "/v1/tickets/SB-AAAA-AAAA", none, {"ops"}),
         ("router", "GET", "/metrics/service", none, {"ops"}),
-        ("router", "GET", f"{agent}/assignments?wait=0", none, {"ops", "agent"}),
-        ("router", "GET", conv, none, {"ops", "agent"}),
-        ("router", "GET", "/v1/conversations?key=chat:authz", none, {"ops", "agent"}),
+        ("router", "GET", f"{agent}/assignments?wait=0", none, {"ops", "agent", "desk"}),
+        ("router", "POST", f"{agent}/heartbeat", none, {"agent", "desk"}),
+        ("router", "GET", conv, none, {"ops", "agent", "desk"}),
+        ("router", "GET", "/v1/conversations?key=chat:authz", none, {"ops", "agent", "desk"}),
         ("router", "PUT", agent, profile, {"ops"}),
         ("router", "GET", "/v1/keys", none, {"ops"}),
         ("router", "POST", "/v1/keys", {"name": "authz", "scopes": ["ingest"]}, {"ops"}),
         ("router", "POST", f"/v1/keys/{uuid.uuid4()}/rotate", none, {"ops"}),
         ("router", "DELETE", f"/v1/keys/{uuid.uuid4()}", none, {"ops"}),
-        ("router", "PUT", f"{agent}/status", {"status": "online"}, {"ops", "agent"}),
-        ("router", "POST", f"{conv}/accept", as_caller(), {"agent"}),
-        ("router", "POST", f"{conv}/classification", as_caller(priority="high"), {"agent"}),
-        ("router", "POST", f"{conv}/replies", as_caller(text="on it"), {"agent"}),
-        ("router", "POST", f"{conv}/transfer", as_caller(to_skill="funds", reason="x"), {"agent"}),
+        ("router", "PUT", f"{agent}/status", {"status": "online"}, {"ops", "agent", "desk"}),
+        ("router", "POST", f"{conv}/accept", as_caller(), {"agent", "desk"}),
+        (
+            "router",
+            "POST",
+            f"{conv}/classification",
+            as_caller(priority="high"),
+            {"agent", "desk"},
+        ),
+        ("router", "POST", f"{conv}/replies", as_caller(text="on it"), {"agent", "desk"}),
+        (
+            "router",
+            "POST",
+            f"{conv}/transfer",
+            as_caller(to_skill="funds", reason="x"),
+            {"agent", "desk"},
+        ),
         ("metrics", "GET", "/v1/metrics/summary", none, {"ops"}),
         ("metrics", "GET", "/v1/metrics/timeseries", none, {"ops"}),
         ("metrics", "GET", "/metrics", none, {"ops"}),
@@ -99,6 +112,7 @@ async def test_every_endpoint_refuses_every_caller_without_the_scope(common, ids
         "ingest": ids.as_ingest,
         "ops": ids.as_ops,
         "agent": ids.as_agent(a),
+        "desk": ids.as_desk,
         "other agent": ids.as_agent(b),
     }
     apps = {

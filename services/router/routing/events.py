@@ -43,7 +43,11 @@ def received(conv: Conversation, message: InboundMessage) -> MessageReceived:
 
 
 def classified(
-    conv: Conversation, cause: object, now: datetime, corrected_by: str | None = None
+    conv: Conversation,
+    cause: object,
+    now: datetime,
+    corrected_by: str | None = None,
+    acted_by: str | None = None,
 ) -> Classified:
     return Classified(
         event_id=derived_id("classified", conv.id, cause),
@@ -55,6 +59,7 @@ def classified(
         language=conv.language,
         rules_fired=list(conv.rules_fired),
         corrected_by=corrected_by,
+        acted_by=acted_by,
     )
 
 
@@ -93,7 +98,13 @@ def offered(conv: Conversation, agent_id: str, now: datetime, timeout_s: float) 
     )
 
 
-def assigned(conv: Conversation, agent_id: str, team: str | None, now: datetime) -> Assigned:
+def assigned(
+    conv: Conversation,
+    agent_id: str,
+    team: str | None,
+    now: datetime,
+    acted_by: str | None = None,
+) -> Assigned:
     return Assigned(
         event_id=derived_id("assigned", conv.id, agent_id, now.isoformat()),
         occurred_at=now,
@@ -101,4 +112,5 @@ def assigned(conv: Conversation, agent_id: str, team: str | None, now: datetime)
         channel=conv.channel,
         agent_id=agent_id,
         team=team,
+        acted_by=acted_by,
     )
