@@ -14,13 +14,6 @@ from tests.conftest import eventually, produce, read_topic
 
 
 async def test_offsets_follow_applied_records_and_transient_failures_are_retried(broker, topics):
-    settings = CommonSettings(
-        kafka_bootstrap=broker.bootstrap,
-        topics=topics,
-        kafka_partitions=1,
-        kafka_session_timeout_ms=3000,
-    )
-    await ensure_topics(settings)
     applied: list[bytes] = []
     failures = {"left": 2}
 
@@ -30,10 +23,7 @@ async def test_offsets_follow_applied_records_and_transient_failures_are_retried
             raise OperationalError("INSERT ...", {}, ConnectionError("database went away"))
         applied.append(record.value)
 
-    consumer = make_consumer(settings, topics.inbound, group_id="contract")
-    producer = make_producer(settings)
-    await consumer.start()
-    await producer.start()
+    consumer, producer = await _started(broker, topics, "contract")
     loop = ConsumeLoop(
         consumer,
         producer,
@@ -69,13 +59,6 @@ async def test_offsets_follow_applied_records_and_transient_failures_are_retried
 async def test_a_record_whose_handler_keeps_failing_is_dead_lettered_with_the_reason(
     broker, topics
 ):
-    settings = CommonSettings(
-        kafka_bootstrap=broker.bootstrap,
-        topics=topics,
-        kafka_partitions=1,
-        kafka_session_timeout_ms=3000,
-    )
-    await ensure_topics(settings)
     seen: list[bytes] = []
 
     async def handle(record):
@@ -83,10 +66,7 @@ async def test_a_record_whose_handler_keeps_failing_is_dead_lettered_with_the_re
             raise KeyError("customer")
         seen.append(record.value)
 
-    consumer = make_consumer(settings, topics.inbound, group_id="bugs")
-    producer = make_producer(settings)
-    await consumer.start()
-    await producer.start()
+    consumer, producer = await _started(broker, topics, "bugs")
     loop = ConsumeLoop(
         consumer, producer, handle=handle, dead_letter_topic=topics.dead_letter, group_id="bugs"
     )
@@ -112,17 +92,7 @@ async def test_a_record_whose_handler_keeps_failing_is_dead_lettered_with_the_re
 async def _run_batches(broker, topics, group, apply, values, *, parse=lambda r: r.value):
     """Produce ``values`` on one partition and run a BatchConsumeLoop over them until every
     offset is committed; the loop's counters."""
-    settings = CommonSettings(
-        kafka_bootstrap=broker.bootstrap,
-        topics=topics,
-        kafka_partitions=1,
-        kafka_session_timeout_ms=3000,
-    )
-    await ensure_topics(settings)
-    consumer = make_consumer(settings, topics.inbound, group_id=group)
-    producer = make_producer(settings)
-    await consumer.start()
-    await producer.start()
+    consumer, producer = await _started(broker, topics, group)
     loop = BatchConsumeLoop(
         consumer,
         producer,
@@ -199,23 +169,13 @@ async def test_a_batch_that_fails_transiently_is_retried_whole_and_nothing_dead_
 async def test_with_a_linger_a_trickle_comes_in_fewer_batches_and_the_first_record_at_once(
     broker, topics
 ):
-    settings = CommonSettings(
-        kafka_bootstrap=broker.bootstrap,
-        topics=topics,
-        kafka_partitions=1,
-        kafka_session_timeout_ms=3000,
-    )
-    await ensure_topics(settings)
     batches: list[tuple[float, list[bytes]]] = []
     clock = asyncio.get_running_loop().time
 
     async def apply(values):
         batches.append((clock(), list(values)))
 
-    consumer = make_consumer(settings, topics.inbound, group_id="linger")
-    producer = make_producer(settings)
-    await consumer.start()
-    await producer.start()
+    consumer, producer = await _started(broker, topics, "linger")
     loop = BatchConsumeLoop(
         consumer,
         producer,
@@ -254,3 +214,19 @@ async def test_with_a_linger_a_trickle_comes_in_fewer_batches_and_the_first_reco
 
 async def _assigned(consumer) -> bool:
     return bool(consumer.assignment())
+
+
+async def _started(broker, topics, group):
+    """A consumer of the inbound topic (one partition) in ``group`` and a producer, started."""
+    settings = CommonSettings(
+        kafka_bootstrap=broker.bootstrap,
+        topics=topics,
+        kafka_partitions=1,
+        kafka_session_timeout_ms=3000,
+    )
+    await ensure_topics(settings)
+    consumer = make_consumer(settings, topics.inbound, group_id=group)
+    producer = make_producer(settings)
+    await consumer.start()
+    await producer.start()
+    return consumer, producer
