@@ -303,7 +303,62 @@ async def form_ticket(
 # ---------------------------------------------------------------- email
 
 
-@router.post("/email/inbound", response_model=DeliveryOut)
+# The route reads its body itself (two content types); this describes it in the OpenAPI schema.
+_EMAIL_BODY = {
+    "required": True,
+    "description": "A raw RFC 5322 message, or an email provider's inbound-parse form post "
+    "(SendGrid's shape). Body up to SWITCHBOARD_MAX_BODY_BYTES (256 KiB). See docs/channels.md, "
+    "'Email'.",
+    "content": {
+        "message/rfc822": {
+            "schema": {"type": "string", "format": "binary"},
+            "example": "From: Mei <mei@example.com>\r\nTo: support@desk.example\r\n"
+            "Subject: Deposit not credited\r\nMessage-ID: <a1@example.com>\r\n\r\n"
+            "I sent 0.5 BTC three hours ago.\r\n",
+        },
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "email": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "the whole raw message; when present the other fields "
+                        "are not read",
+                    },
+                    "headers": {
+                        "type": "string",
+                        "description": "the message's raw headers (Message-ID, In-Reply-To, "
+                        "References thread it; Auto-Submitted and the like mark auto-replies)",
+                    },
+                    "from": {"type": "string", "description": "From, if not in headers"},
+                    "to": {"type": "string", "description": "To, if not in headers"},
+                    "subject": {"type": "string", "description": "Subject, if not in headers"},
+                    "text": {"type": "string", "description": "the plain-text body"},
+                    "html": {
+                        "type": "string",
+                        "description": "the HTML body, read as text when there is no text field",
+                    },
+                    "charsets": {
+                        "type": "string",
+                        "description": 'JSON: each field\'s charset, e.g. {"text": "gb2312"} '
+                        "(UTF-8 when not named)",
+                    },
+                },
+                "additionalProperties": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": "attachments (any part with a filename), kept as metadata",
+                },
+            },
+        },
+    },
+}
+
+
+@router.post(
+    "/email/inbound", response_model=DeliveryOut, openapi_extra={"requestBody": _EMAIL_BODY}
+)
 async def email_inbound(
     request: Request, principal: PrincipalDep, publisher: PublisherDep
 ) -> DeliveryOut:

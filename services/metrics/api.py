@@ -210,9 +210,26 @@ async def prometheus(principal: PrincipalDep, request: Request) -> Response:
 
 
 class PolicyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    first_response_target_s: float = Field(gt=0, le=30 * 86400)
-    resolution_target_s: float = Field(gt=0, le=365 * 86400)
+    """The targets of one priority on one channel; a PUT replaces the previous ones."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"first_response_target_s": 300, "resolution_target_s": 14400}]
+        },
+    )
+    first_response_target_s: float = Field(
+        gt=0,
+        le=30 * 86400,
+        description="seconds from the first customer message of an episode (the conversation "
+        "as opened, and again after each reopen) to the first agent reply; at most 30 days",
+    )
+    resolution_target_s: float = Field(
+        gt=0,
+        le=365 * 86400,
+        description="seconds from opened to resolved (after a reopen, the latest resolution); "
+        "at most 365 days",
+    )
 
 
 class PolicyOut(PolicyIn):
@@ -270,9 +287,17 @@ async def at_risk(
 
 
 class CsatIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    score: int = Field(ge=1, le=5)
-    comment: str | None = Field(default=None, max_length=2000)
+    """A customer's satisfaction with a resolved conversation."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"examples": [{"score": 4, "comment": "quick and friendly"}]},
+    )
+    score: int = Field(ge=1, le=5, description="1 (very unhappy) to 5 (very happy)")
+    comment: str | None = Field(
+        default=None, max_length=2000, description="the customer's words, kept with the score"
+    )
 
 
 @router.post("/v1/conversations/{conversation_id}/csat", status_code=204, tags=["csat"])

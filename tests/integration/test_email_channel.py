@@ -10,7 +10,12 @@ from email.mime.text import MIMEText
 import pytest
 
 from services.ingest.app import create_app
-from services.ingest.channels.email import html_to_text, strip_quotes_and_signature
+from services.ingest.channels.email import (
+    NotAnEmail,
+    html_to_text,
+    parse_inbound_form,
+    strip_quotes_and_signature,
+)
 from services.ingest.settings import IngestSettings
 from tests.conftest import read_topic, running
 
@@ -207,3 +212,18 @@ def test_quotes_signatures_and_html_helpers():
     assert strip_quotes_and_signature("New\n> old\n\n在 2026年 写道：\n旧的") == "New"
     assert strip_quotes_and_signature("Hi\n-- \nBob") == "Hi"
     assert html_to_text("<p>a</p><p>b &amp; c</p>") == "a\n\nb & c"
+
+
+@pytest.mark.parametrize("charsets", ["15038", '["utf-8"]', '{"text": 7}'])
+def test_charsets_that_are_not_an_object_of_names_are_refused(charsets):
+    """Found by schemathesis once the form's fields were described: a 500, now a 422."""
+    boundary = "b0"
+    body = (
+        "".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+            for name, value in {"from": "a@example.com", "text": "hi", "charsets": charsets}.items()
+        )
+        + f"--{boundary}--\r\n"
+    )
+    with pytest.raises(NotAnEmail, match="charsets"):
+        parse_inbound_form(f"multipart/form-data; boundary={boundary}", body.encode())

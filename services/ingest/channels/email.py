@@ -69,6 +69,8 @@ def parse_inbound_form(content_type: str, body: bytes) -> Incoming:
     if "email" in fields:
         return parse_raw(fields["email"])
     charsets = json.loads(_text(fields.get("charsets", b"{}"), "utf-8") or "{}")
+    if not isinstance(charsets, dict) or not all(isinstance(v, str) for v in charsets.values()):
+        raise NotAnEmail("charsets is not a JSON object of field names and charsets")
 
     def field(name: str) -> str | None:
         value = fields.get(name)
