@@ -1,6 +1,6 @@
 """Two router processes on one topic and one database, hundreds of agents going on and off
-line, thousands of messages: afterwards every invariant is checked from the database and the
-event stream."""
+line, and timing out when their frontend goes quiet, thousands of messages: afterwards every
+invariant is checked from the database and the event stream."""
 
 import asyncio
 import json
@@ -19,7 +19,7 @@ from devtools.stack import free_port
 from shared.auth import agent_scope, hash_key, new_key
 from shared.db import make_engine
 from shared.events import Channel, Customer, InboundMessage, conversation_key_for, message_id_for
-from tests.conftest import eventually, produce
+from tests.conftest import eventually, produce, read_topic
 from tests.invariants import (
     given_to_two_agents,
     inbound_messages,
@@ -31,6 +31,11 @@ from tests.invariants import (
 pytestmark = pytest.mark.e2e
 
 AGENTS = 200
+# Agents whose frontend long-polls or sends heartbeats; the others time out whenever online.
+PRESENT = 40
+PRESENCE_TIMEOUT_S = 2.0
+# The least time the churn runs, however fast the messages are applied.
+CHURN_S = 4 * PRESENCE_TIMEOUT_S
 CONVERSATIONS = 1200
 MESSAGES_PER_CONVERSATION = (1, 4)
 CHANNELS = [Channel.CHAT, Channel.EMAIL, Channel.TELEGRAM]
@@ -69,6 +74,8 @@ def routers(broker, database_url, topics, ids, agent_keys, tmp_path: Path):
                 "SWITCHBOARD_CONSUMER_GROUP": f"router-{topics.namespace}",
                 "SWITCHBOARD_KAFKA_SESSION_TIMEOUT_MS": "6000",
                 "SWITCHBOARD_QUEUE_SWEEP_INTERVAL_S": "0.3",
+                "SWITCHBOARD_PRESENCE_TIMEOUT_S": str(PRESENCE_TIMEOUT_S),
+                "SWITCHBOARD_PRESENCE_FLUSH_S": "0.3",
                 "SWITCHBOARD_PORT": str(port),
                 "SWITCHBOARD_LOG_LEVEL": "WARNING",
             }
@@ -78,6 +85,13 @@ def routers(broker, database_url, topics, ids, agent_keys, tmp_path: Path):
         yield [f"http://127.0.0.1:{p}" for p in ports]
     finally:
         stop_all(processes)
+
+
+async def presence_timeouts(broker, topics):
+    """How many times an agent was set away because its frontend went quiet."""
+    records = await read_topic(broker.bootstrap, topics.agent_events)
+    events = [json.loads(r.value) for r in records]
+    return sum(e.get("reason") == "presence_timeout" for e in events)
 
 
 def workload(rng):
@@ -165,8 +179,28 @@ async def test_invariants_hold_with_two_routers_under_churn(
                 statuses[answer.status_code] += 1
                 await asyncio.sleep(0.005)
 
+        present = list(agent_keys)[:PRESENT]
+
+        async def frontends():
+            """The present agents' frontends poll or beat on either router, each well within
+            the timeout; the other agents' frontends are silent."""
+            while not stop.is_set():
+                for agent in present:
+                    router = rng.choice(routers)
+                    if rng.random() < 0.5:
+                        answer = await http.post(
+                            f"{router}/v1/agents/{agent}/heartbeat", headers=as_agent(agent)
+                        )
+                    else:
+                        answer = await http.get(
+                            f"{router}/v1/agents/{agent}/assignments", headers=as_agent(agent)
+                        )
+                    statuses[answer.status_code] += 1
+                await asyncio.sleep(PRESENCE_TIMEOUT_S / 4)
+
         async def desk():
-            """Agents answer and resolve what they hold, on either router."""
+            """Agents answer and resolve what they hold, on either router (naming themselves
+            or not: the key says who acts)."""
             while not stop.is_set():
                 rows = await query(
                     "SELECT id, agent_id FROM router.conversations "
@@ -174,7 +208,9 @@ async def test_invariants_hold_with_two_routers_under_churn(
                 )
                 for conv_id, agent in rows:
                     action = rng.choice(["replies", "resolve", "resolve"])
-                    body = {"agent_id": agent} | ({"text": "ok"} if action == "replies" else {})
+                    body = ({"agent_id": agent} if rng.random() < 0.5 else {}) | (
+                        {"text": "ok"} if action == "replies" else {}
+                    )
                     answer = await http.post(
                         f"{rng.choice(routers)}/v1/conversations/{conv_id}/{action}",
                         headers=as_agent(agent),
@@ -196,7 +232,9 @@ async def test_invariants_hold_with_two_routers_under_churn(
                 violations.extend(f"over capacity: {r}" for r in over)
                 await asyncio.sleep(0.05)
 
-        tasks = [asyncio.create_task(t()) for t in (churn, desk, monitor)]
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        tasks = [asyncio.create_task(t()) for t in (churn, frontends, desk, monitor)]
         messages = workload(rng)
         for start in range(0, len(messages), 200):
             batch = messages[start : start + 200]
@@ -219,6 +257,9 @@ async def test_invariants_hold_with_two_routers_under_churn(
             return applied == len(messages)
 
         await eventually(all_applied, timeout=120, what=f"all {len(messages)} messages applied")
+        # The churn goes on for a few timeouts, so that agents time out while others come
+        # and go, reply and resolve.
+        await asyncio.sleep(max(0.0, started + CHURN_S - loop.time()))
         stop.set()
         await asyncio.gather(*tasks)
 
@@ -229,6 +270,14 @@ async def test_invariants_hold_with_two_routers_under_churn(
                 headers=as_agent(agent),
                 json={"status": "online"},
             )
+
+        # Then every frontend goes quiet: each agent times out, and its unanswered work is
+        # re-routed while others are still online to take it.
+        async def nobody_online():
+            online = await query("SELECT count(*) FROM router.agents WHERE status = 'online'")
+            return online[0][0] == 0
+
+        await eventually(nobody_online, timeout=60, what="every quiet agent timed out")
 
         await outbox_drained(engine)
 
@@ -256,8 +305,10 @@ async def test_invariants_hold_with_two_routers_under_churn(
 
     # The event stream never gives one conversation to a second agent without taking it away.
     assert await given_to_two_agents(broker, topics) == []
+    timed_out = await presence_timeouts(broker, topics)
+    assert timed_out >= AGENTS, timed_out  # each agent, at least once after the settling
     assert statuses[500] == 0, dict(statuses)
     print(
         f"\nstress: {len(messages)} messages, {CONVERSATIONS} conversations, "
-        f"{AGENTS} agents, API answers {dict(statuses)}"
+        f"{AGENTS} agents, {timed_out} presence timeouts, API answers {dict(statuses)}"
     )
