@@ -124,6 +124,8 @@ async def drain(
     if batch is not None:
         env["SWITCHBOARD_INBOUND_BATCH_MAX_RECORDS"] = str(batch)
     env["SWITCHBOARD_OUTBOX_RELAY"] = relay
+    # The drain's agents are set online and never poll: no frontend to time out.
+    env["SWITCHBOARD_PRESENCE_TIMEOUT_S"] = "0"
     process = launch("router", env, log_dir / f"router-drain-{port}.log")
     processes = {"router": process}
     if relay == "separate":
