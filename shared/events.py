@@ -277,11 +277,15 @@ class Reopened(ConversationEvent):
 
 
 class Assigned(ConversationEvent):
+    """The agent's from now on: given on a channel without offers, or an offer accepted."""
+
     type: Literal["conversation.assigned"] = "conversation.assigned"
     agent_id: str
     team: str | None = None  # the agent's team when assigned (reports slice by it)
     # An offer accepted for the agent: who acted for it (a desk credential's name).
     acted_by: str | None = None
+    # The offer this accepts (its conversation.offered's time); null: given without one.
+    offered_at: AwareDatetime | None = None
 
 
 class AgentReplied(ConversationEvent):

@@ -9,7 +9,6 @@ from dataclasses import replace
 
 from services.router.assign import (
     change_status,
-    emit_assigned,
     emit_queued,
     give,
     need_of,
@@ -236,10 +235,14 @@ async def accept(
 
 
 async def _accept(ctx: Context, conv: Conversation, acted_by: str | None) -> None:
+    """An offered conversation becomes assigned: ``conversation.assigned`` is the acceptance."""
     if conv.accepted_at is None and (claim := await ctx.store.mark_accepted(conv.id, ctx.now)).done:
         assert conv.agent_id is not None
         await ctx.store.reset_missed_offers(conv.agent_id)
-        await emit_assigned(ctx, conv, conv.agent_id, claim.team, acted_by)
+        accepted = events.assigned(
+            conv, conv.agent_id, claim.team, ctx.now, acted_by, offered_at=conv.offered_at
+        )
+        await ctx.emit(conv, accepted)
 
 
 async def reply(
@@ -297,6 +300,9 @@ async def resolve(
 ) -> None:
     """Close a conversation, free the agent's slot and let the agent pull the next one."""
     conv = await _own_conversation(ctx, conversation_id, agent_id)
+    # Resolving an offer accepts it first, so its events say offered, assigned, resolved
+    # (metrics counts the assignment and the queue wait).
+    await _accept(ctx, conv, acted_by)
     await ctx.store.mark_resolved(conv.id, ctx.now)
     await ctx.store.release_slot(agent_id, conv.channel)
     await ctx.emit(

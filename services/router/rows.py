@@ -9,11 +9,14 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal, cast
 
 from services.router.routing.classify import Classification
 from services.router.routing.select import AgentView
 from shared.events import AgentStatus, Attachment, Channel, CustomerTier, Priority, Skill
+
+# A conversation's state as answers show it (``Conversation.shown_state``).
+ShownState = Literal["queued", "offered", "assigned", "resolved"]
 
 MESSAGE_COLUMNS = (
     "id, conversation_id, direction, author, text, channel_message_id, sent_at, created_at, "
@@ -67,6 +70,16 @@ class Conversation:
         return Classification(
             self.priority, self.skill, self.language, self.rules_fired, self.min_level, self.team
         )
+
+    @property
+    def shown_state(self) -> ShownState:
+        """The state as the API shows it: an assignment the agent has not accepted yet is
+        ``offered``. Stored, an offer is ``assigned`` with ``accepted_at`` null: it holds the
+        agent's slot like any assignment, so every invariant, index and plan on ``state`` is
+        the same for both."""
+        if self.state == "assigned" and self.accepted_at is None:
+            return "offered"
+        return cast(ShownState, self.state)  # the table's CHECK: queued, assigned, resolved
 
 
 @dataclass(frozen=True)

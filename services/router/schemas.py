@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.router import pages
 from services.router.routing.select import AgentView
-from services.router.rows import Conversation, MessagePage, StoredMessage
+from services.router.rows import Conversation, MessagePage, ShownState, StoredMessage
 from shared.events import AgentStatus, Attachment, Channel, CustomerTier, Priority, Skill
 
 AgentId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$")]
@@ -198,7 +198,12 @@ class ConversationOut(BaseModel):
     id: uuid.UUID
     conversation_key: str
     channel: Channel
-    state: str
+    state: ShownState = Field(
+        description="queued: waiting for an agent; offered: given to agent_id (holding its "
+        "slot), who must accept it (POST .../accept, a reply or resolving it) within the "
+        "channel's offer timeout, else it moves on; assigned: the agent's (accepted, or given "
+        "on a channel without offers); resolved"
+    )
     customer_id: str
     customer_tier: CustomerTier
     classification: ClassificationOut
@@ -228,7 +233,7 @@ class ConversationOut(BaseModel):
             id=c.id,
             conversation_key=c.conversation_key,
             channel=c.channel,
-            state=c.state,
+            state=c.shown_state,
             customer_id=c.customer_id,
             customer_tier=c.customer_tier,
             classification=ClassificationOut(

@@ -104,6 +104,7 @@ def assigned(
     team: str | None,
     now: datetime,
     acted_by: str | None = None,
+    offered_at: datetime | None = None,
 ) -> Assigned:
     return Assigned(
         event_id=derived_id("assigned", conv.id, agent_id, now.isoformat()),
@@ -113,4 +114,5 @@ def assigned(
         agent_id=agent_id,
         team=team,
         acted_by=acted_by,
+        offered_at=offered_at,
     )
