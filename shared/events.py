@@ -233,6 +233,24 @@ class Escalated(ConversationEvent):
     target_s: float
 
 
+class Overflowed(ConversationEvent):
+    """Waited the ``after_s`` of an overflow stage of the rules file without an agent: its need
+    is widened (cumulative, with the stages before): agents speaking one of
+    ``fallback_languages`` may take it too, ``skill`` (at ``min_level``) is the skill it needs
+    now, and the agents of ``team`` may take it whatever their skills. ``final``: it was the
+    conversation's last stage; still waiting after it, the conversation is stuck."""
+
+    type: Literal["conversation.overflowed"] = "conversation.overflowed"
+    stage: str  # the stage's id in the rules file (recorded as overflow.<id> in rules_fired)
+    priority: Priority
+    waited_s: float
+    fallback_languages: list[str]
+    skill: Skill
+    min_level: int
+    team: str | None = None
+    final: bool
+
+
 class ReplyDelivered(ConversationEvent):
     """The channel's provider accepted an agent's reply."""
 
@@ -313,6 +331,7 @@ _CONVERSATION_EVENTS = (
     Assigned,
     Transferred,
     Escalated,
+    Overflowed,
     AgentReplied,
     Resolved,
     Reopened,
@@ -331,6 +350,7 @@ AnyConversationEvent = Annotated[
     | Assigned
     | Transferred
     | Escalated
+    | Overflowed
     | AgentReplied
     | Resolved
     | Reopened

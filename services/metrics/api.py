@@ -325,6 +325,11 @@ class QueueOut(BaseModel):
     language: str | None
     depth: int
     oldest_wait_s: float = Field(description="age in the queue of its oldest conversation")
+    stuck: int = Field(
+        default=0,
+        description="of depth, those still waiting after their last overflow stage "
+        "(the rules file's overflow): nothing widens them any more",
+    )
 
 
 @router.get("/v1/live/queues", response_model=list[QueueOut], tags=["live"])

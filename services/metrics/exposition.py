@@ -152,16 +152,25 @@ def _sla_and_queues(
     )
     # The live queues come per channel, priority, skill and language: the gauges are per
     # channel and priority (bounded label sets).
+    stuck = GaugeMetricFamily(
+        "switchboard_conversations_stuck",
+        "Conversations still waiting for an agent after their last overflow stage.",
+        labels=["channel", "priority"],
+    )
     depths: dict[tuple[str, str], int] = {}
     oldest_s: dict[tuple[str, str], float] = {}
+    stuck_n: dict[tuple[str, str], int] = {}
     for q in queues:
         labels = (q["channel"], q["priority"])
         depths[labels] = depths.get(labels, 0) + q["depth"]
         oldest_s[labels] = max(oldest_s.get(labels, q["oldest_wait_s"]), q["oldest_wait_s"])
+        stuck_n[labels] = stuck_n.get(labels, 0) + q.get("stuck", 0)
     for labels, n in sorted(depths.items()):
         depth.add_metric(list(labels), n)
         oldest.add_metric(list(labels), oldest_s[labels])
-    return [breached, depth, oldest]
+        # Every label set of the queue, 0 included: a stuck count that fell to 0 shows so.
+        stuck.add_metric(list(labels), stuck_n[labels])
+    return [breached, depth, oldest, stuck]
 
 
 class _Fixed(Collector):

@@ -34,6 +34,9 @@ class Moment(StrEnum):
     TRANSFERRED = "transferred"  # taken from its agent (to another agent or a skill's queue)
     OFFER_TIMED_OUT = "offer_timed_out"  # taken from the agent who did not accept in time
     QUEUED = "queued"  # waiting for an agent (again)
+    # Its last overflow stage widened its need (the router then tries it at once: an
+    # assignment at the same instant comes after).
+    STUCK = "stuck"
     OFFERED = "offered"  # given to an agent who must accept: holds the agent's slot
     ASSIGNED = "assigned"
     REPLIED = "replied"  # by an agent
@@ -110,6 +113,7 @@ class Fold:
     queued: bool = False  # waiting in the queue
     queued_at: datetime | None = None  # its age in the queue (kept when it is put back)
     queue_reset: bool = False  # reopened: its age starts again when the router routes it
+    stuck_at: datetime | None = None  # its last overflow stage (stuck while queued); reopen clears
 
     def then(self, entry: Entry) -> tuple[Fold, Answer | None]:
         """The fold after one more entry (the next in timeline order), and the wait it
@@ -126,11 +130,13 @@ class Fold:
             case Moment.REOPENED:
                 change |= dict(reopens=self.reopens + 1, answered=False, waiting_since=None)
                 change["resolved_at"] = None
-                change |= dict(held_by=None, queued=True, queue_reset=True)
+                change |= dict(held_by=None, queued=True, queue_reset=True, stuck_at=None)
             case Moment.TRANSFERRED | Moment.OFFER_TIMED_OUT:
                 change |= dict(held_by=None, queued=False)
             case Moment.QUEUED:
                 change |= dict(held_by=None, queued=True, **self._queue_age(entry))
+            case Moment.STUCK:
+                change["stuck_at"] = self.stuck_at or entry.at
             case Moment.OFFERED:
                 change |= dict(held_by=entry.agent_id, queued=False, **self._queue_age(entry))
             case Moment.MESSAGE:
@@ -234,6 +240,7 @@ class Facts:
     agent_replies: int = 0
     held_by: str | None = None  # the agent whose slot it holds now (offered or assigned)
     queued_since: datetime | None = None  # in the queue now, at this age; else None
+    stuck_since: datetime | None = None  # in the queue now after its last overflow stage
     resolution_s: float | None = None
     resolution_bs: float | None = None
     queue_wait_s: float | None = None
@@ -265,6 +272,7 @@ def conclude(
         agent_replies=fold.agent_replies,
         held_by=fold.held_by,
         queued_since=fold.queued_at if fold.queued else None,
+        stuck_since=fold.stuck_at if fold.queued else None,
         resolution_s=resolution[0],
         resolution_bs=resolution[1],
         queue_wait_s=queue_wait[0],

@@ -26,6 +26,7 @@ from shared.events import (
     MessageReceived,
     Offered,
     OfferTimedOut,
+    Overflowed,
     Queued,
     Reopened,
     Resolved,
@@ -54,15 +55,23 @@ BEGINNING, END = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 _FOLDED = frozenset([*MOMENTS, *DIMENSION_EVENTS])
 
 
+def moment_of(event: AnyConversationEvent) -> Moment | None:
+    """The timeline moment of an event, if it has one (an overflow only at its last stage:
+    the conversation is stuck if it still waits after it)."""
+    if type(event) is Overflowed:
+        return Moment.STUCK if event.final else None
+    return MOMENTS.get(type(event))
+
+
 def folded(event: AnyConversationEvent) -> bool:
     """Whether an event changes anything a report or a live view shows (else it is only
-    recorded as processed: escalations, deliveries, SLA marks)."""
-    return type(event) in _FOLDED
+    recorded as processed: escalations, earlier overflow stages, deliveries, SLA marks)."""
+    return type(event) in _FOLDED or (type(event) is Overflowed and event.final)
 
 
 def entry_of(event: AnyConversationEvent) -> Entry | None:
     """The timeline entry of an event (times in UTC, as the database hands them back)."""
-    moment = MOMENTS.get(type(event))
+    moment = moment_of(event)
     if moment is None:
         return None
     # The fields themselves: getattr of a field a model lacks goes through pydantic's

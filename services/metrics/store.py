@@ -29,7 +29,7 @@ from services.metrics.facts import (
     timed,
     timeline_order,
 )
-from services.metrics.fold_batch import MOMENTS, WAIT_COPY
+from services.metrics.fold_batch import WAIT_COPY, moment_of
 from services.metrics.report import DIMENSIONS
 from shared.events import (
     AgentProfileChanged,
@@ -60,6 +60,7 @@ FACT_COLUMNS = [
     *((n, "integer") for n in ("assignments", "reopens", "customer_messages", "agent_replies")),
     ("held_by", "text"),
     ("queued_since", "timestamptz"),
+    ("stuck_since", "timestamptz"),
     *((n, "float8") for n in ("resolution_s", "resolution_bs", "queue_wait_s", "queue_wait_bs")),
 ]
 DIMENSION_COLUMNS = [
@@ -232,7 +233,7 @@ class MetricsStore:
         )
         if first_time is None:
             return False
-        moment, dimensions = MOMENTS.get(type(event)), _DIMENSIONS_SQL.get(type(event))
+        moment, dimensions = moment_of(event), _DIMENSIONS_SQL.get(type(event))
         if moment is None and dimensions is None:
             return True  # nothing a report or live view shows (escalations, deliveries, SLA)
         await self.session.execute(
@@ -408,6 +409,7 @@ class MetricsStore:
                       reopens = :reopens, customer_messages = :customer_messages,
                       agent_replies = :agent_replies,
                       held_by = :held_by, queued_since = :queued_since,
+                      stuck_since = :stuck_since,
                       resolution_s = :resolution_s, resolution_bs = :resolution_bs,
                       queue_wait_s = :queue_wait_s, queue_wait_bs = :queue_wait_bs,
                       calendar = :calendar
@@ -420,7 +422,8 @@ class MetricsStore:
                     for k in (
                         "opened_at first_message_at first_assigned_at first_response_at "
                         "resolved_at agent_id team assignments reopens customer_messages "
-                        "agent_replies held_by queued_since resolution_s resolution_bs "
+                        "agent_replies held_by queued_since stuck_since resolution_s "
+                        "resolution_bs "
                         "queue_wait_s queue_wait_bs"
                     ).split()
                 },
@@ -789,12 +792,14 @@ class MetricsStore:
 
     async def live_queues(self, now: datetime) -> list[dict[str, Any]]:
         """Conversations in the router's queue now per channel, priority, skill and language
-        (their classification), with the oldest one's age in the queue."""
+        (their classification), with the oldest one's age in the queue and how many of them
+        are stuck (still there after their last overflow stage)."""
         rows = await self.session.execute(
             text(
                 """SELECT channel, coalesce(priority, 'unclassified') AS priority, skill,
                       language, count(*) AS depth,
-                      date_part('epoch', :now - min(queued_since)) AS oldest_wait_s
+                      date_part('epoch', :now - min(queued_since)) AS oldest_wait_s,
+                      count(stuck_since) AS stuck
                FROM metrics.conversations
                WHERE queued_since IS NOT NULL
                GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4"""

@@ -1,11 +1,13 @@
 """Assignment mechanics shared by the use cases: who may take a conversation, giving it,
-putting it back, pulling from the queue, and the periodic sweeps (queue, offers, escalation)."""
+putting it back, pulling from the queue, and the periodic sweeps (queue, offers, escalation,
+overflow)."""
 
 from __future__ import annotations
 
 from services.router.context import Context
 from services.router.routing import events
 from services.router.routing.batch import need_for
+from services.router.routing.overflow import due_after, overflow
 from services.router.routing.queue import QueuedConversation, next_for_agent, queue_key
 from services.router.routing.select import Need, rank_candidates
 from services.router.rows import Conversation
@@ -14,6 +16,7 @@ from shared.events import (
     AgentStatusChanged,
     Escalated,
     OfferTimedOut,
+    Overflowed,
     derived_id,
 )
 from shared.problems import Conflict, NotFound
@@ -239,6 +242,47 @@ async def escalate_due(ctx: Context, *, limit: int = 100) -> int:
                 target_s=ctx.rules.escalation.first_response_target_s[conv.priority],
             ),
         )
+        fresh = await ctx.store.conversation(conv.id)
+        assert fresh is not None
+        await try_assign(ctx, fresh)
+    return len(convs)
+
+
+async def overflow_due(ctx: Context, *, limit: int = 100) -> int:
+    """Widen the need of waiting conversations whose next overflow stage is due (every stage
+    due, in order: each recorded in rules_fired, classified and announced), then route them
+    with the widened need. Locked as escalation locks them (SKIP LOCKED, then a slot claimed
+    on the one agent chosen), so several routers' sweeps widen each conversation once."""
+    stages = ctx.rules.overflow
+    convs = await ctx.store.due_for_overflow(due_after(stages), ctx.now, limit=limit)
+    for conv in convs:
+        widenings = overflow(conv, stages, now=ctx.now)
+        if not widenings:
+            continue  # not due after all (the rules changed between the query and now)
+        await ctx.store.mark_overflowed(widenings[-1].conversation)
+        for w in widenings:
+            widened = w.conversation
+            await ctx.emit(
+                widened,
+                Overflowed(
+                    event_id=derived_id("overflowed", conv.id, conv.reopened, w.stage.id),
+                    occurred_at=ctx.now,
+                    conversation_id=conv.id,
+                    channel=conv.channel,
+                    stage=w.stage.id,
+                    priority=widened.priority,
+                    waited_s=w.waited_s,
+                    fallback_languages=list(widened.fallback_languages),
+                    skill=widened.skill,
+                    min_level=widened.min_level,
+                    team=widened.overflow_team,
+                    final=w.final,
+                ),
+            )
+        # The skill it needs may have changed: metrics reports and queues it by this one.
+        last = widenings[-1].conversation
+        cause = f"overflow:{conv.reopened}:{widenings[-1].stage.id}"
+        await ctx.emit(last, events.classified(last, cause, ctx.now))
         fresh = await ctx.store.conversation(conv.id)
         assert fresh is not None
         await try_assign(ctx, fresh)

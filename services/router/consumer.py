@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from aiokafka import ConsumerRecord
 from pydantic import Field, TypeAdapter
 
-from services.router.assign import escalate_due, expire_offers, sweep_queue
+from services.router.assign import escalate_due, expire_offers, overflow_due, sweep_queue
 from services.router.context import Context
 from services.router.handlers import receive_message
 from services.router.intake import receive_messages
@@ -89,7 +89,8 @@ async def sweep_forever(
     uow: UnitOfWork, interval_s: float, *, presence_timeout_s: float = 0
 ) -> None:
     """Periodically: set away agents whose frontend went quiet (with a presence timeout),
-    move expired offers on, escalate conversations near their target, and assign queued
+    move expired offers on, escalate conversations near their target, widen those whose
+    overflow stage is due, and assign queued
     conversations that some agent can now take. Each in its own transaction."""
 
     async def in_transaction(sweep: Callable[[Context], Awaitable[int]]) -> int:
@@ -104,6 +105,7 @@ async def sweep_forever(
         ),
         "offers": lambda: in_transaction(expire_offers),
         "escalation": lambda: in_transaction(escalate_due),
+        "overflow": lambda: in_transaction(overflow_due),
         "queue": lambda: in_transaction(sweep_queue),
     }
     while True:

@@ -197,7 +197,8 @@ _WRITTEN_COLUMNS = (
     "id, conversation_key, channel, customer_id, customer_tier, state, priority, "
     "priority_rank, skill, language, rules_fired, agent_id, opened_at, queued_at, assigned_at, "
     "first_response_at, resolved_at, category, min_level, team, offered_at, accepted_at, "
-    "escalated_at, excluded_agents, last_agent_id, reopened, group_name"
+    "escalated_at, excluded_agents, last_agent_id, reopened, group_name, overflow_stage, "
+    "fallback_languages, overflow_team, stuck_since"
 )
 
 
@@ -237,6 +238,10 @@ def _conversation_rows(convs: Iterable[Conversation]) -> str:
                 "last_agent_id": c.last_agent_id,
                 "reopened": c.reopened,
                 "group_name": c.group_name,
+                "overflow_stage": c.overflow_stage,
+                "fallback_languages": list(c.fallback_languages),
+                "overflow_team": c.overflow_team,
+                "stuck_since": at(c.stuck_since),
             }
             for c in convs
         ]

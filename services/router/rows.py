@@ -64,6 +64,12 @@ class Conversation:
     last_agent_id: str | None = None
     reopened: int = 0
     group_name: str | None = None  # a group chat's title or id, as its latest message named it
+    # Overflow (routing/overflow.py): stages gone through, languages and team widened to, and
+    # since when it is stuck (its last stage applied).
+    overflow_stage: int = 0
+    fallback_languages: tuple[str, ...] = ()
+    overflow_team: str | None = None
+    stuck_since: datetime | None = None
 
     @property
     def classification(self) -> Classification:
@@ -119,7 +125,8 @@ CONVERSATION_COLUMNS = """
     id, conversation_key, channel, customer_id, customer_tier, state, priority, skill, language,
     rules_fired, agent_id, opened_at, queued_at, assigned_at, first_response_at, resolved_at,
     category, min_level, team, offered_at, accepted_at, escalated_at, excluded_agents,
-    last_agent_id, reopened, group_name
+    last_agent_id, reopened, group_name, overflow_stage, fallback_languages, overflow_team,
+    stuck_since
 """
 
 
@@ -152,6 +159,10 @@ def conversation_of(row: Any) -> Conversation:
         last_agent_id=m["last_agent_id"],
         reopened=m["reopened"],
         group_name=m["group_name"],
+        overflow_stage=m["overflow_stage"],
+        fallback_languages=tuple(m["fallback_languages"]),
+        overflow_team=m["overflow_team"],
+        stuck_since=m["stuck_since"],
     )
 
 

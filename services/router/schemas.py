@@ -122,6 +122,15 @@ class QueueOut(BaseModel):
     depth: int
     oldest_wait_s: float
     priorities: dict[Priority, int]
+    overflowed: int = Field(
+        default=0,
+        description="of depth, those whose need an overflow stage widened (rules file, "
+        "overflow): a fallback skill queues them under that skill",
+    )
+    stuck: int = Field(
+        default=0,
+        description="of depth, those still waiting after their last overflow stage",
+    )
 
 
 class AttachmentOut(BaseModel):

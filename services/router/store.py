@@ -52,6 +52,17 @@ AGENT_VIEW = """
 """
 
 
+# What an agent must have for a need (``candidates``); after overflow, a fallback language
+# will do and the overflow team's agents need no skill (``routing.select.suits``).
+_NEED = """(c.skills ->> :skill)::int >= :level
+                      AND (:language = :unknown OR :language = ANY(c.languages))
+                      AND (CAST(:team AS text) IS NULL OR c.team = :team)"""
+_OVERFLOWED_NEED = """(((c.skills ->> :skill)::int >= :level
+                             AND (CAST(:team AS text) IS NULL OR c.team = :team))
+                           OR c.team = CAST(:overflow_team AS text))
+                      AND (:language = :unknown OR c.languages && CAST(:languages AS text[]))"""
+
+
 @lru_cache(maxsize=512)
 def _statement(sql: str) -> TextClause:
     """Parse each SQL text once (the profile showed text() construction on every call)."""
@@ -370,7 +381,9 @@ class RouterStore:
             """UPDATE router.conversations
                SET state = 'queued', agent_id = NULL, resolved_at = NULL, queued_at = :now,
                    offered_at = NULL, accepted_at = NULL, escalated_at = NULL,
-                   excluded_agents = '{}', reopened = reopened + 1
+                   excluded_agents = '{}', reopened = reopened + 1,
+                   overflow_stage = 0, fallback_languages = '{}', overflow_team = NULL,
+                   stuck_since = NULL
                WHERE id = :id""",
             id=cid,
             now=now,
@@ -404,12 +417,14 @@ class RouterStore:
                 f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations
                     WHERE state = 'queued' AND priority_rank = :rank
                       AND channel = ANY(:channels)
-                      AND coalesce((CAST(:skills AS jsonb) ->> skill)::int, 0) >=
-                          CASE WHEN escalated_at IS NULL THEN min_level
-                               ELSE LEAST(min_level, :widen_level) END
-                      AND (language = ANY(:languages) OR language = :unknown)
-                      AND (team IS NULL OR team = :team
-                           OR (escalated_at IS NOT NULL AND :widen_teams))
+                      AND ((coalesce((CAST(:skills AS jsonb) ->> skill)::int, 0) >=
+                              CASE WHEN escalated_at IS NULL THEN min_level
+                                   ELSE LEAST(min_level, :widen_level) END
+                            AND (team IS NULL OR team = :team
+                                 OR (escalated_at IS NOT NULL AND :widen_teams)))
+                           OR overflow_team = :team)
+                      AND (language = ANY(:languages) OR language = :unknown
+                           OR fallback_languages && CAST(:languages AS text[]))
                       AND NOT (:agent = ANY(excluded_agents))
                     ORDER BY queued_at, id
                     LIMIT :limit FOR UPDATE SKIP LOCKED""",
@@ -504,16 +519,58 @@ class RouterStore:
         )
         return [conversation_of(r) for r in rows]
 
+    async def due_for_overflow(
+        self, due_s: dict[str, float], now: datetime, *, limit: int
+    ) -> list[Conversation]:
+        """Queued conversations whose next overflow stage is due: ``due_s`` by
+        ``"<priority>:<stages applied>"`` (``routing.overflow.due_after``), locked (SKIP
+        LOCKED), as escalation reads them."""
+        if not due_s:
+            return []
+        rows = await self._exec(
+            f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations c
+                JOIN jsonb_each_text(CAST(:due AS jsonb)) d
+                  ON d.key = c.priority || ':' || c.overflow_stage
+                WHERE c.state = 'queued'
+                  AND c.queued_at + make_interval(secs => d.value::float) <= :now
+                ORDER BY c.queued_at LIMIT :limit FOR UPDATE OF c SKIP LOCKED""",
+            due=json.dumps(due_s),
+            now=now,
+            limit=limit,
+        )
+        return [conversation_of(r) for r in rows]
+
+    async def mark_overflowed(self, conv: Conversation) -> None:
+        """Write what overflow widened (``routing.overflow.overflow``'s conversation)."""
+        await self._exec(
+            """UPDATE router.conversations
+               SET overflow_stage = :stage, fallback_languages = :languages,
+                   overflow_team = :overflow_team, skill = :skill, min_level = :min_level,
+                   rules_fired = :rules, stuck_since = :stuck_since
+               WHERE id = :id AND state = 'queued'""",
+            id=conv.id,
+            stage=conv.overflow_stage,
+            languages=list(conv.fallback_languages),
+            overflow_team=conv.overflow_team,
+            skill=conv.skill.value,
+            min_level=conv.min_level,
+            rules=list(conv.rules_fired),
+            stuck_since=conv.stuck_since,
+        )
+
     async def queue_stats(
         self, now: datetime, *, after: tuple[str, str] = ("", ""), limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Depth, oldest wait and priority mix of each (skill, language) queue, in that order,
-        those after ``after`` (up to ``limit``)."""
+        """Depth, oldest wait, priority mix, and how many overflowed and are stuck, of each
+        (skill, language) queue, in that order, those after ``after`` (up to ``limit``)."""
         rows = await self._exec(
             """SELECT skill, language, sum(n)::int AS depth,
                       extract(epoch FROM (:now - min(oldest)))::float AS oldest_wait_s,
-                      jsonb_object_agg(priority, n) AS priorities
-               FROM (SELECT skill, language, priority, count(*) AS n, min(queued_at) AS oldest
+                      jsonb_object_agg(priority, n) AS priorities,
+                      sum(overflowed)::int AS overflowed, sum(stuck)::int AS stuck
+               FROM (SELECT skill, language, priority, count(*) AS n, min(queued_at) AS oldest,
+                            count(*) FILTER (WHERE overflow_stage > 0) AS overflowed,
+                            count(*) FILTER (WHERE stuck_since IS NOT NULL) AS stuck
                      FROM router.conversations
                      WHERE state = 'queued' AND (skill, language) > (:skill, :language)
                      GROUP BY skill, language, priority) q
@@ -674,21 +731,22 @@ class RouterStore:
         then idle longest, then id in code-point order), computed here so that only a few
         agents' rows are read and decoded, however many are online; the caller ranks them
         again with the pure function."""
+        overflowed = bool(need.fallback_languages) or need.overflow_team is not None
         rows = await self._exec(
             AGENT_VIEW
             + """ WHERE a.id IN (
                     SELECT c.id FROM router.agents c
                     JOIN router.agent_slots f ON f.agent_id = c.id AND f.channel = :channel
                                              AND f.load < f.capacity
-                    WHERE c.status = 'online' AND (c.skills ->> :skill)::int >= :level
-                      AND (:language = :unknown OR :language = ANY(c.languages))
-                      AND (CAST(:team AS text) IS NULL OR c.team = :team)
+                    WHERE c.status = 'online' AND {skill_and_language}
                       AND NOT (c.id = ANY(:excluded))
                       AND (c.max_load IS NULL OR c.total_load < c.max_load)
                     ORDER BY CAST(f.load AS float8) / f.capacity,
                              c.last_assigned_at ASC NULLS FIRST, c.id COLLATE "C"
                     LIMIT :limit)
-                  GROUP BY a.id""",
+                  GROUP BY a.id""".replace(
+                "{skill_and_language}", _OVERFLOWED_NEED if overflowed else _NEED
+            ),
             skill=need.skill.value,
             level=need.min_level,
             language=need.language,
@@ -697,6 +755,14 @@ class RouterStore:
             team=need.team,
             excluded=[*need.excluded, *skip],
             limit=limit,
+            **(
+                {
+                    "languages": [need.language, *sorted(need.fallback_languages)],
+                    "overflow_team": need.overflow_team,
+                }
+                if overflowed
+                else {}
+            ),
         )
         return [agent_view_of(r) for r in rows]
 

@@ -1,9 +1,9 @@
 """What ops see live is what the router holds: after any sequence of customers writing and
 agents working (accepting, replying, resolving, transferring to an agent or a skill's queue,
 correcting a classification, going away or offline with conversations, changing capacity) and
-the router's sweeps (offers that time out, escalation, the queue), metrics' ``/v1/live/agents``
-and ``/v1/live/queues`` equal the router's ``/v1/agents`` and ``/v1/queues``, and its
-``/metrics`` gauges equal both.
+the router's sweeps (offers that time out, escalation, overflow, the queue), metrics'
+``/v1/live/agents`` and ``/v1/live/queues`` equal the router's ``/v1/agents`` and
+``/v1/queues`` (stuck conversations included), and its ``/metrics`` gauges equal both.
 
 The router and metrics run in-process on the real broker and database. The router's sweeps run
 when the sequence says (its periodic sweep is off), and each step waits until the router
@@ -29,7 +29,7 @@ from sqlalchemy import text
 from services.metrics.app import create_app as create_metrics_app
 from services.metrics.settings import MetricsSettings
 from services.router.app import create_app as create_router_app
-from services.router.assign import escalate_due, expire_offers, sweep_queue
+from services.router.assign import escalate_due, expire_offers, overflow_due, sweep_queue
 from services.router.settings import RouterSettings
 from shared.db import make_engine
 from shared.events import Channel
@@ -49,6 +49,12 @@ rules:
   - {id: funds, priority: high, skill: funds, min_level: 2, patterns: ['deposit']}
   - {id: trading, priority: high, skill: trading, patterns: ['liquidat']}
   - {id: feedback, priority: low, skill: general, patterns: ['feedback']}
+# Waiting 0.2 s widens to English, 0.5 s (high, normal) to the general skill, 0.8 s to team l2:
+# the last stage, after which a conversation nobody takes is stuck.
+overflow:
+  - {id: to-english, after_s: {urgent: 0.2, high: 0.2, normal: 0.2, low: 0.2}, languages: [en]}
+  - {id: to-general, after_s: {high: 0.5, normal: 0.5}, skill: general}
+  - {id: to-l2, after_s: {urgent: 0.8, high: 0.8, normal: 0.8, low: 0.8}, team: l2}
 """
 OFFER_TIMEOUT_S = 0.2  # telegram assignments are offers to accept within this
 TEXTS = [
@@ -208,7 +214,7 @@ async def step(desk: dict[str, Any], ids: Any, run: str, action: tuple[Any, ...]
             return
         case ("sweep",):
             await asyncio.sleep(OFFER_TIMEOUT_S + 0.05)  # offers and waits come due
-            for sweep in (expire_offers, escalate_due, sweep_queue):
+            for sweep in (expire_offers, escalate_due, overflow_due, sweep_queue):
                 async with desk["uow"]() as ctx:
                     await sweep(ctx)
             return
@@ -279,6 +285,13 @@ async def disagreement(desk: dict[str, Any], ids: Any) -> str | None:
     got_queues = {k: (depth, dict(p)) for k, (depth, p) in got.items()}
     if got_queues != expected_queues:
         return f"queues: router {expected_queues} != metrics {got_queues}"
+    # Stuck (waiting after the last overflow stage), per (skill, language).
+    expected_stuck = {(q["skill"], q["language"]): q["stuck"] for q in router_queues if q["stuck"]}
+    got_stuck: Counter[tuple[str, str]] = Counter()
+    for q in live_queues:
+        got_stuck[q["skill"], q["language"]] += q["stuck"]
+    if +got_stuck != expected_stuck:
+        return f"stuck: router {expected_stuck} != metrics {dict(+got_stuck)}"
     for q in router_queues:
         # The oldest conversation's queue age as an instant: the router's and metrics' "now"
         # each fall within their request.

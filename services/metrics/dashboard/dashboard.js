@@ -150,6 +150,7 @@ async function refresh() {
   const sum = (items, field) => items.reduce((n, a) => n + Object.values(a[field]).reduce((m, v) => m + v, 0), 0);
   document.getElementById("waiting").textContent = waiting;
   document.getElementById("oldest").textContent = duration(oldest);
+  document.getElementById("stuck").textContent = queues.reduce((n, q) => n + (q.stuck || 0), 0);
   document.getElementById("online").textContent = `${online.length} / ${agents.length}`;
   document.getElementById("load").textContent = `${sum(online, "load")} / ${sum(online, "capacity")}`;
   document.getElementById("frt90").textContent = duration(summary.first_response_s.p90);
@@ -157,7 +158,7 @@ async function refresh() {
   lineChart(document.getElementById("frt-chart"), series.buckets, "first_response_s");
   lineChart(document.getElementById("res-chart"), series.buckets, "resolution_s");
   slaChart(document.getElementById("sla-chart"), summary.groups);
-  rows(document.getElementById("queues"), queues, (q) => [q.channel, q.priority, q.skill || "", q.language || "", q.depth, duration(q.oldest_wait_s)]);
+  rows(document.getElementById("queues"), queues, (q) => [q.channel, q.priority, q.skill || "", q.language || "", q.depth, duration(q.oldest_wait_s), q.stuck || 0]);
   rows(document.getElementById("agents"), agents, (a) => [
     a.agent_id, a.team || "", a.status,
     Object.entries(a.capacity).map(([c, n]) => `${c} ${a.load[c] || 0}/${n}`).join(", "),

@@ -82,14 +82,22 @@ class Plan:
 
 
 def need_for(conv: Conversation, rules: RuleSet) -> Need:
-    """What the conversation needs of its agent; escalation widens level and team."""
+    """What the conversation needs of its agent; escalation widens level and team, overflow
+    languages and team (routing/overflow.py; a fallback skill is the conversation's own)."""
     min_level, team = conv.min_level, conv.team
     if conv.escalated_at is not None:
         min_level = min(min_level, rules.escalation.widen_to_level)
         if rules.escalation.widen_teams:
             team = None
     return Need(
-        conv.channel, conv.skill, conv.language, min_level, team, frozenset(conv.excluded_agents)
+        conv.channel,
+        conv.skill,
+        conv.language,
+        min_level,
+        team,
+        frozenset(conv.excluded_agents),
+        frozenset(conv.fallback_languages),
+        conv.overflow_team,
     )
 
 
@@ -195,7 +203,12 @@ class _Planner:
         the heaps afresh."""
         heap = self.heaps.get(need)
         if heap is None:
-            suited = [a for a in self._speaking(need.language) if suits(a, need)]
+            # An overflowed need (never one a batch meets: reopening resets overflow) may go
+            # to speakers of other languages.
+            first_cut = (
+                self.agents.values() if need.fallback_languages else self._speaking(need.language)
+            )
+            suited = [a for a in first_cut if suits(a, need)]
             heap = self.heaps[need] = [(self._rank(a, need.channel), a.id) for a in suited]
             heapq.heapify(heap)
         while heap:
@@ -312,6 +325,10 @@ class _Planner:
                 escalated_at=None,
                 excluded_agents=(),
                 reopened=conv.reopened + 1,
+                overflow_stage=0,
+                fallback_languages=(),
+                overflow_team=None,
+                stuck_since=None,
             )
         )
         self._emit(conv, events.reopened(conv, message, last_agent))

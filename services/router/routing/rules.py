@@ -115,6 +115,54 @@ class Escalation(BaseModel):
         return None if target is None else target * self.at
 
 
+class OverflowStage(BaseModel):
+    """A conversation still queued ``after_s[priority]`` seconds after it was queued widens
+    its need: to agents speaking one of ``languages`` too, to the fallback ``skill`` (at
+    ``min_level``), and/or to the agents of ``team`` whatever their skills. Stages apply in
+    file order, each on top of the ones before; a priority a stage does not list skips it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1)
+    after_s: dict[Priority, float] = Field(min_length=1)
+    languages: list[str] = []
+    skill: Skill | None = None
+    min_level: int = Field(default=1, ge=1, le=5)
+    team: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _widens(self) -> OverflowStage:
+        if not (self.languages or self.skill or self.team):
+            raise ValueError("widens nothing: give languages, skill or team")
+        if "min_level" in self.model_fields_set and self.skill is None:
+            raise ValueError("min_level without a skill: it is the fallback skill's level")
+        return self
+
+    @field_validator("after_s")
+    @classmethod
+    def _positive(cls, after_s: dict[Priority, float]) -> dict[Priority, float]:
+        for priority, seconds in after_s.items():
+            if not seconds > 0:
+                raise ValueError(f"after_s.{priority.value} must be more than 0 (found {seconds})")
+        return after_s
+
+    @field_validator("languages")
+    @classmethod
+    def _primary_subtags(cls, languages: list[str]) -> list[str]:
+        for language in languages:
+            if not re.fullmatch(r"[a-z]{2,3}", language):
+                raise ValueError(
+                    f"language {language!r} is not a primary language subtag "
+                    "(two or three lowercase letters, as agents declare them: 'en', 'fr')"
+                )
+        return languages
+
+    @property
+    def rule_name(self) -> str:
+        """How the stage is recorded in a conversation's rules_fired."""
+        return f"overflow.{self.id}"
+
+
 class RuleSet(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -124,6 +172,7 @@ class RuleSet(BaseModel):
     aging: Aging = Aging()
     escalation: Escalation = Escalation()
     rules: list[Rule]
+    overflow: list[OverflowStage] = []
 
     @field_validator("rules")
     @classmethod
@@ -134,6 +183,25 @@ class RuleSet(BaseModel):
                 raise ValueError(f"rule id {r.id!r} appears twice")
             seen.add(r.id)
         return rules
+
+    @field_validator("overflow")
+    @classmethod
+    def _stages_in_order(cls, stages: list[OverflowStage]) -> list[OverflowStage]:
+        seen: dict[str, OverflowStage] = {}
+        for stage in stages:
+            if stage.id in seen:
+                raise ValueError(f"overflow stage id {stage.id!r} appears twice")
+            # A later stage that came due earlier would widen before the one above it.
+            for earlier in seen.values():
+                for priority, seconds in stage.after_s.items():
+                    before = earlier.after_s.get(priority)
+                    if before is not None and seconds < before:
+                        raise ValueError(
+                            f"overflow stage {stage.id!r}: after_s.{priority.value} is "
+                            f"{seconds}, less than {before} of the earlier stage {earlier.id!r}"
+                        )
+            seen[stage.id] = stage
+        return stages
 
 
 def parse_rules(text: str, *, source: str = "<rules>") -> RuleSet:
@@ -154,11 +222,12 @@ def _problem(error: Any, data: Any) -> str:
     list), then the field, what is wrong, and the value found if it is a plain one."""
     loc = list(error["loc"])
     where = ".".join(str(p) for p in loc)
-    if len(loc) >= 2 and loc[0] == "rules" and isinstance(loc[1], int):
-        rules = data.get("rules") if isinstance(data, dict) else None
+    if len(loc) >= 2 and loc[0] in ("rules", "overflow") and isinstance(loc[1], int):
+        rules = data.get(loc[0]) if isinstance(data, dict) else None
         rule = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
         rule_id = rule.get("id") if isinstance(rule, dict) else None
-        name = f"rule {rule_id!r}" if isinstance(rule_id, str) else f"rule #{loc[1] + 1}"
+        kind = "rule" if loc[0] == "rules" else "overflow stage"
+        name = f"{kind} {rule_id!r}" if isinstance(rule_id, str) else f"{kind} #{loc[1] + 1}"
         where = ": ".join([name, *([".".join(str(p) for p in loc[2:])] if loc[2:] else [])])
     message = str(error["msg"]).removeprefix("Value error, ").strip()
     found = error.get("input")

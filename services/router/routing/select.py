@@ -20,6 +20,10 @@ class Need:
     min_level: int = 1
     team: str | None = None  # None: any team
     excluded: frozenset[str] = frozenset()  # agents it must not go to (timed out, transferred)
+    # Overflow (routing/overflow.py): other languages its agent may speak instead, and a team
+    # whose agents may take it whatever their skills.
+    fallback_languages: frozenset[str] = frozenset()
+    overflow_team: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,22 @@ class AgentView:
 
 def suits(agent: AgentView, need: Need) -> bool:
     """Online, skilled enough, speaks the language (unknown language: anyone), in the team the
-    conversation needs (if any) and not excluded from it: eligible but for room."""
+    conversation needs (if any) and not excluded from it: eligible but for room. After
+    overflow, a fallback language will do, and the overflow team's agents need no skill."""
     return (
         agent.status == AgentStatus.ONLINE
-        and agent.skills.get(need.skill, 0) >= need.min_level
-        and (need.language == UNKNOWN_LANGUAGE or need.language in agent.languages)
-        and (need.team is None or agent.team == need.team)
+        and (
+            (
+                agent.skills.get(need.skill, 0) >= need.min_level
+                and (need.team is None or agent.team == need.team)
+            )
+            or (need.overflow_team is not None and agent.team == need.overflow_team)
+        )
+        and (
+            need.language == UNKNOWN_LANGUAGE
+            or need.language in agent.languages
+            or not need.fallback_languages.isdisjoint(agent.languages)
+        )
         and agent.id not in need.excluded
     )
 
