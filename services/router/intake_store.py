@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
 from services.router.routing.batch import Plan
@@ -22,7 +22,6 @@ from services.router.rows import (
     conversation_of,
 )
 from services.router.store import AGENT_VIEW, NOTIFY_WOKEN, RouterStore
-from shared.events import Channel
 
 
 class IntakeStore(RouterStore):
@@ -111,85 +110,37 @@ class IntakeStore(RouterStore):
         return {view.id: view for view in map(agent_view_of, rows)}
 
     async def write_intake(self, plan: Plan) -> None:
-        """The plan's rows: new conversations in their final state, then the changed ones,
-        the messages in order, the slots taken, and the agents woken (notified on commit)."""
-        if plan.created:
-            await self._exec(
-                f"""INSERT INTO router.conversations ({_WRITTEN_COLUMNS})
-                    SELECT {_WRITTEN_COLUMNS} FROM jsonb_populate_recordset(
-                        NULL::router.conversations, CAST(:rows AS jsonb))""",
-                rows=_conversation_rows(plan.created.values()),
-            )
-        if plan.changed:
-            assignments = ", ".join(
-                f"{c} = r.{c}" for c in _WRITTEN_COLUMNS.split(", ") if c != "id"
-            )
-            await self._exec(
-                f"""UPDATE router.conversations AS c SET {assignments}
-                    FROM jsonb_populate_recordset(NULL::router.conversations,
-                                                  CAST(:rows AS jsonb)) AS r
-                    WHERE c.id = r.id""",
-                rows=_conversation_rows(plan.changed.values()),
-            )
-        if plan.messages:
-            m = plan.messages
-            await self._exec(
-                f"""INSERT INTO router.messages ({MESSAGE_COLUMNS})
-                    SELECT id, cid, 'inbound', author, text, cmid, sent_at, created_at,
-                           CAST(attachments AS jsonb), edit_of
-                    FROM unnest(CAST(:ids AS uuid[]), CAST(:cids AS uuid[]),
-                                CAST(:authors AS text[]), CAST(:texts AS text[]),
-                                CAST(:cmids AS text[]), CAST(:sent AS timestamptz[]),
-                                CAST(:created AS timestamptz[]), CAST(:attachments AS text[]),
-                                CAST(:edits AS uuid[]))
-                         WITH ORDINALITY AS r(id, cid, author, text, cmid, sent_at, created_at,
-                                              attachments, edit_of, n)
-                    ORDER BY n""",
-                ids=[x.message_id for x in m],
-                cids=[x.conversation_id for x in m],
-                authors=[x.author for x in m],
-                texts=[x.text for x in m],
-                cmids=[x.channel_message_id for x in m],
-                sent=[x.sent_at for x in m],
-                created=[x.created_at for x in m],
-                attachments=[attachments_json(x.attachments) for x in m],
-                edits=[x.edit_of for x in m],
-            )
-        if plan.claims:
-            await self._take_slots(plan.claims, plan.now)
-        if plan.woken:
-            await self._exec(
-                f"""WITH woken AS (
-                        UPDATE router.agents AS a SET inbox_version = inbox_version + w.n
-                        FROM unnest(CAST(:ids AS text[]), CAST(:ns AS int[])) AS w(id, n)
-                        WHERE a.id = w.id RETURNING a.id)
-                    SELECT {NOTIFY_WOKEN} FROM woken""",
-                ids=list(plan.woken),
-                ns=list(plan.woken.values()),
-            )
-
-    async def _take_slots(self, claims: Mapping[tuple[str, Channel], int], now: datetime) -> None:
-        """``claim_slot`` for many slots at once, on agents the caller holds locked."""
-        per_agent: dict[str, int] = {}
-        for (agent_id, _), n in claims.items():
-            per_agent[agent_id] = per_agent.get(agent_id, 0) + n
+        """The plan's rows in one statement (one round trip, where six statements were: under
+        load each waited its turn for a core): new conversations in their final state, the
+        changed ones, the messages in order, the slots taken, and the agents' load, last
+        assignment and inbox cursor, each agent's row updated once (two updates of one row in
+        one statement would keep only one); the agents woken are notified on commit."""
+        m = plan.messages
+        per_agent: dict[str, list[int]] = {}  # agent id: [slots taken, times woken]
+        for (agent_id, _), n in plan.claims.items():
+            per_agent.setdefault(agent_id, [0, 0])[0] += n
+        for agent_id, n in plan.woken.items():
+            per_agent.setdefault(agent_id, [0, 0])[1] += n
         await self._exec(
-            """UPDATE router.agents AS a
-               SET total_load = total_load + t.n, last_assigned_at = :now
-               FROM unnest(CAST(:ids AS text[]), CAST(:ns AS int[])) AS t(id, n)
-               WHERE a.id = t.id""",
-            ids=list(per_agent),
-            ns=list(per_agent.values()),
-            now=now,
-        )
-        await self._exec(
-            """UPDATE router.agent_slots AS s SET load = load + t.n
-               FROM unnest(CAST(:ids AS text[]), CAST(:channels AS text[]),
-                           CAST(:ns AS int[])) AS t(id, channel, n)
-               WHERE s.agent_id = t.id AND s.channel = t.channel""",
-            ids=[a for a, _ in claims],
-            channels=[c.value for _, c in claims],
-            ns=list(claims.values()),
+            _WRITE_INTAKE,
+            created=_conversation_rows(plan.created.values()),
+            changed=_conversation_rows(plan.changed.values()),
+            ids=[x.message_id for x in m],
+            cids=[x.conversation_id for x in m],
+            authors=[x.author for x in m],
+            texts=[x.text for x in m],
+            cmids=[x.channel_message_id for x in m],
+            sent=[x.sent_at for x in m],
+            created_at=[x.created_at for x in m],
+            attachments=[attachments_json(x.attachments) for x in m],
+            edits=[x.edit_of for x in m],
+            slot_agents=[a for a, _ in plan.claims],
+            slot_channels=[c.value for _, c in plan.claims],
+            slot_ns=list(plan.claims.values()),
+            agents=list(per_agent),
+            taken=[n for n, _ in per_agent.values()],
+            woken=[n for _, n in per_agent.values()],
+            now=plan.now,
         )
 
 
@@ -200,6 +151,47 @@ _WRITTEN_COLUMNS = (
     "escalated_at, excluded_agents, last_agent_id, reopened, group_name, overflow_stage, "
     "fallback_languages, overflow_team, stuck_since"
 )
+
+
+_CHANGED_SET = ", ".join(f"{c} = r.{c}" for c in _WRITTEN_COLUMNS.split(", ") if c != "id")
+# Data-modifying CTEs all run, each on the statement's snapshot; the foreign keys of the
+# messages on conversations created in a sibling are checked at the statement's end.
+_WRITE_INTAKE = f"""
+    WITH created AS (
+        INSERT INTO router.conversations ({_WRITTEN_COLUMNS})
+        SELECT {_WRITTEN_COLUMNS} FROM jsonb_populate_recordset(
+            NULL::router.conversations, CAST(:created AS jsonb))),
+    changed AS (
+        UPDATE router.conversations AS c SET {_CHANGED_SET}
+        FROM jsonb_populate_recordset(NULL::router.conversations, CAST(:changed AS jsonb)) AS r
+        WHERE c.id = r.id),
+    messages AS (
+        INSERT INTO router.messages ({MESSAGE_COLUMNS})
+        SELECT id, cid, 'inbound', author, text, cmid, sent_at, created_at,
+               CAST(attachments AS jsonb), edit_of
+        FROM unnest(CAST(:ids AS uuid[]), CAST(:cids AS uuid[]), CAST(:authors AS text[]),
+                    CAST(:texts AS text[]), CAST(:cmids AS text[]),
+                    CAST(:sent AS timestamptz[]), CAST(:created_at AS timestamptz[]),
+                    CAST(:attachments AS text[]), CAST(:edits AS uuid[]))
+             WITH ORDINALITY AS r(id, cid, author, text, cmid, sent_at, created_at,
+                                  attachments, edit_of, n)
+        ORDER BY n),
+    slots AS (
+        UPDATE router.agent_slots AS s SET load = load + t.n
+        FROM unnest(CAST(:slot_agents AS text[]), CAST(:slot_channels AS text[]),
+                    CAST(:slot_ns AS int[])) AS t(id, channel, n)
+        WHERE s.agent_id = t.id AND s.channel = t.channel),
+    agents AS (
+        UPDATE router.agents AS a
+        SET total_load = total_load + t.taken,
+            last_assigned_at = CASE WHEN t.taken > 0 THEN CAST(:now AS timestamptz)
+                                    ELSE a.last_assigned_at END,
+            inbox_version = inbox_version + t.woken
+        FROM unnest(CAST(:agents AS text[]), CAST(:taken AS int[]), CAST(:woken AS int[]))
+             AS t(id, taken, woken)
+        WHERE a.id = t.id
+        RETURNING a.id, t.woken)
+    SELECT {NOTIFY_WOKEN} FROM agents WHERE woken > 0"""
 
 
 def _conversation_rows(convs: Iterable[Conversation]) -> str:
