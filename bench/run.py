@@ -210,7 +210,7 @@ PART_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "full": {
         "router": {"messages": 20_000, "history": 1_000_000},
-        "pipeline": {"rates": [25, 50, 75, 100, 150, 200, 300, 500], "step_s": 10},
+        "pipeline": {"rates": [25, 50, 75, 100, 125, 150, 200, 300, 500], "step_s": 10},
         "surge": {"rate": 50, "calm_s": 20, "surge_s": 30},
         "ingest-http": {"duration_s": 10, "connections": 64},
         "metrics-fold": {"events": 50_000, "history": 1_000_000},
