@@ -38,12 +38,20 @@ def install_common(
     metrics: RequestMetrics,
     max_body_bytes: int,
     body_limits: Mapping[str, int] | None = None,
+    direct: Mapping[tuple[str, str], DirectRoute] | None = None,
 ) -> None:
     """Add error translation, the edge (request ids, request metrics, the body size limit,
-    ``body_limits`` giving other limits for some paths, and the text guard) and the health
-    endpoints; ``checks`` names the readiness probes."""
+    ``body_limits`` giving other limits for some paths, the text guard, and the ``direct``
+    routes answered there) and the health endpoints; ``checks`` names the readiness probes."""
     install_problem_handlers(app)
-    app.add_middleware(Edge, metrics=metrics, max_bytes=max_body_bytes, per_path=body_limits)
+    app.add_middleware(
+        Edge,
+        metrics=metrics,
+        max_bytes=max_body_bytes,
+        per_path=body_limits,
+        direct=direct,
+        owner=app,
+    )
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
@@ -70,7 +78,13 @@ class Edge:
     422 (the body is buffered, checked and replayed to the route). Refusals are problem+json.
 
     One layer, not one per concern: each layer costs a closure and a call per message sent or
-    received (profiled: four of them were an eighth of ingest's CPU per message, issue 14)."""
+    received (profiled: four of them were an eighth of ingest's CPU per message, issue 14).
+
+    A ``direct`` route (a ``DirectRoute`` by method and exact path) is answered here, past
+    the checks above: its endpoint takes the request and returns the answer, and what it
+    raises goes to the app's (``owner``'s) exception handlers, as in the router. Routing and
+    the layers inside this one were a quarter of ingest's CPU per message once HTTP was parsed
+    in C (docs/throughput.md). Anything else, and what no handler takes, goes on as usual."""
 
     def __init__(
         self,
@@ -79,11 +93,15 @@ class Edge:
         metrics: RequestMetrics,
         max_bytes: int,
         per_path: Mapping[str, int] | None = None,
+        direct: Mapping[tuple[str, str], DirectRoute] | None = None,
+        owner: FastAPI | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_bytes = max_bytes
         self.per_path = dict(per_path or {})
+        self.direct = dict(direct or {})
+        self.owner = owner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -131,9 +149,35 @@ class Edge:
                 replayed = True
                 return {"type": "http.request", "body": body, "more_body": False}
 
-            await self.app(scope, replay, send_with_id)
+            route = self.direct.get((scope["method"], scope["path"])) if self.direct else None
+            if route is None:
+                await self.app(scope, replay, send_with_id)
+            else:
+                await self._answer(route, scope, replay, send_with_id)
         finally:
             self.metrics.record(scope, status, time.perf_counter() - started)
+
+    async def _answer(self, route: DirectRoute, scope: Scope, receive: Receive, send: Send) -> None:
+        """``route``'s answer, or the problem its exception handler makes of what it raised."""
+        scope["route"], scope["endpoint"] = route, route.endpoint
+        request = Request(scope, receive)
+        try:
+            response: Response = await route.endpoint(request)
+        except Exception as exc:
+            handler = self._handler_for(exc)
+            if handler is None:
+                raise  # the server error layer outside answers 500, as for any route
+            answer = handler(request, exc)
+            response = await answer if inspect.isawaitable(answer) else answer
+        await response(scope, receive, send)
+
+    def _handler_for(self, exc: Exception) -> Callable[[Request, Exception], Any] | None:
+        handlers = self.owner.exception_handlers if self.owner is not None else {}
+        for kind in type(exc).__mro__:
+            if kind in handlers:
+                found: Callable[[Request, Exception], Any] = handlers[kind]
+                return found
+        return None
 
 
 async def _read_body(receive: Receive, limit: int) -> tuple[bytes, JSONResponse | None]:
@@ -210,12 +254,21 @@ def service_app(
     )
     service = title.removeprefix("Switchboard ").strip()
     metrics = install_telemetry(app, service)
+    # Direct routes of the service's routers (included as they are, without a prefix).
+    direct = {
+        (method, route.path): route
+        for router in routers
+        for route in router.routes
+        if isinstance(route, DirectRoute) and "{" not in route.path
+        for method in route.methods or ()
+    }
     install_common(
         app,
         checks,
         metrics=metrics,
         max_body_bytes=settings.max_body_bytes,
         body_limits=body_limits,
+        direct=direct,
     )
     return app
 
