@@ -144,7 +144,8 @@ async def records_on(bootstrap: str, topic: str) -> int:
 
 
 def bare_server(port: int, bootstrap: str, topic: str, log_dir: Path) -> subprocess.Popen[bytes]:
-    """The bare publishing endpoint under plain uvicorn (httptools and uvloop when installed, as ingest)."""
+    """The bare publishing endpoint under plain uvicorn (httptools and uvloop when
+    installed, as ingest)."""
     log = open(log_dir / "bare-publish.log", "ab")
     return subprocess.Popen(
         [
