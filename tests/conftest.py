@@ -16,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from devtools.stack import Broker, Postgres, create_database, drop_database, migrate, unique_name
 from devtools.topics import produce, read_topic  # noqa: F401 (used by tests)
@@ -65,6 +66,14 @@ def database_url(pg: Postgres, template_db: str) -> Iterator[str]:
     asyncio.run(create_database(pg.url, name, template=template_db))
     yield pg.url_for(name)
     asyncio.run(drop_database(pg.url, name))
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the test's database, for reading what the services wrote."""
+    engine = make_engine(database_url, pool_size=2)
+    yield engine
+    await engine.dispose()
 
 
 @pytest.fixture

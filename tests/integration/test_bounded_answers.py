@@ -5,7 +5,6 @@ from sqlalchemy import text
 
 from services.router.app import create_app
 from services.router.settings import RouterSettings
-from shared.db import make_engine
 from tests.conftest import eventually, running
 from tests.integration.routerkit import (
     assignments,
@@ -21,13 +20,6 @@ HISTORY = 10_000
 @pytest.fixture
 def router_app(common):
     return create_app(RouterSettings(**common, conversation_messages=50))
-
-
-@pytest.fixture
-async def db(database_url):
-    engine = make_engine(database_url, pool_size=2)
-    yield engine
-    await engine.dispose()
 
 
 async def long_conversation(client, ids, broker, topics, db, agent):

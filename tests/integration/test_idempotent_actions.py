@@ -7,7 +7,6 @@ import pytest
 
 from services.router.app import create_app
 from services.router.settings import RouterSettings
-from shared.db import make_engine
 from tests.conftest import eventually, read_topic, running
 from tests.integration.routerkit import assignments, inbound, put_agent, scalar, send
 
@@ -15,13 +14,6 @@ from tests.integration.routerkit import assignments, inbound, put_agent, scalar,
 @pytest.fixture
 def router_app(common):
     return create_app(RouterSettings(**common))
-
-
-@pytest.fixture
-async def db(database_url):
-    engine = make_engine(database_url, pool_size=2)
-    yield engine
-    await engine.dispose()
 
 
 async def assigned(client, ids, broker, topics, agent, ref):

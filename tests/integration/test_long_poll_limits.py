@@ -7,7 +7,6 @@ from sqlalchemy import event, text
 
 from services.router.app import create_app
 from services.router.settings import RouterSettings
-from shared.db import make_engine
 from tests.conftest import eventually, running
 from tests.integration.routerkit import assignments, inbound, put_agent, scalar, send
 
@@ -19,13 +18,6 @@ def router_app(common):
     return create_app(
         RouterSettings(**common, db_pool_size=2, max_waits_per_agent=CAP, queue_sweep_interval_s=5)
     )
-
-
-@pytest.fixture
-async def db(database_url):
-    engine = make_engine(database_url, pool_size=2)
-    yield engine
-    await engine.dispose()
 
 
 async def execute(db, sql, **params):

@@ -13,7 +13,6 @@ from services.metrics.app import create_app as create_metrics_app
 from services.metrics.settings import MetricsSettings
 from services.router.app import create_app
 from services.router.settings import RouterSettings
-from shared.db import make_engine
 from tests.conftest import eventually, read_topic, running
 from tests.integration.routerkit import (
     assignments,
@@ -47,13 +46,6 @@ def rules_file(tmp_path: Path) -> Path:
     path = tmp_path / "rules.yaml"
     path.write_text(RULES)
     return path
-
-
-@pytest.fixture
-async def db(database_url):
-    engine = make_engine(database_url, pool_size=2)
-    yield engine
-    await engine.dispose()
 
 
 def router_app(common, rules_file):

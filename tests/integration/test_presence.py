@@ -5,14 +5,12 @@ it, and after a restart nobody counts as online until heard from again."""
 import asyncio
 import json
 
-import pytest
 from sqlalchemy import text
 
 from services.metrics.app import create_app as create_metrics_app
 from services.metrics.settings import MetricsSettings
 from services.router.app import create_app
 from services.router.settings import RouterSettings
-from shared.db import make_engine
 from tests.conftest import eventually, read_topic, running
 from tests.integration.routerkit import assignments, inbound, put_agent, scalar, send
 
@@ -22,13 +20,6 @@ TIMEOUT_S = 1.5
 def presence(common, **extra):
     given = {"queue_sweep_interval_s": 0.2, "presence_timeout_s": TIMEOUT_S}
     return RouterSettings(**common, **given | {"presence_flush_s": 0.2} | extra)
-
-
-@pytest.fixture
-async def db(database_url):
-    engine = make_engine(database_url, pool_size=2)
-    yield engine
-    await engine.dispose()
 
 
 async def status_of(db, agent):

@@ -7,7 +7,6 @@ import pytest
 
 from services.router.app import create_app
 from services.router.settings import RouterSettings
-from shared.db import make_engine
 from tests.conftest import eventually, produce, read_topic, running
 from tests.integration.routerkit import (
     assignments,
@@ -21,13 +20,6 @@ from tests.integration.routerkit import (
 @pytest.fixture
 def router_app(common):
     return create_app(RouterSettings(**common, queue_sweep_interval_s=0.2))
-
-
-@pytest.fixture
-async def db(database_url):
-    engine = make_engine(database_url, pool_size=2)
-    yield engine
-    await engine.dispose()
 
 
 async def test_a_message_goes_to_the_least_loaded_eligible_agent(

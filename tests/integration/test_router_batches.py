@@ -4,20 +4,10 @@ applied once, with no agent over capacity."""
 
 import json
 
-import pytest
-
 from services.router.app import create_app
 from services.router.settings import RouterSettings
-from shared.db import make_engine
 from tests.conftest import eventually, read_topic, running
 from tests.integration.routerkit import inbound, put_agent, scalar, send
-
-
-@pytest.fixture
-async def db(database_url):
-    engine = make_engine(database_url, pool_size=2)
-    yield engine
-    await engine.dispose()
 
 
 async def test_a_record_the_database_refuses_is_dead_lettered_and_its_batch_applied(

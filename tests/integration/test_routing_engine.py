@@ -10,7 +10,6 @@ import pytest
 from services.router.app import create_app
 from services.router.routing.rules import DEFAULT_RULES_PATH
 from services.router.settings import RouterSettings
-from shared.db import make_engine
 from shared.events import Channel
 from tests.conftest import eventually, read_topic, running
 from tests.integration.routerkit import (
@@ -44,13 +43,6 @@ def rules_file(tmp_path: Path) -> Path:
     path = tmp_path / "rules.yaml"
     path.write_text(CUSTOM_RULES)
     return path
-
-
-@pytest.fixture
-async def db(database_url):
-    engine = make_engine(database_url, pool_size=2)
-    yield engine
-    await engine.dispose()
 
 
 def app_with(common, rules_file=None, **settings):
