@@ -64,6 +64,8 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             dead_letter_topic=settings.topics.dead_letter,
             group_id=settings.dispatcher_group,
         )
+        # Its records applied and dead-lettered show in /metrics/service (shared/telemetry.py).
+        app.state.consume_loop = loop
         # Joining the group takes a few seconds on some brokers: ingest answers meanwhile.
         starting = asyncio.create_task(_start_dispatch(consumer, loop, settings))
         try:

@@ -6,6 +6,7 @@ import json
 import uuid
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
@@ -292,6 +293,21 @@ async def test_5xx_is_retried_4xx_is_not_and_failures_are_dead_lettered(
             assert calls.of("/whatsapp") == [] and calls.fail_next == []
             view = await holder_of(router, ids, second)
             assert "refused" in view["messages"][-1]["delivery_detail"]
+
+            async def counted():  # ingest's own metrics count its dispatcher's records
+                scrape = await ingest.get("/metrics/service", headers=ids.as_ops)
+                found = {
+                    s.name: s.value
+                    for family in text_string_to_metric_families(scrape.text)
+                    for s in family.samples
+                    if s.labels.get("service") == "ingest"
+                }
+                return (
+                    found.get("switchboard_records_dead_lettered_total") == 1
+                    and found.get("switchboard_records_applied_total", 0) >= 1
+                ) or None
+
+            await eventually(counted, what="ingest's dispatcher records counted")
     letters = [json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.dead_letter)]
     assert len(letters) == 1 and "not delivered" in letters[0]["reason"]
     assert letters[0]["source_topic"] == topics.outbound
