@@ -178,6 +178,11 @@ class Connection:
         assert sync is not None
         dialect = sync.dialect
         adapted = self.adapted
+        if isinstance(error, asyncpg.InvalidCachedStatementError | asyncpg.InternalServerError):
+            # DDL from elsewhere (a migration) made this connection's statements or types
+            # stale: prepare afresh next time, as SQLAlchemy's dialect does.
+            self._statements.clear()
+            await self.driver.reload_schema_state()
         try:
             adapted._handle_exception(error)
         except Exception as translated:  # the DB-API error SQLAlchemy wraps

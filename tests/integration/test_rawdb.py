@@ -92,3 +92,21 @@ async def test_errors_are_sqlalchemys_and_a_broken_connection_is_replaced(engine
     assert broken.value.connection_invalidated and is_transient_db_error(broken.value)
     async with rawdb.autocommit(engine) as db:  # a new connection in the pool's one place
         assert (await db.execute("SELECT pg_backend_pid()")).scalar() != pid
+
+
+async def test_after_ddl_elsewhere_a_stale_statement_fails_once_then_is_prepared_afresh(engine):
+    async with rawdb.transaction(engine) as db:
+        await db.execute("CREATE TABLE raw_ddl (id int)")
+        await db.execute("INSERT INTO raw_ddl VALUES (1)")
+    async with rawdb.autocommit(engine) as db:  # prepared on the pool's one connection
+        assert (await db.execute("SELECT * FROM raw_ddl")).one()[0] == 1
+    async with make_engine(str(engine.url), pool_size=1).connect() as other:
+        from sqlalchemy import text
+
+        await other.execute(text("ALTER TABLE raw_ddl ADD COLUMN note text"))
+        await other.commit()
+    with pytest.raises(DBAPIError):  # the cached plan's result type changed
+        async with rawdb.autocommit(engine) as db:
+            await db.execute("SELECT * FROM raw_ddl")
+    async with rawdb.autocommit(engine) as db:
+        assert tuple((await db.execute("SELECT * FROM raw_ddl")).one()) == (1, None)
