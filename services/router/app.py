@@ -155,6 +155,7 @@ async def _start_intake(
             uow,
             settings.queue_sweep_interval_s,
             presence_timeout_s=settings.presence_timeout,
+            presence=app.state.presence,
         ),
         name="router-queue-sweep",
     )

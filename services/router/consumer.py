@@ -15,7 +15,7 @@ from services.router.assign import escalate_due, expire_offers, overflow_due, sw
 from services.router.context import Context
 from services.router.handlers import receive_message
 from services.router.intake import receive_messages
-from services.router.presence import away_unheard
+from services.router.presence import Presence, away_unheard
 from services.router.uow import UnitOfWork
 from shared.consume import RecordHandler, parse_record
 from shared.events import (
@@ -86,23 +86,37 @@ def delivery_applier(uow: UnitOfWork) -> Callable[[list[DeliveryStatus]], Awaita
 
 
 async def sweep_forever(
-    uow: UnitOfWork, interval_s: float, *, presence_timeout_s: float = 0
+    uow: UnitOfWork,
+    interval_s: float,
+    *,
+    presence_timeout_s: float = 0,
+    presence: Presence | None = None,
 ) -> None:
     """Periodically: set away agents whose frontend went quiet (with a presence timeout),
     move expired offers on, escalate conversations near their target, widen those whose
     overflow stage is due, and assign queued
-    conversations that some agent can now take. Each in its own transaction."""
+    conversations that some agent can now take. Each in its own transaction.
+
+    Presence: this process's ``presence`` is written first (what it heard counts at once),
+    and nobody is set away before one flush interval has passed since the sweep started, so
+    that after a restart of the desk every API process has written what it heard first."""
 
     async def in_transaction(sweep: Callable[[Context], Awaitable[int]]) -> int:
         async with uow() as ctx:
             return await sweep(ctx)
 
+    started = asyncio.get_running_loop().time()
+    grace_s = presence.flush_s if presence is not None else 0.0
+
+    async def presence_sweep() -> int:
+        if asyncio.get_running_loop().time() - started < grace_s:
+            return 0
+        if presence is not None:
+            await presence.flush()
+        return await away_unheard(uow, presence_timeout_s)
+
     sweeps: dict[str, Callable[[], Awaitable[int]]] = {
-        **(
-            {"presence": lambda: away_unheard(uow, presence_timeout_s)}
-            if presence_timeout_s > 0
-            else {}
-        ),
+        **({"presence": presence_sweep} if presence_timeout_s > 0 else {}),
         "offers": lambda: in_transaction(expire_offers),
         "escalation": lambda: in_transaction(escalate_due),
         "overflow": lambda: in_transaction(overflow_due),
