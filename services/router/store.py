@@ -489,35 +489,27 @@ class RouterStore:
         self, timeouts: dict[str, float], now: datetime, *, limit: int
     ) -> list[Conversation]:
         """Offers not accepted within their channel's timeout, locked (SKIP LOCKED)."""
-        if not timeouts:
-            return []
-        rows = await self._exec(
-            f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations c
-                JOIN jsonb_each_text(CAST(:timeouts AS jsonb)) t ON t.key = c.channel
-                WHERE c.state = 'assigned' AND c.accepted_at IS NULL
-                  AND c.offered_at + make_interval(secs => t.value::float) <= :now
-                ORDER BY c.offered_at LIMIT :limit FOR UPDATE OF c SKIP LOCKED""",
-            timeouts=json.dumps(timeouts),
+        return await self._overdue(
+            timeouts,
+            key="c.channel",
+            where="c.state = 'assigned' AND c.accepted_at IS NULL",
+            since="offered_at",
             now=now,
             limit=limit,
         )
-        return [conversation_of(r) for r in rows]
 
     async def due_for_escalation(
         self, due_s: dict[str, float], now: datetime, *, limit: int
     ) -> list[Conversation]:
         """Queued, not yet escalated conversations that waited ``due_s[priority]`` seconds."""
-        rows = await self._exec(
-            f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations c
-                JOIN jsonb_each_text(CAST(:due AS jsonb)) d ON d.key = c.priority
-                WHERE c.state = 'queued' AND c.escalated_at IS NULL
-                  AND c.queued_at + make_interval(secs => d.value::float) <= :now
-                ORDER BY c.queued_at LIMIT :limit FOR UPDATE OF c SKIP LOCKED""",
-            due=json.dumps(due_s),
+        return await self._overdue(
+            due_s,
+            key="c.priority",
+            where="c.state = 'queued' AND c.escalated_at IS NULL",
+            since="queued_at",
             now=now,
             limit=limit,
         )
-        return [conversation_of(r) for r in rows]
 
     async def due_for_overflow(
         self, due_s: dict[str, float], now: datetime, *, limit: int
@@ -525,16 +517,38 @@ class RouterStore:
         """Queued conversations whose next overflow stage is due: ``due_s`` by
         ``"<priority>:<stages applied>"`` (``routing.overflow.due_after``), locked (SKIP
         LOCKED), as escalation reads them."""
-        if not due_s:
+        return await self._overdue(
+            due_s,
+            key="c.priority || ':' || c.overflow_stage",
+            where="c.state = 'queued'",
+            since="queued_at",
+            now=now,
+            limit=limit,
+        )
+
+    async def _overdue(
+        self,
+        seconds: dict[str, float],
+        *,
+        key: str,
+        where: str,
+        since: str,
+        now: datetime,
+        limit: int,
+    ) -> list[Conversation]:
+        """Conversations matching ``where`` whose ``since`` time plus the seconds ``seconds``
+        gives their ``key`` (an expression of the row) has passed ``now``, oldest first,
+        locked (SKIP LOCKED: what another sweeping replica holds is left to it). The
+        fragments are the callers' constants, so each caller is one cached statement."""
+        if not seconds:
             return []
         rows = await self._exec(
             f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations c
-                JOIN jsonb_each_text(CAST(:due AS jsonb)) d
-                  ON d.key = c.priority || ':' || c.overflow_stage
-                WHERE c.state = 'queued'
-                  AND c.queued_at + make_interval(secs => d.value::float) <= :now
-                ORDER BY c.queued_at LIMIT :limit FOR UPDATE OF c SKIP LOCKED""",
-            due=json.dumps(due_s),
+                JOIN jsonb_each_text(CAST(:seconds AS jsonb)) d ON d.key = {key}
+                WHERE {where}
+                  AND c.{since} + make_interval(secs => d.value::float) <= :now
+                ORDER BY c.{since} LIMIT :limit FOR UPDATE OF c SKIP LOCKED""",
+            seconds=json.dumps(seconds),
             now=now,
             limit=limit,
         )
