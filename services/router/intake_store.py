@@ -21,7 +21,8 @@ from services.router.rows import (
     attachments_json,
     conversation_of,
 )
-from services.router.store import AGENT_VIEW, NOTIFY_WOKEN, RouterStore
+from services.router.statements import AGENT_VIEW, NOTIFY_WOKEN
+from services.router.store import RouterStore
 
 
 class IntakeStore(RouterStore):

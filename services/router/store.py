@@ -1,21 +1,21 @@
-"""Every query of the router's schema (the batched intake's are in ``intake_store.py``; the
-rows they read are ``rows.py``'s). Nothing here commits: the unit of work does."""
+"""Every query of the router's schema: conversations, messages, the queue, idempotency keys
+and the outbox here; the agents' in ``agent_store.py``, the batched intake's in
+``intake_store.py``; the rows they read are ``rows.py``'s. Nothing here commits: the unit of
+work does."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import TextClause, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from services.router.agent_store import AgentStatements
 from services.router.routing.classify import UNKNOWN_LANGUAGE, Classification
-from services.router.routing.select import AgentView, Need
+from services.router.routing.select import AgentView
 from services.router.rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
@@ -24,60 +24,24 @@ from services.router.rows import (
     FirstMessage,
     MessagePage,
     StoredAnswer,
-    agent_view_of,
     attachments_json,
     claim_of,
     conversation_of,
     stored_message_of,
 )
-from shared import rawdb
-from shared.events import AgentStatus, Attachment, Channel, CustomerTier, Priority
+from services.router.statements import NOTIFY_WOKEN, WAKE_AGENT
+from shared.events import Attachment, Channel, CustomerTier, Priority
 from shared.tracing import carrier_json
 
-AGENT_CHANNEL = "switchboard_agent"  # NOTIFY channel: payload is the agent id
 OUTBOX_CHANNEL = "switchboard_outbox"  # NOTIFY channel: events were written to the outbox
-# Waking an agent: bump its inbox cursor (the long-poll compares it) and notify every replica
-# with the agent's id; used as a CTE named ``woken``, so it can be made conditional.
-_WAKE_AGENT = "UPDATE router.agents SET inbox_version = inbox_version + 1 WHERE id = :agent"
-NOTIFY_WOKEN = f"pg_notify('{AGENT_CHANNEL}', id)"
 _NO_SEQ_ABOVE = 2**63 - 1
 _QUEUE_ORDER_LOCK = 0x5B0A4E  # advisory lock id of the queue order (the sweep, going online)
-AGENT_VIEW = """
-    SELECT a.id, a.name, a.status, a.skills, a.languages, a.last_assigned_at, a.team, a.max_load,
-           coalesce(jsonb_object_agg(s.channel, s.capacity)
-                    FILTER (WHERE s.channel IS NOT NULL), '{}') AS capacity,
-           coalesce(jsonb_object_agg(s.channel, s.load)
-                    FILTER (WHERE s.channel IS NOT NULL), '{}') AS load
-    FROM router.agents a LEFT JOIN router.agent_slots s ON s.agent_id = a.id
-"""
 
 
-# What an agent must have for a need (``candidates``); after overflow, a fallback language
-# will do and the overflow team's agents need no skill (``routing.select.suits``).
-_NEED = """(c.skills ->> :skill)::int >= :level
-                      AND (:language = :unknown OR :language = ANY(c.languages))
-                      AND (CAST(:team AS text) IS NULL OR c.team = :team)"""
-_OVERFLOWED_NEED = """(((c.skills ->> :skill)::int >= :level
-                             AND (CAST(:team AS text) IS NULL OR c.team = :team))
-                           OR c.team = CAST(:overflow_team AS text))
-                      AND (:language = :unknown OR c.languages && CAST(:languages AS text[]))"""
-
-
-@lru_cache(maxsize=512)
-def _statement(sql: str) -> TextClause:
-    """Parse each SQL text once (the profile showed text() construction on every call)."""
-    return text(sql)
-
-
-class RouterStore:
+class RouterStore(AgentStatements):
     """The router's statements on ``db``: a connection of shared/rawdb.py (the services), or
-    a SQLAlchemy session or connection (tools and tests)."""
-
-    def __init__(self, db: rawdb.Connection | AsyncSession | AsyncConnection) -> None:
-        self.db = db
-
-    async def _exec(self, sql: str, **params: Any) -> Any:
-        return await self.db.execute(_statement(sql), params)
+    a SQLAlchemy session or connection (tools and tests). The agents' are in
+    ``agent_store.py``."""
 
     # ------------------------------------------------------------ messages
 
@@ -327,7 +291,7 @@ class RouterStore:
                     WHERE id = :id AND state = 'queued' AND agent_id IS NULL
                     RETURNING id),
                 woken AS (
-                    {_WAKE_AGENT} AND EXISTS (SELECT 1 FROM given) RETURNING id, team)
+                    {WAKE_AGENT} AND EXISTS (SELECT 1 FROM given) RETURNING id, team)
                 SELECT team, {NOTIFY_WOKEN} FROM woken""",
             id=cid,
             agent=agent_id,
@@ -595,237 +559,6 @@ class RouterStore:
             limit=limit,
         )
         return [dict(r._mapping) for r in rows]
-
-    # ------------------------------------------------------------ agents
-
-    async def upsert_agent(
-        self,
-        *,
-        agent_id: str,
-        name: str,
-        skills: dict[str, int],
-        languages: list[str],
-        capacity: dict[str, int],
-        team: str | None,
-        max_load: int | None,
-    ) -> None:
-        await self._exec(
-            """INSERT INTO router.agents (id, name, skills, languages, team, max_load)
-               VALUES (:id, :name, CAST(:skills AS jsonb), :languages, :team, :max_load)
-               ON CONFLICT (id) DO UPDATE SET name = excluded.name, skills = excluded.skills,
-                   languages = excluded.languages, team = excluded.team,
-                   max_load = excluded.max_load, updated_at = now()""",
-            id=agent_id,
-            name=name,
-            skills=json.dumps(skills),
-            languages=languages,
-            team=team,
-            max_load=max_load,
-        )
-        # Channels left out keep their load (open conversations stay) but get no new ones.
-        await self._exec(
-            """INSERT INTO router.agent_slots (agent_id, channel, capacity)
-               SELECT :id, c.key, c.value::int FROM jsonb_each_text(CAST(:cap AS jsonb)) c
-               ON CONFLICT (agent_id, channel) DO UPDATE SET capacity = excluded.capacity""",
-            id=agent_id,
-            cap=json.dumps(capacity),
-        )
-        await self._exec(
-            """UPDATE router.agent_slots SET capacity = 0
-               WHERE agent_id = :id AND NOT (channel = ANY(:channels))""",
-            id=agent_id,
-            channels=list(capacity),
-        )
-
-    async def set_status(
-        self, agent_id: str, status: AgentStatus, *, unheard_for_s: float | None = None
-    ) -> bool:
-        """Set the status (locking the agent row, so no slot is claimed meanwhile); going
-        online counts as hearing from the agent's frontend. With ``unheard_for_s``, only if
-        the agent is online and its frontend was not heard from for that long. Whether it
-        was set."""
-        result = await self._exec(
-            """UPDATE router.agents SET status = :status, updated_at = now(),
-                      missed_offers = CASE WHEN :status = 'online' THEN 0 ELSE missed_offers END,
-                      last_seen_at = CASE WHEN :status = 'online' THEN now()
-                                          ELSE last_seen_at END
-               WHERE id = :id
-                 AND (CAST(:unheard AS float8) IS NULL
-                      OR (status = 'online'
-                          AND last_seen_at < now() - make_interval(secs => :unheard)))""",
-            id=agent_id,
-            status=status.value,
-            unheard=unheard_for_s,
-        )
-        return bool(result.rowcount == 1)
-
-    async def unheard_agents(self, unheard_for_s: float, *, limit: int) -> list[str]:
-        """Agents online whose frontend was not heard from for ``unheard_for_s`` (unlocked:
-        ``set_status`` with ``unheard_for_s`` re-checks), longest unheard first."""
-        # A scan of the desk's staff, not of its history (as ``anyone_with_room``).
-        rows = await self._exec(
-            """SELECT id FROM router.agents
-               WHERE status = 'online' AND last_seen_at < now() - make_interval(secs => :unheard)
-               ORDER BY last_seen_at LIMIT :limit""",
-            unheard=unheard_for_s,
-            limit=limit,
-        )
-        return [r.id for r in rows]
-
-    async def record_heard(self, heard_ago_s: dict[str, float]) -> list[str]:
-        """Write when each agent's frontend was last heard from (seconds ago, by agent), in
-        one statement, never moving a time back; the agents whose row another transaction
-        held are skipped (no wait, so no deadlock with writers that lock agents in their own
-        order) and answered, to be written next time."""
-        rows = await self._exec(
-            """WITH heard AS (
-                   SELECT id, statement_timestamp() - make_interval(secs => ago) AS at
-                   FROM unnest(CAST(:ids AS text[]), CAST(:agos AS float8[])) AS u(id, ago)),
-               locked AS (
-                   SELECT id FROM router.agents WHERE id = ANY(:ids)
-                   ORDER BY id FOR NO KEY UPDATE SKIP LOCKED),
-               written AS (
-                   UPDATE router.agents a SET last_seen_at = h.at FROM heard h
-                   WHERE a.id = h.id AND a.id IN (SELECT id FROM locked)
-                     AND a.last_seen_at < h.at
-                   RETURNING a.id)
-               SELECT h.id FROM heard h
-               WHERE h.id NOT IN (SELECT id FROM locked)
-                 AND EXISTS (SELECT 1 FROM router.agents a WHERE a.id = h.id)""",
-            ids=list(heard_ago_s),
-            agos=list(heard_ago_s.values()),
-        )
-        return [r.id for r in rows]
-
-    async def count_missed_offer(self, agent_id: str) -> int:
-        """One more offer missed in a row; the new count."""
-        row = await self._exec(
-            """UPDATE router.agents SET missed_offers = missed_offers + 1 WHERE id = :id
-               RETURNING missed_offers""",
-            id=agent_id,
-        )
-        return int(row.scalar_one())
-
-    async def reset_missed_offers(self, agent_id: str) -> None:
-        await self._exec("UPDATE router.agents SET missed_offers = 0 WHERE id = :id", id=agent_id)
-
-    async def agents(self, *, after: str = "", limit: int | None = None) -> list[AgentView]:
-        """Agents in id order, those after ``after`` (up to ``limit``)."""
-        rows = await self._exec(
-            AGENT_VIEW
-            + """ WHERE a.id IN (SELECT id FROM router.agents WHERE id > :after
-                                 ORDER BY id LIMIT :limit)
-                  GROUP BY a.id ORDER BY a.id""",
-            after=after,
-            limit=limit,
-        )
-        return [agent_view_of(r) for r in rows]
-
-    async def agent(self, agent_id: str) -> AgentView | None:
-        row = await self._exec(AGENT_VIEW + " WHERE a.id = :id GROUP BY a.id", id=agent_id)
-        found = row.first()
-        return agent_view_of(found) if found else None
-
-    async def agent_details(self, agent_id: str) -> dict[str, Any] | None:
-        row = await self._exec(
-            "SELECT id, name, status, inbox_version FROM router.agents WHERE id = :id",
-            id=agent_id,
-        )
-        found = row.first()
-        return dict(found._mapping) if found else None
-
-    async def candidates(
-        self, need: Need, *, limit: int, skip: Collection[str] = ()
-    ) -> list[AgentView]:
-        """The ``limit`` best online agents with the skill, the language, the team and room on
-        the channel, leaving out ``skip`` (unlocked: a slot is claimed with ``claim_slot``,
-        which re-checks).
-
-        "Best" is ``routing.select``'s order (occupancy on the channel, never assigned first,
-        then idle longest, then id in code-point order), computed here so that only a few
-        agents' rows are read and decoded, however many are online; the caller ranks them
-        again with the pure function."""
-        overflowed = bool(need.fallback_languages) or need.overflow_team is not None
-        rows = await self._exec(
-            AGENT_VIEW
-            + """ WHERE a.id IN (
-                    SELECT c.id FROM router.agents c
-                    JOIN router.agent_slots f ON f.agent_id = c.id AND f.channel = :channel
-                                             AND f.load < f.capacity
-                    WHERE c.status = 'online' AND {skill_and_language}
-                      AND NOT (c.id = ANY(:excluded))
-                      AND (c.max_load IS NULL OR c.total_load < c.max_load)
-                    ORDER BY CAST(f.load AS float8) / f.capacity,
-                             c.last_assigned_at ASC NULLS FIRST, c.id COLLATE "C"
-                    LIMIT :limit)
-                  GROUP BY a.id""".replace(
-                "{skill_and_language}", _OVERFLOWED_NEED if overflowed else _NEED
-            ),
-            skill=need.skill.value,
-            level=need.min_level,
-            language=need.language,
-            unknown=UNKNOWN_LANGUAGE,
-            channel=need.channel.value,
-            team=need.team,
-            excluded=[*need.excluded, *skip],
-            limit=limit,
-            **(
-                {
-                    "languages": [need.language, *sorted(need.fallback_languages)],
-                    "overflow_team": need.overflow_team,
-                }
-                if overflowed
-                else {}
-            ),
-        )
-        return [agent_view_of(r) for r in rows]
-
-    async def claim_slot(self, agent_id: str, channel: Channel, now: datetime) -> bool:
-        """Take one slot of an online agent on ``channel``, within its overall cap, atomically;
-        False if full or not online.
-
-        One round trip to ``router.claim_slot()`` (migration 0008): the agent row is updated
-        first, then the channel's slot row (every writer of slots holds the agent row, so this
-        order never deadlocks), and each UPDATE re-checks its condition after waiting for a
-        concurrent one. A failed claim is undone inside the function as if by a savepoint,
-        which releases the agent's row lock at once: a transaction only keeps locks on agents
-        it actually assigned to, so trying candidates in rank order cannot deadlock."""
-        claimed = await self._exec(
-            "SELECT router.claim_slot(:agent, :channel, :now)",
-            agent=agent_id,
-            channel=channel.value,
-            now=now,
-        )
-        return bool(claimed.scalar_one())
-
-    async def lock_agents(self, agent_ids: list[str]) -> None:
-        """Lock several agents' rows in id order (the one order every multi-agent writer uses)."""
-        await self._exec(
-            "SELECT id FROM router.agents WHERE id = ANY(:ids) ORDER BY id FOR UPDATE",
-            ids=agent_ids,
-        )
-
-    async def release_slot(self, agent_id: str, channel: Channel) -> None:
-        """Give back one slot (agent row first, as in ``claim_slot``)."""
-        await self._exec(
-            """UPDATE router.agents SET total_load = total_load - 1
-               WHERE id = :agent AND total_load > 0""",
-            agent=agent_id,
-        )
-        await self._exec(
-            """UPDATE router.agent_slots SET load = load - 1
-               WHERE agent_id = :agent AND channel = :channel AND load > 0""",
-            agent=agent_id,
-            channel=channel.value,
-        )
-
-    async def wake_agent(self, agent_id: str) -> None:
-        """Something new for the agent: bump its inbox cursor and notify every replica (the
-        notification is delivered when the transaction commits, and only then)."""
-        await self._exec(
-            f"WITH woken AS ({_WAKE_AGENT} RETURNING id) SELECT {NOTIFY_WOKEN} FROM woken",
-            agent=agent_id,
-        )
 
     # ------------------------------------------------------------ idempotency keys
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import asyncpg
 
-from services.router.store import AGENT_CHANNEL
+from services.router.statements import AGENT_CHANNEL
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,43 @@
+"""What every router store shares: the connection its statements run on, each SQL text parsed
+once, and the fragments several stores write (the agent view, waking an agent)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import TextClause, text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+from shared import rawdb
+
+AGENT_CHANNEL = "switchboard_agent"  # NOTIFY channel: payload is the agent id
+# Waking an agent: bump its inbox cursor (the long-poll compares it) and notify every replica
+# with the agent's id; used as a CTE named ``woken``, so it can be made conditional.
+WAKE_AGENT = "UPDATE router.agents SET inbox_version = inbox_version + 1 WHERE id = :agent"
+NOTIFY_WOKEN = f"pg_notify('{AGENT_CHANNEL}', id)"
+AGENT_VIEW = """
+    SELECT a.id, a.name, a.status, a.skills, a.languages, a.last_assigned_at, a.team, a.max_load,
+           coalesce(jsonb_object_agg(s.channel, s.capacity)
+                    FILTER (WHERE s.channel IS NOT NULL), '{}') AS capacity,
+           coalesce(jsonb_object_agg(s.channel, s.load)
+                    FILTER (WHERE s.channel IS NOT NULL), '{}') AS load
+    FROM router.agents a LEFT JOIN router.agent_slots s ON s.agent_id = a.id
+"""
+
+
+@lru_cache(maxsize=512)
+def _statement(sql: str) -> TextClause:
+    """Parse each SQL text once (the profile showed text() construction on every call)."""
+    return text(sql)
+
+
+class Statements:
+    """Statements on ``db``: a connection of shared/rawdb.py (the services), or a SQLAlchemy
+    session or connection (tools and tests)."""
+
+    def __init__(self, db: rawdb.Connection | AsyncSession | AsyncConnection) -> None:
+        self.db = db
+
+    async def _exec(self, sql: str, **params: Any) -> Any:
+        return await self.db.execute(_statement(sql), params)
