@@ -12,6 +12,7 @@ from datetime import timedelta
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
+from services.router.agents_api import router as agents_router
 from services.router.api import router
 from services.router.consumer import (
     delivery_applier,
@@ -103,7 +104,9 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
             await engine.dispose()
 
     checks = api_checks if settings.role == "api" else stateful_checks
-    return service_app("Switchboard router", settings, lifespan, checks, router, keys_router)
+    return service_app(
+        "Switchboard router", settings, lifespan, checks, agents_router, router, keys_router
+    )
 
 
 def api_checks(app: FastAPI) -> dict[str, ReadinessCheck]:
