@@ -26,7 +26,7 @@ from services.ingest.normalize import (
 from services.ingest.settings import IngestSettings
 from shared.auth import INGEST, PrincipalDep, current_principal
 from shared.events import InboundMessage
-from shared.kafka import TopicGuard
+from shared.kafka import TopicGuard, TurnBatcher
 from shared.problems import Problem, ServiceUnavailable, TooManyRequests
 from shared.ratelimit import RateLimiter, retry_after_header
 from shared.service import DirectRoute
@@ -43,6 +43,7 @@ class InboundPublisher:
         self.topics = TopicGuard(settings, [settings.topics.inbound])
         self.topic = settings.topics.inbound
         self.timeout = settings.publish_timeout_s
+        self.batcher = TurnBatcher(producer, self.topic, self.timeout)
         self.retry_after = settings.retry_after_s
         self.per_customer = RateLimiter(
             settings.rate_limit_per_customer_per_s, settings.rate_limit_per_customer_burst
@@ -78,14 +79,14 @@ class InboundPublisher:
         )
 
     async def send(self, messages: list[InboundMessage]) -> None:
-        """Send every message at once, in order, and wait for all the broker's acks; 503 if
-        it does not acknowledge them all within the timeout."""
+        """Publish every message, in order, and wait for all the broker's acks; 503 if it does
+        not acknowledge them all within the timeout."""
         try:
-            # asyncio.timeout, not wait_for: no task per request.
-            async with asyncio.timeout(self.timeout):
-                if not self.topics.verified:
+            if not self.topics.verified:
+                # asyncio.timeout, not wait_for: no task per request.
+                async with asyncio.timeout(self.timeout):
                     await self.topics.ensure()
-                await self._send_all(messages)
+            await self._send_all(messages)
         except (KafkaError, TimeoutError, OSError) as exc:
             self.topics.broker_failed()
             raise ServiceUnavailable(
@@ -110,20 +111,17 @@ class InboundPublisher:
     async def _send_records(
         self, messages: list[InboundMessage], headers: list[tuple[str, bytes]]
     ) -> None:
-        # send() only queues the record (in order); the acks are awaited together.
-        sent = [
-            await self.producer.send(
-                self.topic,
-                m.model_dump_json().encode(),
-                key=m.conversation_key.encode(),
-                headers=headers,
-            )
+        # Queued in order with what other requests publish in this turn of the loop (under
+        # the batcher's deadline); the acks are awaited together.
+        add = self.batcher.add
+        acks = [
+            add(m.conversation_key.encode(), m.model_dump_json().encode(), headers)
             for m in messages
         ]
-        if len(sent) == 1:
-            await sent[0]  # no gathering future for the single-message route
+        if len(acks) == 1:
+            await acks[0]  # no gathering future for the single-message route
         else:
-            await asyncio.gather(*sent)
+            await asyncio.gather(*acks)
 
 
 async def get_publisher(request: Request) -> InboundPublisher:
