@@ -85,7 +85,7 @@ class InboundPublisher:
             if not self.topics.verified:
                 # asyncio.timeout, not wait_for: no task per request.
                 async with asyncio.timeout(self.timeout):
-                    await self.topics.ensure()
+                    await self.topics.ensure_soon()
             await self._send_all(messages)
         except (KafkaError, TimeoutError, OSError) as exc:
             self.topics.broker_failed()
