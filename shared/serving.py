@@ -21,6 +21,7 @@ request at once; if none is idle, the new connection's request is answered 503.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import resource
 from typing import Any, ClassVar, Literal
@@ -184,6 +185,16 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def freeze_startup_objects() -> None:
+    """Move what exists now (modules, classes, the app: about 120,000 objects) out of the
+    garbage collector's reach. It lives until exit anyway, and every full collection walked
+    it: under load, ingest ran one every second, each held every request for up to 160 ms
+    (ingest's p99) and together they were a tenth of its CPU (measured with ``gc.callbacks``,
+    issue 14). The same as ``gc.freeze`` after start in a pre-forking server."""
+    gc.collect()
+    gc.freeze()
+
+
 def uvicorn_config(
     app: ASGIApp, settings: CommonSettings, *, host: str, port: int
 ) -> uvicorn.Config:
@@ -208,4 +219,5 @@ def uvicorn_config(
 def serve(app: ASGIApp, settings: CommonSettings, *, host: str, port: int) -> None:
     """Run ``app`` until it is told to stop (SIGINT or SIGTERM)."""
     raise_fd_limit()
+    freeze_startup_objects()
     uvicorn.Server(uvicorn_config(app, settings, host=host, port=port)).run()
