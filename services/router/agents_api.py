@@ -18,11 +18,11 @@ from services.router.presence import Presence
 from services.router.schemas import (
     AgentId,
     AgentIn,
-    AgentOut,
+    AgentProfileOut,
     AssignmentsOut,
     ConversationOut,
     HeartbeatOut,
-    QueueOut,
+    SkillQueueOut,
     StatusIn,
 )
 from services.router.store import RouterStore
@@ -35,11 +35,11 @@ from shared.problems import NotFound
 router = APIRouter(prefix="/v1")
 
 
-async def _agent_out(store: RouterStore, agent_id: str) -> AgentOut:
+async def _agent_out(store: RouterStore, agent_id: str) -> AgentProfileOut:
     agent = await store.agent(agent_id)
     if agent is None:
         raise NotFound(f"agent {agent_id!r} does not exist")
-    return AgentOut.of(agent)
+    return AgentProfileOut.of(agent)
 
 
 @router.put("/agents/{agent_id}", response_model=AgentKeyedOut, tags=["agents"])
@@ -50,7 +50,7 @@ async def put_agent(
     uow: UowDep,
     request: Request,
     issue_key: IssueKey = False,
-) -> AgentOut:
+) -> AgentProfileOut:
     """Create or update an agent (ops); with ``issue_key=true`` also its first key."""
     principal.require(OPS)
     async with uow() as ctx:
@@ -72,10 +72,10 @@ async def put_agent(
     return agent
 
 
-@router.put("/agents/{agent_id}/status", response_model=AgentOut, tags=["agents"])
+@router.put("/agents/{agent_id}/status", response_model=AgentProfileOut, tags=["agents"])
 async def put_status(
     agent_id: AgentId, body: StatusIn, principal: PrincipalDep, uow: UowDep
-) -> AgentOut:
+) -> AgentProfileOut:
     """Set an agent online, away or offline (the agent itself, a desk for it, or ops)."""
     principal.require(OPS, agent_scope(agent_id), DESK)
     async with uow() as ctx:
@@ -182,14 +182,14 @@ async def _inbox(
         )
 
 
-@router.get("/agents", response_model=list[AgentOut], tags=["agents"])
+@router.get("/agents", response_model=list[AgentProfileOut], tags=["agents"])
 async def list_agents(
     principal: PrincipalDep,
     request: Request,
     response: Response,
     limit: PageLimit = None,
     cursor: Cursor = None,
-) -> list[AgentOut]:
+) -> list[AgentProfileOut]:
     """Every agent with status and load, in id order (ops); a ``Link: <...>; rel="next"``
     header points to the next page."""
     principal.require(OPS)
@@ -199,17 +199,17 @@ async def list_agents(
         found = await store.agents(after=after, limit=size + 1)
     page = found[:size]
     pages.link_next(request, response, [page[-1].id] if len(found) > size else None, size)
-    return [AgentOut.of(a) for a in page]
+    return [AgentProfileOut.of(a) for a in page]
 
 
-@router.get("/queues", response_model=list[QueueOut], tags=["queues"])
+@router.get("/queues", response_model=list[SkillQueueOut], tags=["queues"])
 async def list_queues(
     principal: PrincipalDep,
     request: Request,
     response: Response,
     limit: PageLimit = None,
     cursor: Cursor = None,
-) -> list[QueueOut]:
+) -> list[SkillQueueOut]:
     """Depth, oldest wait and priority mix of each (skill, language) queue (ops); a
     ``Link: <...>; rel="next"`` header points to the next page."""
     principal.require(OPS)
@@ -220,4 +220,4 @@ async def list_queues(
     page = found[:size]
     last = [page[-1]["skill"], page[-1]["language"]] if len(found) > size else None
     pages.link_next(request, response, last, size)
-    return [QueueOut(**q) for q in page]
+    return [SkillQueueOut(**q) for q in page]

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from services.router import keys, pages
 from services.router.context import Context
 from services.router.pages import Cursor, PageLimit
-from services.router.schemas import AgentOut
+from services.router.schemas import AgentProfileOut
 from services.router.settings import RouterSettings
 from services.router.uow import UnitOfWork, reading
 from shared import keystore
@@ -95,7 +95,7 @@ class IssuedKeyOut(KeyOut):
         return cls(**KeyOut.of(issued.row, now).model_dump(), key=issued.key)
 
 
-class AgentKeyedOut(AgentOut):
+class AgentKeyedOut(AgentProfileOut):
     key: IssuedKeyOut | None = Field(
         default=None,
         description="with ?issue_key=true: the agent's first key, named agent:<id>, of scope "
@@ -112,7 +112,7 @@ IssueKey = Annotated[
 ]
 
 
-async def first_key(ctx: Context, agent: AgentOut) -> AgentKeyedOut:
+async def first_key(ctx: Context, agent: AgentProfileOut) -> AgentKeyedOut:
     """``agent`` with its first key, issued in the transaction that created it."""
     scope = agent_scope(agent.id)
     issued = await keys.issue(ctx.store.db, name=scope, scopes=[scope], now=ctx.now)

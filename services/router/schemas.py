@@ -90,7 +90,9 @@ class CorrectionIn(_In):
         return self
 
 
-class AgentOut(BaseModel):
+class AgentProfileOut(BaseModel):
+    """An agent as the router answers it: its profile, status and load per channel."""
+
     id: str
     status: AgentStatus
     skills: dict[str, int]
@@ -102,7 +104,7 @@ class AgentOut(BaseModel):
     total_load: int
 
     @classmethod
-    def of(cls, a: AgentView) -> AgentOut:
+    def of(cls, a: AgentView) -> AgentProfileOut:
         return cls(
             id=a.id,
             status=a.status,
@@ -116,7 +118,9 @@ class AgentOut(BaseModel):
         )
 
 
-class QueueOut(BaseModel):
+class SkillQueueOut(BaseModel):
+    """The conversations waiting for one skill and language (``GET /v1/queues``)."""
+
     skill: Skill
     language: str
     depth: int

@@ -39,9 +39,10 @@ def primary_language(tag: str) -> str:
     return tag.split("-", 1)[0].lower()
 
 
-def detect_language(text: str, hint: str | None) -> tuple[str, str]:
-    """The text's language and the rule that decided it: an unambiguous script first, then the
-    language the message came with, then English for Latin text, else unknown."""
+def routing_language(text: str, hint: str | None) -> tuple[str, str]:
+    """The language a message is routed by, and the rule that decided it: an unambiguous script
+    first, then the language ingest detected (``services/ingest/language.py``), then English
+    for Latin text, else unknown."""
     for language, script in _SCRIPTS:
         if script.search(text):
             return language, f"language.script-{language}"
@@ -83,7 +84,7 @@ def classify(
         # decision even when there is no higher level to rank it to.
         priority = priority.raised() if priority != Priority.URGENT else priority
         names.append(f"tier.{tier.value}")
-    language, language_rule = detect_language(text, language_hint)
+    language, language_rule = routing_language(text, language_hint)
     names.append(language_rule)
     return Classification(priority, skill, language, tuple(names), min_level, team)
 
