@@ -13,8 +13,8 @@ from services.router import handlers, pages
 from services.router.context import Context
 from services.router.deps import UowDep, router_settings
 from services.router.idempotency import IdempotencyKey, once
+from services.router.model import Conversation
 from services.router.pages import MessageCount
-from services.router.rows import Conversation
 from services.router.schemas import (
     AcceptIn,
     ConversationOut,

@@ -21,8 +21,8 @@ from services.router.consumer import (
     parse_inbound,
     sweep_forever,
 )
-from services.router.context import Policy
 from services.router.keys_api import router as keys_router
+from services.router.model import Policy
 from services.router.outbox import OutboxRelay
 from services.router.presence import Presence
 from services.router.routing.rules import RulesSource

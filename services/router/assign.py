@@ -5,12 +5,12 @@ overflow)."""
 from __future__ import annotations
 
 from services.router.context import Context
+from services.router.model import Conversation
 from services.router.routing import events
 from services.router.routing.batch import need_for
 from services.router.routing.overflow import due_after, overflow
 from services.router.routing.queue import QueuedConversation, next_for_agent, queue_key
 from services.router.routing.select import Need, rank_candidates
-from services.router.rows import Conversation
 from shared.events import (
     AgentStatus,
     AgentStatusChanged,

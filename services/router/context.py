@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pydantic import BaseModel
 
+from services.router.model import Conversation, Policy
 from services.router.routing.rules import RuleSet
-from services.router.rows import Conversation
 from services.router.store import RouterStore
-from shared.events import Channel
 from shared.settings import Topics
-
-
-@dataclass(frozen=True)
-class Policy:
-    """Routing settings that are not rules: offers, reopening, leaving."""
-
-    offer_timeout_s: dict[Channel, float] = field(default_factory=dict)
-    max_missed_offers: int = 3
-    reopen_window: timedelta = timedelta(days=1)
-    reroute_answered_on_leave: bool = False
-
-    def needs_acceptance(self, channel: Channel) -> bool:
-        return channel in self.offer_timeout_s
 
 
 @dataclass(frozen=True)

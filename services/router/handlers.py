@@ -17,10 +17,10 @@ from services.router.assign import (
     try_assign,
 )
 from services.router.context import Context
+from services.router.model import Conversation, FirstMessage
 from services.router.routing import events
 from services.router.routing.classify import Classification, classify, raise_on_followup
 from services.router.routing.select import is_eligible
-from services.router.rows import Conversation, FirstMessage
 from shared.events import (
     AgentProfileChanged,
     AgentReplied,

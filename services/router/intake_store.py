@@ -10,13 +10,13 @@ import uuid
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
+from services.router.model import Conversation
 from services.router.routing.batch import Plan
 from services.router.routing.classify import UNKNOWN_LANGUAGE
 from services.router.routing.select import AgentView, Need
 from services.router.rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
-    Conversation,
     agent_view_of,
     attachments_json,
     conversation_of,

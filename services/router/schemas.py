@@ -9,8 +9,8 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.router import pages
+from services.router.model import Conversation, MessagePage, ShownState, StoredMessage
 from services.router.routing.select import AgentView
-from services.router.rows import Conversation, MessagePage, ShownState, StoredMessage
 from shared.events import AgentStatus, Attachment, Channel, CustomerTier, Priority, Skill
 
 AgentId = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$")]

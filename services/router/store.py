@@ -14,16 +14,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from services.router.agent_store import AgentStatements
+from services.router.model import Claim, Conversation, FirstMessage, MessagePage, StoredAnswer
 from services.router.routing.classify import UNKNOWN_LANGUAGE, Classification
 from services.router.routing.select import AgentView
 from services.router.rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
-    Claim,
-    Conversation,
-    FirstMessage,
-    MessagePage,
-    StoredAnswer,
     attachments_json,
     claim_of,
     conversation_of,

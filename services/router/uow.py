@@ -10,7 +10,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.router.context import Context, Policy
+from services.router.context import Context
+from services.router.model import Policy
 from services.router.outbox import OutboxRelay
 from services.router.routing.rules import RulesSource
 from services.router.store import RouterStore

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 
 from services.router import handlers
-from services.router.context import Policy
 from services.router.intake import receive_messages
+from services.router.model import Policy
 from services.router.routing.rules import DEFAULT_RULES_PATH, RulesSource
 from services.router.uow import UnitOfWork
 from shared.events import (

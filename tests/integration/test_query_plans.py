@@ -18,8 +18,8 @@ from sqlalchemy import event, text
 
 from bench.history import seed_router_history
 from services.router import handlers
-from services.router.context import Policy
 from services.router.intake import receive_messages
+from services.router.model import Policy
 from services.router.routing.rules import DEFAULT_RULES_PATH, RulesSource
 from services.router.store import RouterStore
 from services.router.uow import UnitOfWork

@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.router.model import Conversation
 from services.router.routing.overflow import due_after, overflow
 from services.router.routing.rules import RulesError, parse_rules
 from services.router.routing.select import AgentView, Need, suits
-from services.router.rows import Conversation
 from shared.events import AgentStatus, Channel, CustomerTier, Priority, Skill
 
 RULES = """

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from services.router.context import Policy
+from services.router.model import Conversation, Policy
 from services.router.routing import events
 from services.router.routing.classify import (
     UNKNOWN_LANGUAGE,
@@ -32,7 +32,6 @@ from services.router.routing.select import (
     rank_key,
     suits,
 )
-from services.router.rows import Conversation
 from shared.events import (
     AgentStatus,
     Attachment,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from services.router.rows import Conversation
+from services.router.model import Conversation
 from shared.events import (
     Assigned,
     Classified,

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from services.router.model import Conversation
 from services.router.routing.rules import OverflowStage
-from services.router.rows import Conversation
 from shared.events import Priority
 
 
