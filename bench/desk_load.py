@@ -5,7 +5,8 @@ The messages mix new conversations and follow-ups, channels, languages and prior
 
 - ``pipeline``: offered rates step up; for each, p99 from ingest's receive time to the
   assignment, and each process's CPU share. The highest rate whose p99 stays under 100 ms and
-  under 250 ms, and the routing invariants afterwards.
+  under 250 ms, and the routing invariants afterwards; then the same steps over a database
+  already holding a million conversations of history.
 - ``surge``: a sustained rate, then 30 s at three times it, then back: the worst p99 of any
   second, how long after the surge latency is back under 250 ms, and whether any accepted
   message was lost."""
@@ -21,7 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+
 from bench.agents_proc import AgentsProcess
+from bench.history import seed_router_history
 from bench.pipeline import (
     Desk,
     MessageMix,
@@ -35,6 +39,7 @@ from bench.stats import CpuShare, pct
 from devtools.run import stop_all
 from devtools.stack import Broker, Postgres, create_database, drop_database, migrate, unique_name
 from devtools.topics import read_topic
+from shared.db import make_engine
 
 AGENTS = 60
 THINK_S = 0.05
@@ -62,10 +67,11 @@ async def _opened_and_assigned(desk: Desk) -> list[tuple[datetime, float]]:
 
 
 class _Run:
-    """A desk on a fresh database, its agents, and the CPU of every process."""
+    """A desk on a fresh database (holding ``history`` conversations of the past, when not
+    0), its agents, and the CPU of every process."""
 
-    def __init__(self, broker: Broker, pg: Postgres, log_dir: Path) -> None:
-        self.broker, self.pg, self.log_dir = broker, pg, log_dir
+    def __init__(self, broker: Broker, pg: Postgres, log_dir: Path, history: int = 0) -> None:
+        self.broker, self.pg, self.log_dir, self.history = broker, pg, log_dir, history
         self.mix = MessageMix()
         self.accepted: set[str] = set()
 
@@ -74,11 +80,16 @@ class _Run:
         await create_database(self.pg.url, self.name)
         url = self.pg.url_for(self.name)
         await asyncio.to_thread(migrate, url)
+        if self.history:
+            say(f"seeding {self.history:,} conversations of history")
+            await seed_router_history(url, self.history)
         self.desk = await asyncio.to_thread(
             start_desk, self.broker.bootstrap, url, AGENTS, self.log_dir
         )
         self.agents = await asyncio.to_thread(AgentsProcess.start, self.desk, THINK_S)
         await asyncio.sleep(3)  # every agent online and long-polling
+        if self.history:
+            await self._history_queue_taken()
         assert self.broker.process is not None
         pids = {n: p.pid for n, p in self.desk.processes.items()}
         self.pids = pids | {"agents": self.agents.process.pid, "broker": self.broker.process.pid}
@@ -89,6 +100,26 @@ class _Run:
             self.agents.process.kill()
         stop_all(self.desk.processes)
         await drop_database(self.pg.url, self.name)
+
+    async def _history_queue_taken(self, timeout_s: float = 180) -> None:
+        """Wait until the agents have taken the conversations history left queued (they are
+        pulled as the agents come online, and would otherwise be measured as load)."""
+        engine = make_engine(self.desk.database_url, pool_size=1)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while True:
+                async with engine.connect() as conn:
+                    queued = (
+                        await conn.execute(
+                            text("SELECT count(*) FROM router.conversations WHERE state = 'queued'")
+                        )
+                    ).scalar_one()
+                if not queued or time.monotonic() > deadline:
+                    break
+                say(f"history: {queued:,} queued conversations still to be taken")
+                await asyncio.sleep(5)
+        finally:
+            await engine.dispose()
 
     async def post(self, rate: float, seconds: float) -> dict[str, Any]:
         """Offer ``rate`` msg/s for ``seconds``; the HTTP figures and every process's CPU share
@@ -105,12 +136,42 @@ class _Run:
 
 
 async def run_pipeline(
-    broker: Broker, pg: Postgres, log_dir: Path, *, rates: list[int], step_s: float
+    broker: Broker,
+    pg: Postgres,
+    log_dir: Path,
+    *,
+    rates: list[int],
+    step_s: float,
+    history: int = 0,
 ) -> dict[str, Any]:
-    """The ``pipeline`` part's figures."""
+    """The ``pipeline`` part's figures on an empty database, then (``history`` > 0) the same
+    steps over a database already holding ``history`` conversations (the figures ending in
+    ``_1m``, under ``over_history``)."""
+    figures = await _pipeline(broker, pg, log_dir, rates=rates, step_s=step_s)
+    if history:
+        say(f"pipeline: again, over {history:,} conversations of history")
+        again = await _pipeline(broker, pg, log_dir, rates=rates, step_s=step_s, history=history)
+        figures |= {
+            "rate_p99_100ms_1m": again["rate_p99_100ms"],
+            "rate_p99_250ms_1m": again["rate_p99_250ms"],
+            "history": history,
+            "over_history": again,
+        }
+    return figures
+
+
+async def _pipeline(
+    broker: Broker,
+    pg: Postgres,
+    log_dir: Path,
+    *,
+    rates: list[int],
+    step_s: float,
+    history: int = 0,
+) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     best: dict[int, int | None] = {100: None, 250: None}
-    async with _Run(broker, pg, log_dir) as run:
+    async with _Run(broker, pg, log_dir, history) as run:
         # Not measured: a fresh desk's first seconds pay once for connections, prepared
         # statements and caches (the first step's p99 was 126 ms at 25 msg/s, the next 63 at 50).
         say(f"pipeline: warming up, {rates[0]} msg/s for {WARM_UP_S:.0f} s")

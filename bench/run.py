@@ -203,14 +203,18 @@ PARTS: dict[str, Any] = {
 PART_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "router": {"messages": 4_000, "history": 100_000},
-        "pipeline": {"rates": [25, 50], "step_s": 5},
+        "pipeline": {"rates": [25, 50], "step_s": 5, "history": 20_000},
         "surge": {"rate": 50, "calm_s": 5, "surge_s": 10},
         "ingest-http": {"duration_s": 3, "connections": 32},
         "metrics-fold": {"events": 5_000, "history": 20_000},
     },
     "full": {
         "router": {"messages": 20_000, "history": 1_000_000},
-        "pipeline": {"rates": [25, 50, 75, 100, 125, 150, 200, 300, 500], "step_s": 10},
+        "pipeline": {
+            "rates": [25, 50, 75, 100, 125, 150, 200, 300, 500],
+            "step_s": 10,
+            "history": 1_000_000,
+        },
         "surge": {"rate": 50, "calm_s": 20, "surge_s": 30},
         "ingest-http": {"duration_s": 10, "connections": 64},
         "metrics-fold": {"events": 50_000, "history": 1_000_000},
@@ -238,7 +242,13 @@ PARTS_HEADING = "## Throughput parts"
 HEADLINES = {
     "router": ["msg_s", "baseline_msg_s", "ratio", "msg_s_1m", "history_ratio"],
     "metrics-fold": ["events_s", "events_s_1m"],
-    "pipeline": ["rate_p99_100ms", "rate_p99_250ms", "cpu_share"],
+    "pipeline": [
+        "rate_p99_100ms",
+        "rate_p99_250ms",
+        "rate_p99_100ms_1m",
+        "rate_p99_250ms_1m",
+        "cpu_share",
+    ],
     "surge": ["drain_s", "p99_ms_max", "lost"],
     "ingest-http": ["msg_s", "bare_msg_s", "ratio"],
 }
