@@ -19,7 +19,6 @@ from services.router.consumer import (
     inbound_batch_applier,
     parse_delivery,
     parse_inbound,
-    sweep_forever,
 )
 from services.router.keys_api import router as keys_router
 from services.router.model import Policy
@@ -27,6 +26,7 @@ from services.router.outbox import OutboxRelay
 from services.router.presence import Presence
 from services.router.routing.rules import RulesSource
 from services.router.settings import RouterSettings
+from services.router.sweeps import sweep_forever
 from services.router.uow import UnitOfWork
 from services.router.wakeups import AgentWakeups
 from shared.consume import BatchConsumeLoop

@@ -1,6 +1,6 @@
-"""Assignment mechanics shared by the use cases: who may take a conversation, giving it,
-putting it back, pulling from the queue, and the periodic sweeps (queue, offers, escalation,
-overflow)."""
+"""Assignment mechanics shared by the use cases (``handlers.py``) and the sweeps
+(``sweeps.py``): what a conversation needs, giving it to the best agent with a slot, putting it
+back in the queue, and filling a freed agent's slots from the queue."""
 
 from __future__ import annotations
 
@@ -8,18 +8,10 @@ from services.router.context import Context
 from services.router.model import Conversation
 from services.router.routing import events
 from services.router.routing.batch import need_for
-from services.router.routing.overflow import due_after, overflow
-from services.router.routing.queue import QueuedConversation, next_for_agent, queue_key
+from services.router.routing.queue import QueuedConversation, next_for_agent
 from services.router.routing.select import Need, rank_candidates
-from shared.events import (
-    AgentStatus,
-    AgentStatusChanged,
-    Escalated,
-    OfferTimedOut,
-    Overflowed,
-    derived_id,
-)
-from shared.problems import Conflict, NotFound
+from shared.events import AgentStatus
+from shared.problems import Conflict
 from shared.tracing import tracer
 
 # How many queued conversations of each priority one pull looks at (and locks) at a time.
@@ -125,165 +117,3 @@ async def pull_queued(ctx: Context, agent_id: str) -> int:
         await give(ctx, by_id[item.conversation_id], agent.id)
         pulled += 1
     return pulled
-
-
-async def sweep_queue(ctx: Context, *, per_priority: int = 25) -> int:
-    """Try to assign the heads of the queue, in queue order (catches any wake-up that raced
-    with a commit, and conversations that escalation made eligible)."""
-    # Nobody with room: nothing to try (each try reads candidates; with every agent full
-    # and a long queue, the sweep cost a draining router 4% of its CPU).
-    if not await ctx.store.anything_queued() or not await ctx.store.anyone_with_room():
-        return 0
-    await ctx.store.lock_queue_order()
-    heads = await ctx.store.queue_heads(per_priority=per_priority)
-    heads.sort(
-        key=lambda c: queue_key(as_queued(ctx, c), now=ctx.now, step_s=ctx.rules.aging.step_s)
-    )
-    # Room only shrinks during a sweep: a need nobody could take stays untakeable, so each
-    # need is looked for once (a draining router's sweep read candidates for 100 heads a
-    # second, most of them needs already tried).
-    assigned, untakeable = 0, set()
-    for conv in heads:
-        need = need_of(ctx, conv)
-        if need in untakeable:
-            continue
-        if await try_assign(ctx, conv):
-            assigned += 1
-        else:
-            untakeable.add(need)
-    return assigned
-
-
-async def change_status(
-    ctx: Context,
-    agent_id: str,
-    status: AgentStatus,
-    *,
-    reason: str | None = None,
-    acted_by: str | None = None,
-    unheard_for_s: float | None = None,
-) -> bool:
-    """Set an agent's status. Going online pulls queued work; going away or offline re-routes
-    the agent's unanswered conversations (all of them if the policy says so). With
-    ``unheard_for_s`` (the presence sweep), only an agent online whose frontend was not heard
-    from for that long, and whether it was; else NotFound for an unknown agent."""
-    if status == AgentStatus.ONLINE:
-        await ctx.store.lock_queue_order()  # before any row lock, as the sweep takes it
-    # Conversations before the agent row: the order every other writer takes them in.
-    held = await ctx.store.open_conversations_of(agent_id, for_update=True)
-    if not await ctx.store.set_status(agent_id, status, unheard_for_s=unheard_for_s):
-        if unheard_for_s is not None:
-            return False
-        raise NotFound(f"agent {agent_id!r} does not exist")
-    ctx.publish(
-        ctx.topics.agent_events,
-        agent_id,
-        AgentStatusChanged(
-            event_id=derived_id("agent_status", agent_id, status.value, ctx.now.isoformat()),
-            occurred_at=ctx.now,
-            agent_id=agent_id,
-            status=status,
-            reason=reason,
-            acted_by=acted_by,
-        ),
-    )
-    if status == AgentStatus.ONLINE:
-        await pull_queued(ctx, agent_id)
-        return True
-    for conv in held:
-        if conv.first_response_at is None or ctx.policy.reroute_answered_on_leave:
-            await put_back(ctx, conv, reason=f"agent_{status.value}", exclude=False)
-    return True
-
-
-async def expire_offers(ctx: Context, *, limit: int = 100) -> int:
-    """Offers not accepted in time go to the next agent; an agent who missed too many offers
-    in a row is set away (and its other unaccepted offers move on too)."""
-    timeouts = {c.value: s for c, s in ctx.policy.offer_timeout_s.items()}
-    expired = await ctx.store.expired_offers(timeouts, ctx.now, limit=limit)
-    for conv in expired:
-        assert conv.agent_id is not None
-        await ctx.emit(
-            conv,
-            OfferTimedOut(
-                event_id=derived_id("offer_timed_out", conv.id, conv.agent_id, conv.offered_at),
-                occurred_at=ctx.now,
-                conversation_id=conv.id,
-                channel=conv.channel,
-                agent_id=conv.agent_id,
-            ),
-        )
-        missed = await ctx.store.count_missed_offer(conv.agent_id)
-        await put_back(ctx, conv, reason="offer_timed_out", exclude=True)
-        if missed >= ctx.policy.max_missed_offers:
-            await change_status(ctx, conv.agent_id, AgentStatus.AWAY, reason="missed_offers")
-    return len(expired)
-
-
-async def escalate_due(ctx: Context, *, limit: int = 100) -> int:
-    """Escalate waiting conversations near their first-response target, then route them with
-    the widened need."""
-    due = {
-        p.value: s
-        for p in ctx.rules.escalation.first_response_target_s
-        if (s := ctx.rules.escalation.due(p)) is not None
-    }
-    convs = await ctx.store.due_for_escalation(due, ctx.now, limit=limit)
-    for conv in convs:
-        await ctx.store.mark_escalated(conv.id, ctx.now)
-        await ctx.emit(
-            conv,
-            Escalated(
-                event_id=derived_id("escalated", conv.id, conv.reopened),
-                occurred_at=ctx.now,
-                conversation_id=conv.id,
-                channel=conv.channel,
-                waited_s=(ctx.now - (conv.queued_at or conv.opened_at)).total_seconds(),
-                target_s=ctx.rules.escalation.first_response_target_s[conv.priority],
-            ),
-        )
-        fresh = await ctx.store.conversation(conv.id)
-        assert fresh is not None
-        await try_assign(ctx, fresh)
-    return len(convs)
-
-
-async def overflow_due(ctx: Context, *, limit: int = 100) -> int:
-    """Widen the need of waiting conversations whose next overflow stage is due (every stage
-    due, in order: each recorded in rules_fired, classified and announced), then route them
-    with the widened need. Locked as escalation locks them (SKIP LOCKED, then a slot claimed
-    on the one agent chosen), so several routers' sweeps widen each conversation once."""
-    stages = ctx.rules.overflow
-    convs = await ctx.store.due_for_overflow(due_after(stages), ctx.now, limit=limit)
-    for conv in convs:
-        widenings = overflow(conv, stages, now=ctx.now)
-        if not widenings:
-            continue  # not due after all (the rules changed between the query and now)
-        await ctx.store.mark_overflowed(widenings[-1].conversation)
-        for w in widenings:
-            widened = w.conversation
-            await ctx.emit(
-                widened,
-                Overflowed(
-                    event_id=derived_id("overflowed", conv.id, conv.reopened, w.stage.id),
-                    occurred_at=ctx.now,
-                    conversation_id=conv.id,
-                    channel=conv.channel,
-                    stage=w.stage.id,
-                    priority=widened.priority,
-                    waited_s=w.waited_s,
-                    fallback_languages=list(widened.fallback_languages),
-                    skill=widened.skill,
-                    min_level=widened.min_level,
-                    team=widened.overflow_team,
-                    final=w.final,
-                ),
-            )
-        # The skill it needs may have changed: metrics reports and queues it by this one.
-        last = widenings[-1].conversation
-        cause = f"overflow:{conv.reopened}:{widenings[-1].stage.id}"
-        await ctx.emit(last, events.classified(last, cause, ctx.now))
-        fresh = await ctx.store.conversation(conv.id)
-        assert fresh is not None
-        await try_assign(ctx, fresh)
-    return len(convs)

@@ -8,7 +8,6 @@ import uuid
 from dataclasses import replace
 
 from services.router.assign import (
-    change_status,
     emit_queued,
     give,
     need_of,
@@ -25,6 +24,7 @@ from shared.events import (
     AgentProfileChanged,
     AgentReplied,
     AgentStatus,
+    AgentStatusChanged,
     InboundMessage,
     OutboundReply,
     Priority,
@@ -204,11 +204,46 @@ async def upsert_agent(
 
 
 async def set_status(
-    ctx: Context, agent_id: str, status: AgentStatus, *, acted_by: str | None = None
-) -> None:
-    """Change an agent's status (see ``change_status``); ``acted_by``: who did it for the
-    agent (a desk's or ops' credential), if not the agent itself."""
-    await change_status(ctx, agent_id, status, acted_by=acted_by)
+    ctx: Context,
+    agent_id: str,
+    status: AgentStatus,
+    *,
+    reason: str | None = None,
+    acted_by: str | None = None,
+    unheard_for_s: float | None = None,
+) -> bool:
+    """Set an agent's status. Going online pulls queued work; going away or offline re-routes
+    the agent's unanswered conversations (all of them if the policy says so). ``acted_by``:
+    who did it for the agent (a desk's or ops' credential), if not the agent itself. With
+    ``unheard_for_s`` (the presence sweep), only an agent online whose frontend was not heard
+    from for that long, and whether it was; else NotFound for an unknown agent."""
+    if status == AgentStatus.ONLINE:
+        await ctx.store.lock_queue_order()  # before any row lock, as the sweep takes it
+    # Conversations before the agent row: the order every other writer takes them in.
+    held = await ctx.store.open_conversations_of(agent_id, for_update=True)
+    if not await ctx.store.set_status(agent_id, status, unheard_for_s=unheard_for_s):
+        if unheard_for_s is not None:
+            return False
+        raise NotFound(f"agent {agent_id!r} does not exist")
+    ctx.publish(
+        ctx.topics.agent_events,
+        agent_id,
+        AgentStatusChanged(
+            event_id=derived_id("agent_status", agent_id, status.value, ctx.now.isoformat()),
+            occurred_at=ctx.now,
+            agent_id=agent_id,
+            status=status,
+            reason=reason,
+            acted_by=acted_by,
+        ),
+    )
+    if status == AgentStatus.ONLINE:
+        await pull_queued(ctx, agent_id)
+        return True
+    for conv in held:
+        if conv.first_response_at is None or ctx.policy.reroute_answered_on_leave:
+            await put_back(ctx, conv, reason=f"agent_{status.value}", exclude=False)
+    return True
 
 
 # ---------------------------------------------------------------- conversations

@@ -1,6 +1,7 @@
 """Presence that follows the agent's frontend. An agent online whose frontend has neither
-long-polled nor sent a heartbeat for ``presence_timeout_s`` is set away by the sweep, and its
-unanswered conversations are re-routed, as when it goes away itself.
+long-polled nor sent a heartbeat for ``presence_timeout_s`` is set away by the sweep
+(``sweeps.away_unheard``), and its unanswered conversations are re-routed, as when it goes
+away itself.
 
 Hearing from a frontend costs a request nothing but a dict entry: each process keeps when it
 last heard from each agent, and writes what it heard every ``presence_flush_s`` in one
@@ -19,11 +20,8 @@ from collections.abc import Iterable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.router.assign import change_status
 from services.router.store import RouterStore
-from services.router.uow import UnitOfWork
 from shared import rawdb
-from shared.events import AgentStatus
 
 log = logging.getLogger(__name__)
 
@@ -81,19 +79,3 @@ class Presence:
                 await self.flush()
             except Exception as exc:
                 log.warning("last presence flush failed", extra={"error": repr(exc)})
-
-
-async def away_unheard(uow: UnitOfWork, timeout_s: float, *, limit: int = 100) -> int:
-    """Set away every agent online whose frontend was not heard from for ``timeout_s``,
-    re-routing its unanswered conversations; each agent in a transaction of its own, as if it
-    had gone away itself. How many were set away."""
-    async with rawdb.autocommit(uow.engine) as db:
-        unheard = await RouterStore(db).unheard_agents(timeout_s, limit=limit)
-    done = 0
-    for agent_id in unheard:
-        async with uow() as ctx:
-            # Re-checked under the agent's lock: a frontend heard from meanwhile keeps it.
-            done += await change_status(
-                ctx, agent_id, AgentStatus.AWAY, reason=PRESENCE_TIMEOUT, unheard_for_s=timeout_s
-            )
-    return done

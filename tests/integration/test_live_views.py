@@ -29,8 +29,8 @@ from sqlalchemy import text
 from services.metrics.app import create_app as create_metrics_app
 from services.metrics.settings import MetricsSettings
 from services.router.app import create_app as create_router_app
-from services.router.assign import escalate_due, expire_offers, overflow_due, sweep_queue
 from services.router.settings import RouterSettings
+from services.router.sweeps import escalate_due, expire_offers, overflow_due, sweep_queue
 from shared.db import make_engine
 from shared.events import Channel
 from tests.conftest import running
