@@ -11,7 +11,13 @@ from typing import Any
 from services.router.routing.classify import UNKNOWN_LANGUAGE
 from services.router.routing.select import AgentView, Need
 from services.router.rows import agent_view_of
-from services.router.statements import AGENT_VIEW, NOTIFY_WOKEN, WAKE_AGENT, Statements
+from services.router.statements import (
+    AGENT_VIEW,
+    CANDIDATE_ORDER,
+    NOTIFY_WOKEN,
+    WAKE_AGENT,
+    Statements,
+)
 from shared.events import AgentStatus, Channel
 
 # What an agent must have for a need (``candidates``); after overflow, a fallback language
@@ -169,9 +175,8 @@ class AgentStatements(Statements):
         the channel, leaving out ``skip`` (unlocked: a slot is claimed with ``claim_slot``,
         which re-checks).
 
-        "Best" is ``routing.select``'s order (occupancy on the channel, never assigned first,
-        then idle longest, then id in code-point order), computed here so that only a few
-        agents' rows are read and decoded, however many are online; the caller ranks them
+        "Best" is ``routing.select.RANK_ORDER``, as SQL (``CANDIDATE_ORDER``), so that only a
+        few agents' rows are read and decoded, however many are online; the caller ranks them
         again with the pure function."""
         overflowed = bool(need.fallback_languages) or need.overflow_team is not None
         rows = await self._exec(
@@ -183,12 +188,11 @@ class AgentStatements(Statements):
                     WHERE c.status = 'online' AND {skill_and_language}
                       AND NOT (c.id = ANY(:excluded))
                       AND (c.max_load IS NULL OR c.total_load < c.max_load)
-                    ORDER BY CAST(f.load AS float8) / f.capacity,
-                             c.last_assigned_at ASC NULLS FIRST, c.id COLLATE "C"
+                    ORDER BY {order}
                     LIMIT :limit)
                   GROUP BY a.id""".replace(
                 "{skill_and_language}", _OVERFLOWED_NEED if overflowed else _NEED
-            ),
+            ).replace("{order}", CANDIDATE_ORDER),
             skill=need.skill.value,
             level=need.min_level,
             language=need.language,

@@ -21,7 +21,7 @@ from services.router.rows import (
     attachments_json,
     conversation_of,
 )
-from services.router.statements import AGENT_VIEW, NOTIFY_WOKEN
+from services.router.statements import AGENT_VIEW, CANDIDATE_ORDER, NOTIFY_WOKEN
 from services.router.store import RouterStore
 
 
@@ -76,7 +76,7 @@ class IntakeStore(RouterStore):
         given a conversation only ranks lower after it (its occupancy rises), the others keep
         their order, so each choice is among the first ones of its need."""
         locked = await self._exec(
-            """SELECT a.id FROM router.agents a
+            f"""SELECT a.id FROM router.agents a
                WHERE a.id = ANY(:also) OR a.id IN (
                    SELECT c.id
                    FROM unnest(CAST(:channels AS text[]), CAST(:skills AS text[]),
@@ -91,8 +91,7 @@ class IntakeStore(RouterStore):
                          AND coalesce((c.skills ->> n.skill)::int, 0) >= n.level
                          AND (n.language = :unknown OR n.language = ANY(c.languages))
                          AND (n.team IS NULL OR c.team = n.team)
-                       ORDER BY CAST(f.load AS float8) / f.capacity,
-                                c.last_assigned_at ASC NULLS FIRST, c.id COLLATE "C"
+                       ORDER BY {CANDIDATE_ORDER}
                        LIMIT :best) AS c)
                ORDER BY a.id FOR UPDATE OF a""",
             best=best,
@@ -111,8 +110,8 @@ class IntakeStore(RouterStore):
         return {view.id: view for view in map(agent_view_of, rows)}
 
     async def write_intake(self, plan: Plan) -> None:
-        """The plan's rows in one statement (one round trip, where six statements were: under
-        load each waited its turn for a core): new conversations in their final state, the
+        """The plan's rows in one statement, so one round trip (as six statements, each waited
+        its turn for a core under load): new conversations in their final state, the
         changed ones, the messages in order, the slots taken, and the agents' load, last
         assignment and inbox cursor, each agent's row updated once (two updates of one row in
         one statement would keep only one); the agents woken are notified on commit."""

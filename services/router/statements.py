@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
+from services.router.routing.select import RANK_ORDER
 from shared import rawdb
 
 AGENT_CHANNEL = "switchboard_agent"  # NOTIFY channel: payload is the agent id
@@ -25,10 +26,24 @@ AGENT_VIEW = """
     FROM router.agents a LEFT JOIN router.agent_slots s ON s.agent_id = a.id
 """
 
+# What each term of ``routing.select.RANK_ORDER`` reads in a candidates query, of an agent
+# ``c`` and its slot ``f`` on the need's channel; ``CANDIDATE_ORDER`` is that order as SQL.
+# No term but the last assignment is ever null. ``COLLATE "C"`` compares ids by code point,
+# as Python compares str.
+_RANK_COLUMNS = {
+    "occupancy": "CAST(f.load AS float8) / f.capacity",
+    "last_assigned_at": "c.last_assigned_at",
+    "id": 'c.id COLLATE "C"',
+}
+CANDIDATE_ORDER = ", ".join(
+    _RANK_COLUMNS[term.value] + (" ASC NULLS FIRST" if term.nulls_first else "")
+    for term in RANK_ORDER
+)
+
 
 @lru_cache(maxsize=512)
 def _statement(sql: str) -> TextClause:
-    """Parse each SQL text once (the profile showed text() construction on every call)."""
+    """Parse each SQL text once: building ``text()`` on every call showed in profiles."""
     return text(sql)
 
 

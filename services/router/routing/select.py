@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Literal
 
 from services.router.routing.classify import UNKNOWN_LANGUAGE
 from shared.events import AgentStatus, Channel, Skill
@@ -85,19 +86,47 @@ def is_eligible(agent: AgentView, need: Need) -> bool:
     return suits(agent, need) and agent.room(need.channel) > 0
 
 
-RankKey = tuple[float, int, float, str]
+@dataclass(frozen=True)
+class RankTerm:
+    """One term of the candidates' order: a value of the agent on the need's channel, lower
+    first (``nulls_first``: a missing value before any other)."""
+
+    value: Literal["occupancy", "last_assigned_at", "id"]
+    nulls_first: bool = False
+
+
+# The candidates' order, best first: the least occupied on the channel; then the idle longest
+# (never assigned before any earliest last assignment); then the id, in code-point order, so
+# the order is total. The one definition: ``rank_key`` computes it, and the stores' reads of
+# the few best candidates (``statements.CANDIDATE_ORDER``) are generated from it, so that the
+# agents read are the best of this order however many are online.
+RANK_ORDER: tuple[RankTerm, ...] = (
+    RankTerm("occupancy"),
+    RankTerm("last_assigned_at", nulls_first=True),
+    RankTerm("id"),
+)
+
+_RANK_VALUES: dict[str, Callable[[AgentView, Channel], Any]] = {
+    "occupancy": lambda agent, channel: agent.occupancy(channel),
+    "last_assigned_at": lambda agent, channel: (
+        t.timestamp() if (t := agent.last_assigned_at) is not None else None
+    ),
+    "id": lambda agent, channel: agent.id,  # str order is code-point order
+}
+
+RankKey = tuple[Any, ...]
 
 
 def rank_key(agent: AgentView, channel: Channel) -> RankKey:
-    """Lower is better: the least occupied on the channel; never assigned sorts first, then
-    the earliest last assignment; the id makes it total."""
-    idle = agent.last_assigned_at
-    return (
-        agent.occupancy(channel),
-        0 if idle is None else 1,
-        idle.timestamp() if idle is not None else 0.0,
-        agent.id,
-    )
+    """The agent's place in ``RANK_ORDER`` on ``channel``: lower is better."""
+    key: list[Any] = []
+    for term in RANK_ORDER:
+        value = _RANK_VALUES[term.value](agent, channel)
+        if term.nulls_first:
+            key += (0, 0.0) if value is None else (1, value)
+        else:
+            key.append(value)
+    return tuple(key)
 
 
 def _rank_key(agent: AgentView, need: Need) -> RankKey:
