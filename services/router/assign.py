@@ -7,9 +7,8 @@ from __future__ import annotations
 from services.router.context import Context
 from services.router.model import Conversation
 from services.router.routing import events
-from services.router.routing.batch import need_for
 from services.router.routing.queue import QueuedConversation, next_for_agent
-from services.router.routing.select import Need, rank_candidates
+from services.router.routing.select import Need, need_for, rank_candidates
 from shared.events import AgentStatus
 from shared.problems import Conflict
 from shared.tracing import tracer

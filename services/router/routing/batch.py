@@ -29,6 +29,7 @@ from services.router.routing.select import (
     AgentView,
     Need,
     RankKey,
+    need_for,
     rank_key,
     suits,
 )
@@ -78,26 +79,6 @@ class Plan:
     # (message, conversation, agent) of each assignment or offer, in order.
     given: list[tuple[uuid.UUID, uuid.UUID, str]] = field(default_factory=list)
     skipped: int = 0  # messages applied before
-
-
-def need_for(conv: Conversation, rules: RuleSet) -> Need:
-    """What the conversation needs of its agent; escalation widens level and team, overflow
-    languages and team (routing/overflow.py; a fallback skill is the conversation's own)."""
-    min_level, team = conv.min_level, conv.team
-    if conv.escalated_at is not None:
-        min_level = min(min_level, rules.escalation.widen_to_level)
-        if rules.escalation.widen_teams:
-            team = None
-    return Need(
-        conv.channel,
-        conv.skill,
-        conv.language,
-        min_level,
-        team,
-        frozenset(conv.excluded_agents),
-        frozenset(conv.fallback_languages),
-        conv.overflow_team,
-    )
 
 
 def classify_message(message: InboundMessage, rules: RuleSet) -> Classification:

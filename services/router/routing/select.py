@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from services.router.model import Conversation
 from services.router.routing.classify import UNKNOWN_LANGUAGE
+from services.router.routing.rules import RuleSet
 from shared.events import AgentStatus, Channel, Skill
 
 
@@ -57,6 +59,26 @@ class AgentView:
         """Load ÷ capacity on ``channel`` (1.0 or more: full)."""
         capacity = self.capacity.get(channel, 0)
         return self.load.get(channel, 0) / capacity if capacity > 0 else 1.0
+
+
+def need_for(conv: Conversation, rules: RuleSet) -> Need:
+    """What the conversation needs of its agent; escalation widens level and team, overflow
+    languages and team (routing/overflow.py; a fallback skill is the conversation's own)."""
+    min_level, team = conv.min_level, conv.team
+    if conv.escalated_at is not None:
+        min_level = min(min_level, rules.escalation.widen_to_level)
+        if rules.escalation.widen_teams:
+            team = None
+    return Need(
+        conv.channel,
+        conv.skill,
+        conv.language,
+        min_level,
+        team,
+        frozenset(conv.excluded_agents),
+        frozenset(conv.fallback_languages),
+        conv.overflow_team,
+    )
 
 
 def suits(agent: AgentView, need: Need) -> bool:
