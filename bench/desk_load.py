@@ -88,8 +88,11 @@ class _Run:
         )
         self.agents = await asyncio.to_thread(AgentsProcess.start, self.desk, THINK_S)
         await asyncio.sleep(3)  # every agent online and long-polling
+        self.before: dict[str, Any] = {}
         if self.history:
             await self._history_queue_taken()
+            self.before = await invariants(self.desk, set())
+            await self.settle()
         assert self.broker.process is not None
         pids = {n: p.pid for n, p in self.desk.processes.items()}
         self.pids = pids | {"agents": self.agents.process.pid, "broker": self.broker.process.pid}
@@ -132,7 +135,8 @@ class _Run:
         return summarize_load(load) | {"cpu_share": share}
 
     async def settle(self, timeout_s: float = 120) -> bool:
-        return await drain(self.desk, self.accepted, timeout_s=timeout_s)
+        stored = self.before.get("inbound_messages_stored", 0)
+        return await drain(self.desk, self.accepted, timeout_s=timeout_s, stored_before=stored)
 
 
 async def run_pipeline(
@@ -197,7 +201,7 @@ async def _pipeline(
                     best[bound] = rate
             if p99 is None or p99 >= 250 or step["errors"] or not drained:
                 break
-        checked = await invariants(run.desk, run.accepted)
+        checked = await invariants(run.desk, run.accepted, run.before)
     at = next((s for s in steps if s["offered_rate"] == best[250]), steps[-1])
     return {
         "rate_p99_100ms": best[100],
@@ -228,7 +232,7 @@ async def run_surge(
         drained = await run.settle(300)
         settled_s = time.monotonic() - t0
         waits = await _opened_and_assigned(run.desk)
-        checked = await invariants(run.desk, run.accepted)
+        checked = await invariants(run.desk, run.accepted, run.before)
     per_second: dict[int, list[float]] = defaultdict(list)
     for opened, wait in waits:
         per_second[int((opened - started).total_seconds())].append(wait)

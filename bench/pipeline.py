@@ -281,8 +281,11 @@ async def simulated_agents(
     return stats
 
 
-async def drain(desk: Desk, accepted_ids: set[str], timeout_s: float = 120) -> bool:
-    """Wait until every accepted message is applied and the outbox is empty."""
+async def drain(
+    desk: Desk, accepted_ids: set[str], timeout_s: float = 120, stored_before: int = 0
+) -> bool:
+    """Wait until every accepted message is applied (beside the ``stored_before`` inbound
+    messages history left) and the outbox is empty."""
     engine = make_engine(desk.database_url, pool_size=1)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
@@ -295,7 +298,7 @@ async def drain(desk: Desk, accepted_ids: set[str], timeout_s: float = 120) -> b
                     )
                 ).scalar()
                 pending = (await conn.execute(text("SELECT count(*) FROM router.outbox"))).scalar()
-            if applied == len(accepted_ids) and pending == 0:
+            if applied == stored_before + len(accepted_ids) and pending == 0:
                 return True
             await asyncio.sleep(0.2)
         return False
@@ -322,8 +325,11 @@ async def assignment_latencies(desk: Desk, since: datetime | None = None) -> lis
     ]
 
 
-async def invariants(desk: Desk, accepted_ids: set[str]) -> dict[str, Any]:
-    """Routing invariants, checked from the database."""
+async def invariants(
+    desk: Desk, accepted_ids: set[str], before: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Routing invariants, checked from the database: each count less what ``before`` (the
+    same checks, run before the load) found, so seeded history is not counted."""
     engine = make_engine(desk.database_url, pool_size=1)
     checks = {
         "agents_over_capacity": """SELECT count(*) FROM router.agent_slots
@@ -338,7 +344,7 @@ async def invariants(desk: Desk, accepted_ids: set[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with engine.connect() as conn:
         for name, sql in checks.items():
-            out[name] = (await conn.execute(text(sql))).scalar()
+            out[name] = (await conn.execute(text(sql))).scalar() - (before or {}).get(name, 0)
     await engine.dispose()
     out["messages_accepted"] = len(accepted_ids)
     out["nothing_lost_or_doubled"] = out["inbound_messages_stored"] == len(accepted_ids)
