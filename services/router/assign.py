@@ -8,7 +8,7 @@ from services.router.context import Context
 from services.router.model import Conversation
 from services.router.routing import events
 from services.router.routing.queue import QueuedConversation, next_for_agent
-from services.router.routing.select import Need, need_for, rank_candidates
+from services.router.routing.select import Need, need_for, rank_candidates, reach
 from shared.events import AgentStatus
 from shared.problems import Conflict
 from shared.tracing import tracer
@@ -99,10 +99,7 @@ async def pull_queued(ctx: Context, agent_id: str) -> int:
         if agent is None or agent.status != AgentStatus.ONLINE:
             return pulled
         window = await ctx.store.queued_for(
-            agent,
-            per_priority=QUEUE_WINDOW,
-            widen_to_level=ctx.rules.escalation.widen_to_level,
-            widen_teams=ctx.rules.escalation.widen_teams,
+            agent, reach(agent, ctx.rules.escalation), per_priority=QUEUE_WINDOW
         )
         by_id = {c.id: c for c in window}
         item = next_for_agent(

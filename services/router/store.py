@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from services.router.agent_store import AgentStatements
 from services.router.model import Claim, Conversation, FirstMessage, MessagePage, StoredAnswer
 from services.router.routing.classify import UNKNOWN_LANGUAGE, Classification
-from services.router.routing.select import AgentView
+from services.router.routing.select import AgentView, Reach
 from services.router.rows import (
     CONVERSATION_COLUMNS,
     MESSAGE_COLUMNS,
@@ -363,11 +363,12 @@ class RouterStore(AgentStatements):
         )
 
     async def queued_for(
-        self, agent: AgentView, *, per_priority: int, widen_to_level: int, widen_teams: bool
+        self, agent: AgentView, reach: Reach, *, per_priority: int
     ) -> list[Conversation]:
         """The heads of the queue (up to ``per_priority`` of each priority, oldest first) on the
-        agent's channels with room, skills, languages and team, locked until the transaction
-        ends; rows another transaction holds are skipped."""
+        agent's channels with room, within its ``reach`` (``routing.select.reach``: skills
+        and team, escalation's widening applied), in its languages, locked until the
+        transaction ends; rows another transaction holds are skipped."""
         channels = [c for c in agent.capacity if agent.room(Channel(c)) > 0]
         if not channels:
             return []
@@ -377,11 +378,12 @@ class RouterStore(AgentStatements):
                 f"""SELECT {CONVERSATION_COLUMNS} FROM router.conversations
                     WHERE state = 'queued' AND priority_rank = :rank
                       AND channel = ANY(:channels)
-                      AND ((coalesce((CAST(:skills AS jsonb) ->> skill)::int, 0) >=
-                              CASE WHEN escalated_at IS NULL THEN min_level
-                                   ELSE LEAST(min_level, :widen_level) END
+                      AND ((min_level <= coalesce(
+                                (CASE WHEN escalated_at IS NULL THEN CAST(:levels AS jsonb)
+                                      ELSE CAST(:escalated_levels AS jsonb) END ->> skill)::int,
+                                0)
                             AND (team IS NULL OR team = :team
-                                 OR (escalated_at IS NOT NULL AND :widen_teams)))
+                                 OR (escalated_at IS NOT NULL AND :escalated_any_team)))
                            OR overflow_team = :team)
                       AND (language = ANY(:languages) OR language = :unknown
                            OR fallback_languages && CAST(:languages AS text[]))
@@ -390,12 +392,12 @@ class RouterStore(AgentStatements):
                     LIMIT :limit FOR UPDATE SKIP LOCKED""",
                 rank=rank,
                 channels=channels,
-                skills=json.dumps(dict(agent.skills)),
-                widen_level=widen_to_level,
+                levels=json.dumps(dict(reach.levels)),
+                escalated_levels=json.dumps(dict(reach.escalated_levels)),
                 languages=list(agent.languages),
                 unknown=UNKNOWN_LANGUAGE,
                 team=agent.team,
-                widen_teams=widen_teams,
+                escalated_any_team=reach.escalated_any_team,
                 agent=agent.id,
                 limit=per_priority,
             )

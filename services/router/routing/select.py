@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from services.router.model import Conversation
 from services.router.routing.classify import UNKNOWN_LANGUAGE
-from services.router.routing.rules import RuleSet
+from services.router.routing.rules import Escalation, RuleSet
 from shared.events import AgentStatus, Channel, Skill
 
 
@@ -61,14 +61,25 @@ class AgentView:
         return self.load.get(channel, 0) / capacity if capacity > 0 else 1.0
 
 
+# The levels of a skill, an agent's and a conversation's need (the agent schema and the rules
+# file allow no others).
+SKILL_LEVELS = range(1, 6)
+
+
+def widened_by_escalation(
+    min_level: int, team: str | None, escalation: Escalation
+) -> tuple[int, str | None]:
+    """The skill level and team an escalated conversation needs: its level down to
+    ``widen_to_level``, and any team (None) if ``widen_teams``."""
+    return min(min_level, escalation.widen_to_level), None if escalation.widen_teams else team
+
+
 def need_for(conv: Conversation, rules: RuleSet) -> Need:
     """What the conversation needs of its agent; escalation widens level and team, overflow
     languages and team (routing/overflow.py; a fallback skill is the conversation's own)."""
     min_level, team = conv.min_level, conv.team
     if conv.escalated_at is not None:
-        min_level = min(min_level, rules.escalation.widen_to_level)
-        if rules.escalation.widen_teams:
-            team = None
+        min_level, team = widened_by_escalation(min_level, team, rules.escalation)
     return Need(
         conv.channel,
         conv.skill,
@@ -79,6 +90,32 @@ def need_for(conv: Conversation, rules: RuleSet) -> Need:
         frozenset(conv.fallback_languages),
         conv.overflow_team,
     )
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Which skill levels an agent can take of the queue, computed from ``need_for``'s
+    widening so that a read of the queue (``store.queued_for``) applies no rule of its own:
+    by skill, the highest level a conversation may need of it, not escalated and escalated,
+    and whether an escalated conversation of another team is open to it."""
+
+    levels: Mapping[str, int]
+    escalated_levels: Mapping[str, int]
+    escalated_any_team: bool
+
+
+def reach(agent: AgentView, escalation: Escalation) -> Reach:
+    """What ``agent`` can reach of the queue under ``escalation`` (see ``Reach``)."""
+    escalated = {
+        skill: max(
+            (n for n in SKILL_LEVELS if widened_by_escalation(n, None, escalation)[0] <= level),
+            default=0,
+        )
+        for skill, level in agent.skills.items()
+    }
+    # Whether escalation lifts a team restriction: any team stands for the conversation's.
+    any_team = widened_by_escalation(SKILL_LEVELS[0], "team", escalation)[1] is None
+    return Reach(dict(agent.skills), escalated, any_team)
 
 
 def suits(agent: AgentView, need: Need) -> bool:
