@@ -168,7 +168,7 @@ Record = tuple[bytes, bytes, Headers, "asyncio.Future[None]"]
 Waiting = list["asyncio.Future[None]"]
 
 
-class TurnBatcher:
+class RoundBatcher:
     """Publishes to one topic, as one batch per partition, the records every caller adds
     while the previous batches are on their way, and answers each caller once the broker has
     acknowledged its record.

@@ -26,7 +26,7 @@ from services.ingest.normalize import (
 from services.ingest.settings import IngestSettings
 from shared.auth import INGEST, PrincipalDep, current_principal
 from shared.events import InboundMessage
-from shared.kafka import TopicGuard, TurnBatcher
+from shared.kafka import RoundBatcher, TopicGuard
 from shared.problems import Problem, ServiceUnavailable, TooManyRequests
 from shared.ratelimit import RateLimiter, retry_after_header
 from shared.service import DirectRoute
@@ -43,7 +43,7 @@ class InboundPublisher:
         self.topics = TopicGuard(settings, [settings.topics.inbound])
         self.topic = settings.topics.inbound
         self.timeout = settings.publish_timeout_s
-        self.batcher = TurnBatcher(producer, self.topic, self.timeout)
+        self.batcher = RoundBatcher(producer, self.topic, self.timeout)
         self.retry_after = settings.retry_after_s
         self.per_customer = RateLimiter(
             settings.rate_limit_per_customer_per_s, settings.rate_limit_per_customer_burst
