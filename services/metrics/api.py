@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from services.metrics.exposition import BUCKETS_S, families, render
+from services.metrics.exposition import aggregates, families, render
 from services.metrics.figures import Figures
 from services.metrics.report import Clock, ReportRow
 from services.metrics.report_cache import ReportCache
@@ -198,9 +198,7 @@ async def prometheus(principal: PrincipalDep, request: Request) -> Response:
     principal.require(OPS)
     async with request.app.state.sessions() as session:
         store = MetricsStore(session)
-        histograms = await store.histograms(BUCKETS_S)
-        counts = await store.counts_by_channel()
-        breaches = await store.breaches_by_label()
+        histograms, counts, breaches = aggregates(await store.scrape_counts())
         queues = await store.live_queues(datetime.now(UTC))
         agents = await store.live_agents()
     return Response(

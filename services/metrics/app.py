@@ -5,20 +5,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.metrics.api import router
 from services.metrics.calendar_api import router as calendar_router
-from services.metrics.consumer import batch_folder, event_handler, event_parser
+from services.metrics.consumer import (
+    FoldLoop,
+    OneByOneLoop,
+    batch_folder,
+    event_handler,
+    polled_parser,
+)
 from services.metrics.dashboard import router as dashboard_router
+from services.metrics.fold_clock import FoldClock
 from services.metrics.report_cache import ReportCache
 from services.metrics.settings import MetricsSettings
 from services.metrics.sla import sla_forever
-from shared.consume import BatchConsumeLoop, ConsumeLoop
+from services.metrics.store import MetricsStore
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.service import service_app, stateful_checks
@@ -53,6 +62,36 @@ async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
     return True
 
 
+async def _folded_to(
+    consumer: AIOKafkaConsumer, loop: FoldLoop | OneByOneLoop, clock: FoldClock, now: datetime
+) -> Mapping[int, datetime]:
+    """How far this process folded each partition of the conversation-events topic it knows
+    of; ``now`` for those it has caught up on: nothing in hand (no batch being settled), and
+    its position at the end the broker last told of."""
+    caught_up = []
+    if not loop.settling:
+        for tp in consumer.assignment():
+            if tp.topic != clock.topic:
+                continue
+            end = consumer.highwater(tp)
+            if end is not None and await consumer.position(tp) >= end and not loop.settling:
+                caught_up.append(tp.partition)
+    return clock.readings(caught_up, now)
+
+
+async def _compact_forever(sessions: async_sessionmaker[AsyncSession], interval_s: float) -> None:
+    """Fold the scrape's deltas into its totals now and then, so a scrape sums few rows."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            async with sessions() as session, session.begin():
+                await MetricsStore(session).compact_scrape()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("scrape compaction failed", extra={"error": repr(exc)})
+
+
 def create_app(settings: MetricsSettings | None = None) -> FastAPI:
     settings = settings or MetricsSettings()
 
@@ -71,23 +110,24 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             fetch_max_wait_ms=settings.events_fetch_max_wait_ms,
         )
         await consumer.start()
-        loop: ConsumeLoop
+        clock = FoldClock(settings.topics.conversation_events)
+        loop: FoldLoop | OneByOneLoop
         if settings.fold_batch_max_records:
-            loop = BatchConsumeLoop(
+            loop = FoldLoop(
                 consumer,
                 producer,
-                parse=event_parser(settings.topics),
-                apply=batch_folder(sessions),
+                parse=polled_parser(settings.topics),
+                apply=batch_folder(sessions, clock),
                 dead_letter_topic=settings.topics.dead_letter,
                 group_id=settings.consumer_group,
                 max_records=settings.fold_batch_max_records,
                 linger_s=settings.fold_linger_ms / 1000,
             )
         else:
-            loop = ConsumeLoop(
+            loop = OneByOneLoop(
                 consumer,
                 producer,
-                handle=event_handler(sessions, settings.topics),
+                handle=event_handler(sessions, settings.topics, clock),
                 dead_letter_topic=settings.topics.dead_letter,
                 group_id=settings.consumer_group,
             )
@@ -96,15 +136,23 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         app.state.reports = reports = ReportCache(sessions)
         loop.start()
         warm = asyncio.create_task(_warm(reports, consumer))
+
+        async def folded_to(now: datetime) -> Mapping[int, datetime]:
+            return await _folded_to(consumer, loop, clock, now)
+
         sla = asyncio.create_task(
-            sla_forever(sessions, producer, settings.topics, settings.sla_sweep_interval_s)
+            sla_forever(
+                sessions, producer, settings.topics, settings.sla_sweep_interval_s, folded_to
+            )
         )
+        compact = asyncio.create_task(_compact_forever(sessions, settings.scrape_compact_s))
         try:
             yield
         finally:
             sla.cancel()
             warm.cancel()
-            await asyncio.gather(sla, warm, return_exceptions=True)
+            compact.cancel()
+            await asyncio.gather(sla, warm, compact, return_exceptions=True)
             await loop.stop()
             await consumer.stop()
             await producer.stop()

@@ -6,15 +6,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from aiokafka import ConsumerRecord
+from aiokafka import ConsumerRecord, TopicPartition
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.metrics.fold_clock import FoldClock
 from services.metrics.fold_store import FoldStore
 from services.metrics.store import MetricsStore
-from shared.consume import PoisonRecord, RecordHandler, parse_record
+from shared.consume import (
+    BatchConsumeLoop,
+    ConsumeLoop,
+    PoisonRecord,
+    RecordHandler,
+    parse_record,
+)
 from shared.events import (
     AGENT_EVENT_TYPES,
     CONVERSATION_EVENT_TYPES,
@@ -29,11 +36,29 @@ from shared.settings import Topics
 MetricsEvent = AnyConversationEvent | AgentStatusChanged | AgentProfileChanged
 
 
+class Polled(NamedTuple):
+    """A parsed record with where it came from (the SLA clock follows each partition)."""
+
+    topic: str
+    partition: int
+    event: MetricsEvent | None
+
+
 def _kind(record: ConsumerRecord[Any, Any]) -> Any:
     try:
         return json.loads(record.value or b"").get("type")
     except (ValueError, AttributeError) as exc:
         raise PoisonRecord(f"record is not a JSON object: {exc}") from exc
+
+
+def polled_parser(topics: Topics) -> Callable[[ConsumerRecord[Any, Any]], Polled]:
+    """``event_parser``'s event, with the record's topic and partition."""
+    parse = event_parser(topics)
+
+    def parse_polled(record: ConsumerRecord[Any, Any]) -> Polled:
+        return Polled(record.topic, record.partition, parse(record))
+
+    return parse_polled
 
 
 def event_parser(topics: Topics) -> Callable[[ConsumerRecord[Any, Any]], MetricsEvent | None]:
@@ -60,21 +85,55 @@ def event_parser(topics: Topics) -> Callable[[ConsumerRecord[Any, Any]], Metrics
 
 
 def batch_folder(
-    sessions: async_sessionmaker[AsyncSession],
-) -> Callable[[list[MetricsEvent | None]], Awaitable[None]]:
-    """Fold a batch of events (in arrival order) in one transaction; returns after the commit."""
+    sessions: async_sessionmaker[AsyncSession], clock: FoldClock
+) -> Callable[[list[Polled]], Awaitable[None]]:
+    """Fold a batch of events (in arrival order) in one transaction; returns after the commit,
+    which ``clock`` then knows of."""
 
-    async def apply(events: list[MetricsEvent | None]) -> None:
-        known = [e for e in events if e is not None]
-        if not known:
-            return
-        async with sessions() as session, session.begin():
-            await FoldStore(session).apply_batch(known)
+    async def apply(records: list[Polled]) -> None:
+        known = [r.event for r in records if r.event is not None]
+        if known:
+            async with sessions() as session, session.begin():
+                await FoldStore(session).apply_batch(known)
+        for r in records:
+            if r.event is not None and r.topic == clock.topic:
+                clock.folded(r.partition, r.event.occurred_at)
 
     return apply
 
 
-def event_handler(sessions: async_sessionmaker[AsyncSession], topics: Topics) -> RecordHandler:
+class FoldLoop(BatchConsumeLoop[Polled]):
+    """The batch consume loop, counting the batches it is settling: while none is, everything
+    it has taken from the broker is folded (or dead-lettered, or rewound to)."""
+
+    settling = 0
+
+    async def _settle(self, records: list[ConsumerRecord[Any, Any]]) -> int:
+        self.settling += 1
+        try:
+            return await super()._settle(records)
+        finally:
+            self.settling -= 1
+
+
+class OneByOneLoop(ConsumeLoop):
+    """The one-record-per-transaction loop, counting the partitions it is applying."""
+
+    settling = 0
+
+    async def _apply_partition(
+        self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
+    ) -> tuple[TopicPartition, int | None]:
+        self.settling += 1
+        try:
+            return await super()._apply_partition(tp, records)
+        finally:
+            self.settling -= 1
+
+
+def event_handler(
+    sessions: async_sessionmaker[AsyncSession], topics: Topics, clock: FoldClock
+) -> RecordHandler:
     """Apply one record of the conversation-events or agent-events topic in its own
     transaction; returns after the commit. Event types this version does not know are skipped
     (newer producers may add types)."""
@@ -93,5 +152,6 @@ def event_handler(sessions: async_sessionmaker[AsyncSession], topics: Topics) ->
         event = parse_record(conversation_event_adapter, record)
         async with sessions() as session, session.begin():
             await MetricsStore(session).apply(event)
+        clock.folded(record.partition, event.occurred_at)
 
     return handle

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,62 @@ class HistogramRow:
     cumulative: list[int]
     count: int
     total: float
+
+
+@dataclass(frozen=True)
+class ScrapeCount:
+    """One row of the scrape's counters (store.scrape_counts): for a histogram (kind
+    first_response_s or resolution_s), the values in one bucket (``bucket``: the index of the
+    first bound of BUCKETS_S at or above them, len(BUCKETS_S) past the last) and their sum;
+    for a counter (opened, resolved, messages, breached), bucket 0 and the count."""
+
+    kind: str
+    channel: str
+    priority: str
+    bucket: int
+    n: int
+    total: float
+
+
+Aggregates = tuple[
+    dict[str, list[HistogramRow]], dict[str, dict[str, int]], dict[tuple[str, str], int]
+]
+HISTOGRAMS = ("first_response_s", "resolution_s")
+COUNTERS = ("opened", "resolved", "messages")
+
+
+def aggregates(rows: Iterable[ScrapeCount]) -> Aggregates:
+    """The histograms, counts per channel and breaches per label set that ``families`` takes,
+    from the scrape's counters."""
+    buckets: dict[str, dict[tuple[str, str], list[int]]] = {k: {} for k in HISTOGRAMS}
+    sums: dict[tuple[str, str, str], float] = {}
+    counts: dict[str, dict[str, int]] = {}
+    breaches: dict[tuple[str, str], int] = {}
+    for row in rows:
+        labels = (row.channel, row.priority)
+        if row.kind in buckets:
+            per = buckets[row.kind].setdefault(labels, [0] * (len(BUCKETS_S) + 1))
+            per[row.bucket] += row.n
+            sums[(row.kind, *labels)] = sums.get((row.kind, *labels), 0.0) + row.total
+        elif row.kind == "breached":
+            breaches[labels] = breaches.get(labels, 0) + row.n
+        elif row.kind in COUNTERS:
+            per_channel = counts.setdefault(row.channel, dict.fromkeys(COUNTERS, 0))
+            per_channel[row.kind] += row.n
+    histograms = {
+        kind: [
+            HistogramRow(
+                labels=labels,
+                cumulative=list(itertools.accumulate(per[: len(BUCKETS_S)])),
+                count=sum(per),
+                total=sums.get((kind, *labels), 0.0),
+            )
+            for labels, per in sorted(by_label.items())
+            if sum(per)
+        ]
+        for kind, by_label in buckets.items()
+    }
+    return histograms, counts, {k: n for k, n in breaches.items() if n}
 
 
 def _histogram(name: str, doc: str, rows: Iterable[HistogramRow]) -> HistogramMetricFamily:

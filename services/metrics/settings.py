@@ -13,6 +13,9 @@ class MetricsSettings(CommonSettings):
     consumer_group: str = "switchboard-metrics"
     # How often live conversations are checked against their first-response targets.
     sla_sweep_interval_s: float = 1.0
+    # How often what the facts' writes added to the scrape's counters (a row per statement
+    # and label set) is summed into its totals: a scrape sums the totals and what is left.
+    scrape_compact_s: float = Field(default=5.0, gt=0, le=3600)
     # How long a fetch of events may wait at the broker for data: folds may lag this much
     # (reports and live views are read in seconds), and an idle metrics process polls the
     # broker 10 times a second rather than 40.

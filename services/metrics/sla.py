@@ -1,16 +1,24 @@
-"""SLA crossings: live conversations that used 80% (at risk) and 100% (breached) of their
-first-response target are marked once and announced on the conversation-events topic."""
+"""SLA crossings: conversations that used 80% (at risk) and 100% (breached) of their
+first-response target are marked once and announced on the conversation-events topic.
+
+The sweep judges at event time: at the earliest time up to which every partition of the
+conversation-events topic is folded (``FoldClock``; now, once caught up). While metrics folds
+a backlog, a conversation whose reply is still on the topic is not judged past the time the
+fold has reached, so it is never announced as breached when it was answered within target;
+one whose reply came late is announced when the reply is folded."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from services.metrics.store import MetricsStore
+from services.metrics.sla_store import SlaStore
 from shared.events import Channel, Priority, SlaAtRisk, SlaBreached, derived_id
 from shared.kafka import publish
 from shared.settings import Topics
@@ -18,6 +26,37 @@ from shared.settings import Topics
 log = logging.getLogger(__name__)
 
 AT_RISK = 0.8
+Crossing = SlaAtRisk | SlaBreached
+
+
+def crossing(kind: str, row: Mapping[str, Any]) -> Crossing:
+    """The event announcing a marked crossing; it happened when the target's share ran out."""
+    model = SlaAtRisk if kind == "at_risk" else SlaBreached
+    return model(
+        event_id=derived_id(f"sla_{kind}", row["conversation_id"]),
+        occurred_at=row["crossed_at"],
+        conversation_id=row["conversation_id"],
+        channel=Channel(row["channel"]),
+        priority=Priority(row["priority"]) if row["priority"] else None,
+        target_s=row["target_s"],
+        elapsed_s=row["elapsed_s"],
+    )
+
+
+async def crossings(sla: SlaStore, topic: str, now: datetime) -> list[Crossing]:
+    """Mark the crossings due at the sweep's clock (none before any partition is known)."""
+    swept_to, clock = await sla.clock(topic, now)
+    if clock is None:
+        return []
+    events = [
+        crossing(kind, row)
+        for kind, fraction in (("at_risk", AT_RISK), ("breached", 1.0))
+        for row in await sla.cross_live(clock, kind=kind, fraction=fraction)
+    ]
+    if swept_to is not None and clock > swept_to:
+        events += [crossing("breached", row) for row in await sla.cross_answered(swept_to, clock)]
+    await sla.swept(clock)
+    return events
 
 
 async def sweep_sla(
@@ -25,28 +64,15 @@ async def sweep_sla(
     producer: AIOKafkaProducer,
     topics: Topics,
     now: datetime,
+    folded_to: Mapping[int, datetime],
 ) -> int:
-    """Mark and announce new crossings; the events are published before the marks commit, so a
-    crash republishes them (same event ids) rather than losing them."""
+    """Record how far this process folded (``folded_to`` per partition), then mark and
+    announce new crossings; the events are published before the marks commit, so a crash
+    republishes them (same event ids) rather than losing them."""
     async with sessions() as session, session.begin():
-        store = MetricsStore(session)
-        events: list[SlaAtRisk | SlaBreached] = []
-        for kind, fraction, model in (
-            ("at_risk", AT_RISK, SlaAtRisk),
-            ("breached", 1.0, SlaBreached),
-        ):
-            for row in await store.cross(now, kind=kind, fraction=fraction):
-                events.append(
-                    model(
-                        event_id=derived_id(f"sla_{kind}", row["conversation_id"]),
-                        occurred_at=now,
-                        conversation_id=row["conversation_id"],
-                        channel=Channel(row["channel"]),
-                        priority=Priority(row["priority"]) if row["priority"] else None,
-                        target_s=row["target_s"],
-                        elapsed_s=row["elapsed_s"],
-                    )
-                )
+        sla = SlaStore(session)
+        await sla.advance_fold_clock(topics.conversation_events, folded_to)
+        events = await crossings(sla, topics.conversation_events, now)
         for event in events:
             await publish(producer, topics.conversation_events, str(event.conversation_id), event)
     return len(events)
@@ -57,11 +83,14 @@ async def sla_forever(
     producer: AIOKafkaProducer,
     topics: Topics,
     interval_s: float,
+    folded_to: Callable[[datetime], Awaitable[Mapping[int, datetime]]],
 ) -> None:
+    """Sweep every ``interval_s``; ``folded_to(now)``: how far this process folded."""
     while True:
         await asyncio.sleep(interval_s)
         try:
-            crossed = await sweep_sla(sessions, producer, topics, datetime.now(UTC))
+            now = datetime.now(UTC)
+            crossed = await sweep_sla(sessions, producer, topics, now, await folded_to(now))
             if crossed:
                 log.info("SLA crossings announced", extra={"count": crossed})
         except asyncio.CancelledError:

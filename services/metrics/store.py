@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.metrics.calendars import BusinessCalendar
 from services.metrics.columnar import CONVERSATION_COLUMNS, WAIT_COLUMNS
-from services.metrics.exposition import HistogramRow
+from services.metrics.exposition import ScrapeCount
 from services.metrics.facts import (
     Entry,
     Facts,
@@ -648,55 +648,36 @@ class MetricsStore:
             [_hour_chunk(r, WAIT_COLUMNS) for r in waits],
         )
 
-    async def histograms(self, bounds: tuple[float, ...]) -> dict[str, list[HistogramRow]]:
-        """Cumulative bucket counts per (channel, priority), for /metrics: first responses
-        (every episode's) and resolution times, in calendar time."""
-        sources = {
-            "first_response_s": "SELECT channel, priority, seconds AS v FROM metrics.waits "
-            "WHERE kind = 'first'",
-            "resolution_s": "SELECT channel, priority, resolution_s AS v "
-            "FROM metrics.conversations WHERE resolution_s IS NOT NULL",
-        }
-        result: dict[str, list[HistogramRow]] = {}
-        for name, source in sources.items():
-            buckets = ", ".join(
-                f"count(*) FILTER (WHERE v <= {float(b)!r}) AS le_{i}" for i, b in enumerate(bounds)
-            )
-            rows = await self.session.execute(
-                text(
-                    f"""SELECT channel, coalesce(priority, 'unclassified') AS priority,
-                           count(*) AS n, coalesce(sum(v), 0)::float8 AS total, {buckets}
-                    FROM ({source}) c GROUP BY 1, 2 ORDER BY 1, 2"""
-                )
-            )
-            result[name] = [
-                HistogramRow(
-                    labels=(r.channel, r.priority),
-                    cumulative=[int(r._mapping[f"le_{i}"]) for i in range(len(bounds))],
-                    count=int(r.n),
-                    total=float(r.total),
-                )
-                for r in rows
-            ]
-        return result
-
-    async def counts_by_channel(self) -> dict[str, dict[str, int]]:
-        """Conversations opened and resolved, and customer messages, per channel."""
+    async def scrape_counts(self) -> list[ScrapeCount]:
+        """The scrape's counters and histogram buckets per (kind, channel, priority, bucket):
+        the totals and the deltas not summed into them yet (migration 0018's triggers keep
+        both as the facts are written), a few hundred rows at any history size."""
         rows = await self.session.execute(
-            text(
-                """SELECT channel, count(opened_at) AS opened, count(resolved_at) AS resolved,
-                      coalesce(sum(customer_messages), 0)::bigint AS messages
-               FROM metrics.conversations GROUP BY channel ORDER BY channel"""
-            )
+            text("""SELECT kind, channel, priority, bucket, sum(n)::bigint AS n,
+                      sum(total)::float8 AS total
+                    FROM (SELECT kind, channel, priority, bucket, n, total
+                          FROM metrics.scrape_totals
+                          UNION ALL
+                          SELECT kind, channel, priority, bucket, n, total
+                          FROM metrics.scrape_deltas) c
+                    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4""")
         )
-        return {
-            r.channel: {
-                "opened": int(r.opened),
-                "resolved": int(r.resolved),
-                "messages": int(r.messages),
-            }
-            for r in rows
-        }
+        return [ScrapeCount(r.kind, r.channel, r.priority, r.bucket, r.n, r.total) for r in rows]
+
+    async def compact_scrape(self) -> None:
+        """Sum the scrape's deltas into its totals (one process at a time: the others skip)."""
+        if not await self.session.scalar(
+            text("SELECT pg_try_advisory_xact_lock(hashtext('metrics.scrape_totals'))")
+        ):
+            return
+        await self.session.execute(
+            text("""WITH moved AS (DELETE FROM metrics.scrape_deltas RETURNING *)
+                    INSERT INTO metrics.scrape_totals AS t
+                    SELECT kind, channel, priority, bucket, sum(n), sum(total) FROM moved
+                    GROUP BY 1, 2, 3, 4
+                    ON CONFLICT (kind, channel, priority, bucket) DO UPDATE
+                    SET n = t.n + excluded.n, total = t.total + excluded.total""")
+        )
 
     # ------------------------------------------------------------ SLA policies, crossings, CSAT
 
@@ -733,37 +714,6 @@ class MetricsStore:
             {"now": now, "limit": limit},
         )
         return [dict(r._mapping) for r in rows]
-
-    async def cross(self, now: datetime, *, kind: str, fraction: float) -> list[dict[str, Any]]:
-        """Mark (once) the live conversations that used ``fraction`` of their first-response
-        target; ``kind`` is at_risk or breached. Concurrent replicas each mark different ones."""
-        column = {"at_risk": "sla_at_risk_at", "breached": "sla_breached_at"}[kind]
-        rows = await self.session.execute(
-            text(
-                f"""UPDATE metrics.conversations u SET {column} = :now
-                FROM (SELECT c.conversation_id, {FRT_TARGET} AS target_s
-                      FROM metrics.conversations c {TARGET_JOIN}
-                      WHERE {LIVE} AND c.{column} IS NULL
-                        AND {FRT_TARGET} IS NOT NULL
-                        AND date_part('epoch', :now - c.first_message_at)
-                            >= :fraction * {FRT_TARGET}
-                      FOR UPDATE OF c SKIP LOCKED) due
-                WHERE u.conversation_id = due.conversation_id
-                RETURNING u.conversation_id, u.channel, u.priority, due.target_s,
-                          date_part('epoch', :now - u.first_message_at) AS elapsed_s"""
-            ),
-            {"now": now, "fraction": fraction},
-        )
-        return [dict(r._mapping) for r in rows]
-
-    async def breaches_by_label(self) -> dict[tuple[str, str], int]:
-        rows = await self.session.execute(
-            text(
-                """SELECT channel, coalesce(priority, 'unclassified') AS priority, count(*) AS n
-               FROM metrics.conversations WHERE sla_breached_at IS NOT NULL GROUP BY 1, 2"""
-            )
-        )
-        return {(r.channel, r.priority): int(r.n) for r in rows}
 
     async def put_csat(
         self, conversation_id: Any, score: int, comment: str | None, now: datetime
