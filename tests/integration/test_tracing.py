@@ -141,3 +141,33 @@ async def test_one_trace_runs_from_the_webhook_to_the_assignment_and_to_metrics(
     assert assign.attributes["switchboard.agent_id"] == agent
     assert webhook.parent is None  # the webhook starts the trace
     print(f"\none trace, {len(trace_spans)} spans: {sorted(names)}")
+
+
+async def test_a_traced_single_message_post_has_its_request_span_with_the_publish_inside(
+    spans, common, ids, topics
+):
+    # The single-message route is answered ahead of FastAPI's layers only while nothing is
+    # traced (shared/service.py ServiceApp): traced, FastAPI still makes the request's span.
+    async with running(ingest_app(IngestSettings(**common))) as ingest:
+        answer = await ingest.post(
+            "/v1/messages",
+            json={
+                "channel": "chat",
+                "channel_message_id": "traced-1",
+                "conversation_ref": "traced-thread",
+                "customer": {"id": "traced-customer"},
+                "text": "is the exchange down?",
+            },
+            headers=ids.as_ingest,
+        )
+        assert answer.status_code == 202, answer.text
+    from opentelemetry.trace import SpanKind
+
+    publish = next(s for s in spans.get_finished_spans() if s.name == f"{topics.inbound} publish")
+    request = next(
+        s
+        for s in spans.get_finished_spans()
+        if s.kind == SpanKind.SERVER and s.context.trace_id == publish.context.trace_id
+    )
+    assert request.attributes["http.request.method"] == "POST"
+    assert publish.parent is not None and publish.parent.span_id == request.context.span_id
