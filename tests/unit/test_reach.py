@@ -1,7 +1,7 @@
-"""What an agent can reach of the queue (``routing.select.reach``), as the queue read applies it
-(``store.queued_for``: the stored level against the reach of its skill, the team unless
-escalation opened it), takes exactly the conversations whose need (``need_for``) the agent's
-skills and team meet."""
+"""What an agent can reach of the queue (``routing.select.reach``), as the queue read applies
+it (``queue_store.queued_for``: the stored level against the reach of its skill, the team
+unless escalation opened it), takes exactly the conversations whose need (``need_for``) the
+agent's skills and team meet."""
 
 import uuid
 from datetime import UTC, datetime

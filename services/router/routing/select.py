@@ -95,9 +95,9 @@ def need_for(conv: Conversation, rules: RuleSet) -> Need:
 @dataclass(frozen=True)
 class Reach:
     """Which skill levels an agent can take of the queue, computed from ``need_for``'s
-    widening so that a read of the queue (``store.queued_for``) applies no rule of its own:
-    by skill, the highest level a conversation may need of it, not escalated and escalated,
-    and whether an escalated conversation of another team is open to it."""
+    widening so that a read of the queue (``queue_store.queued_for``) applies no rule of its
+    own: by skill, the highest level a conversation may need of it, not escalated and
+    escalated, and whether an escalated conversation of another team is open to it."""
 
     levels: Mapping[str, int]
     escalated_levels: Mapping[str, int]
