@@ -9,7 +9,7 @@ The messages mix new conversations and follow-ups, channels, languages and prior
   already holding a million conversations of history.
 - ``surge``: a sustained rate, then 30 s at three times it, then back: the worst p99 of any
   second, how long after the surge latency is back under 250 ms, and whether any accepted
-  message was lost."""
+  message was lost; then the same over a million conversations of history."""
 
 from __future__ import annotations
 
@@ -213,11 +213,46 @@ async def _pipeline(
 
 
 async def run_surge(
-    broker: Broker, pg: Postgres, log_dir: Path, *, rate: int, calm_s: float, surge_s: float
+    broker: Broker,
+    pg: Postgres,
+    log_dir: Path,
+    *,
+    rate: int,
+    calm_s: float,
+    surge_s: float,
+    history: int = 0,
 ) -> dict[str, Any]:
-    """The ``surge`` part's figures: ``rate``, ``surge_s`` at three times it, ``rate`` again."""
+    """The ``surge`` part's figures: ``rate``, ``surge_s`` at three times it, ``rate`` again;
+    then (``history`` > 0) the same over a database already holding ``history``
+    conversations (the figures ending in ``_1m``, under ``over_history``)."""
+    figures = await _surge(broker, pg, log_dir, rate=rate, calm_s=calm_s, surge_s=surge_s)
+    if history:
+        say(f"surge: again, over {history:,} conversations of history")
+        again = await _surge(
+            broker, pg, log_dir, rate=rate, calm_s=calm_s, surge_s=surge_s, history=history
+        )
+        figures |= {
+            "drain_s_1m": again["drain_s"],
+            "p99_ms_max_1m": again["p99_ms_max"],
+            "lost_1m": again["lost"],
+            "history": history,
+            "over_history": again,
+        }
+    return figures
+
+
+async def _surge(
+    broker: Broker,
+    pg: Postgres,
+    log_dir: Path,
+    *,
+    rate: int,
+    calm_s: float,
+    surge_s: float,
+    history: int = 0,
+) -> dict[str, Any]:
     phases: list[dict[str, Any]] = []
-    async with _Run(broker, pg, log_dir) as run:
+    async with _Run(broker, pg, log_dir, history) as run:
         started = surge_ended = datetime.now(UTC)
         for name, offered, seconds in (
             ("before", rate, calm_s),

@@ -204,7 +204,7 @@ PART_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
         "router": {"messages": 4_000, "history": 100_000},
         "pipeline": {"rates": [25, 50], "step_s": 5, "history": 20_000},
-        "surge": {"rate": 50, "calm_s": 5, "surge_s": 10},
+        "surge": {"rate": 50, "calm_s": 5, "surge_s": 10, "history": 20_000},
         "ingest-http": {"duration_s": 3, "connections": 32},
         "metrics-fold": {"events": 5_000, "history": 20_000},
     },
@@ -215,7 +215,7 @@ PART_SIZES: dict[str, dict[str, dict[str, Any]]] = {
             "step_s": 10,
             "history": 1_000_000,
         },
-        "surge": {"rate": 50, "calm_s": 20, "surge_s": 30},
+        "surge": {"rate": 50, "calm_s": 20, "surge_s": 30, "history": 1_000_000},
         "ingest-http": {"duration_s": 10, "connections": 64},
         "metrics-fold": {"events": 50_000, "history": 1_000_000},
     },
@@ -249,7 +249,7 @@ HEADLINES = {
         "rate_p99_250ms_1m",
         "cpu_share",
     ],
-    "surge": ["drain_s", "p99_ms_max", "lost"],
+    "surge": ["drain_s", "p99_ms_max", "lost", "drain_s_1m", "p99_ms_max_1m", "lost_1m"],
     "ingest-http": ["msg_s", "bare_msg_s", "ratio"],
 }
 
