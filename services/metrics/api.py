@@ -81,6 +81,15 @@ class FigureSet(BaseModel):
         )
 
 
+class ReachOut(BaseModel):
+    """Where the figures came from: the columns held in memory cover conversations opened
+    from ``window_start`` on (null: all history); a report reaching before it read those
+    from PostgreSQL for itself (slower, as exact)."""
+
+    window_start: datetime | None
+    read_from_postgres: bool
+
+
 class GroupOut(FigureSet):
     group: dict[str, str | None]
 
@@ -88,6 +97,7 @@ class GroupOut(FigureSet):
 class SummaryOut(FigureSet):
     clock: Clock
     groups: list[GroupOut]
+    reach: ReachOut
 
 
 class BucketOut(FigureSet):
@@ -99,6 +109,7 @@ class TimeseriesOut(BaseModel):
     interval: str
     clock: Clock
     buckets: list[BucketOut]
+    reach: ReachOut
 
 
 async def report_filters(
@@ -162,6 +173,7 @@ async def summary(
         **FigureSet.of(total).model_dump(),
         clock=clock,
         groups=[GroupOut(group=row.group, **FigureSet.of(row).model_dump()) for row in groups],
+        reach=ReachOut(**asdict(reports.reach(filters))),
     )
 
 
@@ -189,6 +201,7 @@ async def timeseries(
             BucketOut(start=row.bucket, group=row.group, **FigureSet.of(row).model_dump())
             for row in rows
         ],
+        reach=ReachOut(**asdict(reports.reach(filters))),
     )
 
 

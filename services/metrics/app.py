@@ -7,7 +7,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer
 from fastapi import FastAPI
@@ -133,7 +133,10 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             )
         app.state.engine, app.state.sessions, app.state.producer = engine, sessions, producer
         app.state.consume_loop = loop
-        app.state.reports = reports = ReportCache(sessions)
+        window = settings.report_window_days
+        app.state.reports = reports = ReportCache(
+            sessions, window=timedelta(days=window) if window else None
+        )
         loop.start()
         warm = asyncio.create_task(_warm(reports, consumer))
 

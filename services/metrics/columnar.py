@@ -181,6 +181,16 @@ class Table:
         sizes = [len(pieces[key]["opened_us"]) for key in kept]
         return Table(columns, tuple(kept), tuple(itertools.accumulate(sizes, initial=0)))
 
+    def after(self, first: int) -> Table:
+        """This table without the chunks before key ``first``."""
+        i = bisect.bisect_left(self.keys, first)
+        lo = self.bounds[i]
+        return Table(
+            {n: c[lo:].copy() for n, c in self.columns.items()},
+            self.keys[i:],
+            tuple(b - lo for b in self.bounds[i:]),
+        )
+
     def between(self, first: int, last: int) -> Columns:
         """The rows of the chunks with keys from first to last (views, not copies)."""
         lo = self.bounds[bisect.bisect_left(self.keys, first)]

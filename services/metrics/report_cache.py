@@ -13,7 +13,13 @@ which hours changed in a transaction that the previous report's snapshot could n
 again from the same snapshot, and computes from the chunks. A report therefore sees exactly
 what a query in that snapshot would. The first report (or ``warm``, at start) reads every
 hour. Hours, not days: what changes between two reports is mostly recent, so a report after a
-busy minute reads a few thousand rows again, not a day's."""
+busy minute reads a few thousand rows again, not a day's.
+
+Memory is bounded by a window (``SWITCHBOARD_REPORT_WINDOW_DAYS``): only the hours opened in
+the last days are held, older ones are dropped as the window moves on. A report that reaches
+before the window reads those hours from PostgreSQL, in its own snapshot, for itself alone:
+as exact, and slower (``Reach`` says which it was). A new process reads the window only, so it
+answers within seconds however long the history."""
 
 from __future__ import annotations
 
@@ -21,9 +27,12 @@ import asyncio
 import ctypes
 import logging
 import time
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.metrics.columnar import (
@@ -35,6 +44,7 @@ from services.metrics.columnar import (
     Table,
     Targets,
     compute,
+    from_us,
     to_us,
 )
 from services.metrics.report import DIMENSIONS, Clock, ReportRow
@@ -61,21 +71,60 @@ def _columns(chunk: HourChunk, codes: Codes) -> tuple[int, Columns]:
     return hour_us // HOUR_US, columns
 
 
-class ReportCache:
-    """The reported columns of every conversation and wait, by hour of opening; one per
-    metrics process."""
+@dataclass(frozen=True)
+class Reach:
+    """Where a report's figures came from: the window held in memory starts at
+    ``window_start`` (None: all history is held), and ``read_from_postgres`` when the report
+    reached before it."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    window_start: datetime | None
+    read_from_postgres: bool
+
+
+def _concat(a: Columns, b: Columns) -> Columns:
+    return {n: np.concatenate([a[n], b[n]]) for n in a}
+
+
+class ReportCache:
+    """The reported columns of the conversations and waits opened within the window, by hour
+    of opening; one per metrics process."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        window: timedelta | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._sessions = sessions
+        self._window = window
+        self._now = now
         self._codes = Codes()
         self._conversations = Table.empty(CONVERSATION_COLUMNS)
         self._waits = Table.empty(WAIT_COLUMNS)
         self._since: int | None = None  # no change before this transaction is missing
         self._lock = asyncio.Lock()
 
+    @property
+    def held(self) -> int:
+        """Conversations whose columns are held in memory."""
+        return self._conversations.size
+
+    def window_start(self) -> datetime | None:
+        """The first hour held in memory (None: every hour is)."""
+        if self._window is None:
+            return None
+        start = self._now() - self._window
+        return from_us(to_us(start) // HOUR_US * HOUR_US)
+
+    def reach(self, filters: Filters) -> Reach:
+        """Whether a report of ``filters`` reaches before the window (read from PostgreSQL)."""
+        start = self.window_start()
+        return Reach(start, start is not None and (filters.start is None or filters.start < start))
+
     async def warm(self) -> None:
-        """Read every hour now rather than on the first report."""
-        await self._current(Filters())
+        """Read every hour of the window now rather than on the first report."""
+        await self._current(Filters(start=self.window_start()))
 
     async def report(
         self,
@@ -144,27 +193,51 @@ class ReportCache:
         self, filters: Filters
     ) -> tuple[tuple[Columns, Columns], list[dict[str, Any]]]:
         """The columns of the hours ``filters`` covers, conversations and waits, and the SLA
-        policies, brought up to date in one snapshot."""
+        policies, brought up to date in one snapshot (hours before the window read from it
+        for this report alone)."""
+        first = to_us(filters.start) // HOUR_US if filters.start else -(2**62)
+        last = (to_us(filters.end) - 1) // HOUR_US if filters.end else 2**62
         async with self._lock, self._sessions() as session, session.begin():
             store = MetricsStore(session)
             xmin = await store.begin_report()
+            held_from = self.window_start()
             if self._since is None:  # nothing read yet (tables stay empty until a read ends)
-                stale = await store.opened_hours()
+                stale = await store.opened_hours(since=held_from)
             else:
                 stale = await store.changed_hours(self._since)
+                if held_from is not None:
+                    stale = [h for h in stale if h >= held_from]
+            if held_from is not None:
+                oldest = to_us(held_from) // HOUR_US
+                if self._conversations.keys and self._conversations.keys[0] < oldest:
+                    self._conversations = self._conversations.after(oldest)
+                    self._waits = self._waits.after(oldest)
             if stale:
-                await self._read(store, stale)
+                conversations, waits = await self._read_hours(store, stale)
+                self._conversations = self._conversations.replace(conversations)
+                self._waits = self._waits.replace(waits)
                 if len(stale) > RUN_HOURS:
                     _give_back_memory()
             self._since = xmin
+            tables = (self._conversations.between(first, last), self._waits.between(first, last))
+            if held_from is not None and first < to_us(held_from) // HOUR_US:
+                past = [h for h in await store.opened_hours() if h < held_from]
+                past = [h for h in past if first <= to_us(h) // HOUR_US <= last]
+                if past:
+                    convs, wts = await self._read_hours(store, past)
+                    older = (
+                        Table.empty(CONVERSATION_COLUMNS).replace(convs).columns,
+                        Table.empty(WAIT_COLUMNS).replace(wts).columns,
+                    )
+                    tables = (_concat(older[0], tables[0]), _concat(older[1], tables[1]))
             policies = await store.policies()
-        first = to_us(filters.start) // HOUR_US if filters.start else -(2**62)
-        last = (to_us(filters.end) - 1) // HOUR_US if filters.end else 2**62
-        tables = (self._conversations.between(first, last), self._waits.between(first, last))
         return tables, policies
 
-    async def _read(self, store: MetricsStore, hours: list[datetime]) -> None:
-        """Read these hours' rows again, a run of consecutive hours per query."""
+    async def _read_hours(
+        self, store: MetricsStore, hours: list[datetime]
+    ) -> tuple[dict[int, Columns], dict[int, Columns]]:
+        """These hours' rows, conversations and waits by hour, a run of consecutive hours per
+        query."""
         started = time.perf_counter()
         conversations: dict[int, Columns] = {}
         waits: dict[int, Columns] = {}
@@ -189,18 +262,17 @@ class ReportCache:
                 other = MetricsStore(session)
                 await other.use_snapshot(snapshot)
                 await asyncio.gather(reader(store), reader(other))
-        self._conversations = self._conversations.replace(conversations)
-        self._waits = self._waits.replace(waits)
         log.log(
             logging.INFO if len(hours) > RUN_HOURS else logging.DEBUG,
             "report columns read",
             extra={
                 "hours": len(hours),
-                "conversations": self._conversations.size,
-                "waits": self._waits.size,
+                "conversations": sum(len(c["opened_us"]) for c in conversations.values()),
+                "waits": sum(len(w["opened_us"]) for w in waits.values()),
                 "seconds": round(time.perf_counter() - started, 3),
             },
         )
+        return conversations, waits
 
 
 def _give_back_memory() -> None:

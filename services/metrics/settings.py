@@ -15,6 +15,11 @@ class MetricsSettings(CommonSettings):
     sla_sweep_interval_s: float = 1.0
     # How often what the facts' writes added to the scrape's counters (a row per statement
     # and label set) is summed into its totals: a scrape sums the totals and what is left.
+    # Days of conversations (by opening) whose report columns are held in memory: memory and
+    # the first read of a new process grow with the window, not with all history. Reports
+    # reaching before it read those days from PostgreSQL for themselves (slower, as exact,
+    # and their answer says so). 0: hold all history.
+    report_window_days: float = Field(default=7.0, ge=0, le=3660)
     scrape_compact_s: float = Field(default=5.0, gt=0, le=3600)
     # How long a fetch of events may wait at the broker for data: folds may lag this much
     # (reports and live views are read in seconds), and an idle metrics process polls the

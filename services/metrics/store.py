@@ -578,12 +578,14 @@ class MetricsStore:
         await self.session.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
         await self.session.execute(text(f"SET TRANSACTION SNAPSHOT '{snapshot}'"))
 
-    async def opened_hours(self) -> list[datetime]:
-        """Every hour (UTC) from the first conversation's opening to the last one's."""
+    async def opened_hours(self, since: datetime | None = None) -> list[datetime]:
+        """Every hour (UTC) from the first conversation's opening (at or after ``since``) to
+        the last one's."""
         rows = await self.session.execute(
             text(f"""SELECT generate_series({HOUR.format("min(opened_at)")},
                                          {HOUR.format("max(opened_at)")}, INTERVAL '1 hour')
-                    FROM metrics.conversations""")
+                    FROM metrics.conversations WHERE opened_at >= :since"""),
+            {"since": since or _BEGINNING},
         )
         return [r[0] for r in rows if r[0] is not None]
 

@@ -98,13 +98,13 @@ def test_the_migration_buckets_are_the_scrape_buckets():
 
 
 async def test_the_scrape_counters_equal_a_count_of_the_facts_after_any_folding(
-    common, broker, topics, db
+    common, broker, topics, db, ids
 ):
     rng = random.Random(17)
     scripts = desk(rng, 150)
     app = create_app(MetricsSettings(**common, scrape_compact_s=3600))
     sessions = make_sessionmaker(db)
-    async with running(app):
+    async with running(app) as client:
         sent = await publish(broker, topics, scripts)
         # Replayed in another order: folded again from the middle of their timelines.
         await publish(broker, topics, list(reversed(scripts[:50])))
@@ -122,6 +122,17 @@ async def test_the_scrape_counters_equal_a_count_of_the_facts_after_any_folding(
         async with sessions() as session:
             after = scraped(await MetricsStore(session).scrape_counts())
             deltas = await session.scalar(text("SELECT count(*) FROM metrics.scrape_deltas"))
+        # The desk's month-old history is before the default window of 7 days.
+        everything = await client.get("/v1/metrics/summary", headers=ids.as_ops)
+        today = await client.get(
+            "/v1/metrics/summary",
+            params={"from": (datetime.now(UTC) - timedelta(days=1)).isoformat()},
+            headers=ids.as_ops,
+        )
+    assert everything.json()["conversations"] == 150
+    assert everything.json()["reach"]["read_from_postgres"] is True
+    assert today.json()["conversations"] == 0
+    assert today.json()["reach"]["read_from_postgres"] is False
     assert sum(expected[1][c]["opened"] for c in expected[1]) == 150
     assert before == expected and after == expected
     assert deltas == 0
@@ -177,3 +188,56 @@ async def test_a_scrape_and_a_sweep_read_no_conversation_of_the_history(db, topi
     conversations = {r.relname: r for r in scans}["conversations"]
     assert conversations.seq_scan == 0
     assert conversations.idx_tup_fetch < 100  # the live ones, the policies' join aside
+
+
+HISTORY = [
+    """INSERT INTO metrics.conversations (conversation_id, channel, priority, agent_id,
+         opened_at, first_message_at, first_response_at, resolved_at, resolution_s,
+         resolution_bs, queue_wait_s, queue_wait_bs, assignments, customer_messages,
+         agent_replies)
+       SELECT gen_random_uuid(), (ARRAY['chat', 'email', 'x'])[1 + g % 3],
+              (ARRAY['urgent', 'low'])[1 + g % 2], 'agent-' || g % 7, t, t,
+              t + make_interval(secs => g % 97), t + make_interval(secs => 100 + g % 1000),
+              100 + g % 1000, 50 + g % 500, g % 13, g % 11, 1 + g % 2, 1 + g % 4, 1
+       FROM (SELECT g, CAST(:now AS timestamptz) - g * interval '13 minutes' AS t
+             FROM generate_series(1, 3000) g) s""",
+    """INSERT INTO metrics.waits (conversation_id, seq, kind, episode, started_at, replied_at,
+         seconds, business_seconds, opened_at, channel, priority, agent_id)
+       SELECT conversation_id, 0, 'first', 0, first_message_at, first_response_at,
+              date_part('epoch', first_response_at - first_message_at),
+              date_part('epoch', first_response_at - first_message_at) / 2,
+              opened_at, channel, priority, agent_id
+       FROM metrics.conversations""",
+]
+
+
+async def test_a_window_bounds_the_columns_held_and_reports_past_it_read_postgresql(db):
+    from services.metrics.report_cache import ReportCache
+    from services.metrics.store import Filters
+
+    now = datetime(2026, 11, 30, 12, 30, tzinfo=UTC)
+    async with db.begin() as conn:
+        for statement in HISTORY:  # 3,000 conversations over 27 days
+            await conn.execute(text(statement), {"now": now})
+    sessions = make_sessionmaker(db)
+    clock = [now]
+    windowed = ReportCache(sessions, window=timedelta(days=7), now=lambda: clock[0])
+    everything = ReportCache(sessions)
+    week_ago = windowed.window_start()
+    assert week_ago == datetime(2026, 11, 23, 12, tzinfo=UTC)
+    asked = [
+        (Filters(), ("channel", "priority")),
+        (Filters(start=now - timedelta(days=20), end=now - timedelta(days=10)), ("agent_id",)),
+        (Filters(start=now - timedelta(days=3), channel="chat"), ("priority",)),
+    ]
+    for filters, group_by in asked:
+        assert await windowed.summary(
+            filters, group_by=group_by, clock="calendar"
+        ) == await everything.summary(filters, group_by=group_by, clock="calendar")
+    in_window = 7 * 24 * 60 // 13 + 2  # opened at or after the window's first hour
+    assert abs(windowed.held - in_window) <= 5 and everything.held == 3000
+    assert [windowed.reach(f).read_from_postgres for f, _ in asked] == [True, True, False]
+
+    clock[0] = now + timedelta(days=3)  # the window moves on: three days fewer are held
+    await windowed.summary(Filters(start=now), group_by=(), clock="calendar")
+    assert abs(windowed.held - (in_window - 3 * 24 * 60 // 13)) <= 5
