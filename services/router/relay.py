@@ -21,6 +21,7 @@ from services.router.wakeups import listen
 from shared.db import async_url, make_engine
 from shared.kafka import TopicGuard, ensure_topics, make_producer
 from shared.logs import configure_service_logging
+from shared.serving import freeze_startup_objects
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,7 @@ async def _main() -> None:
 
 
 if __name__ == "__main__":
+    freeze_startup_objects()  # as serve() does for the services
     try:  # the services' loop, as uvicorn picks it
         import uvloop
     except ImportError:
