@@ -18,6 +18,7 @@ import json
 import os
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -151,27 +152,34 @@ async def run_pipeline(
     """The ``pipeline`` part's figures on an empty database, then (``history`` > 0) the same
     steps over a database already holding ``history`` conversations (the figures ending in
     ``_1m``, under ``over_history``)."""
-    figures = await _pipeline(broker, pg, log_dir, rates=rates, step_s=step_s)
+    return await _and_over_history(
+        "pipeline",
+        lambda over: _pipeline(broker, pg, log_dir, rates, step_s, over),
+        history,
+        ["rate_p99_100ms", "rate_p99_250ms"],
+    )
+
+
+async def _and_over_history(
+    part: str,
+    measure: Callable[[int], Awaitable[dict[str, Any]]],
+    history: int,
+    headlines: list[str],
+) -> dict[str, Any]:
+    """``measure(0)``'s figures on an empty database, then (``history`` > 0) ``measure``'s
+    over that many conversations of history: its ``headlines`` again, suffixed ``_1m``, and
+    all of it under ``over_history``."""
+    figures = await measure(0)
     if history:
-        say(f"pipeline: again, over {history:,} conversations of history")
-        again = await _pipeline(broker, pg, log_dir, rates=rates, step_s=step_s, history=history)
-        figures |= {
-            "rate_p99_100ms_1m": again["rate_p99_100ms"],
-            "rate_p99_250ms_1m": again["rate_p99_250ms"],
-            "history": history,
-            "over_history": again,
-        }
+        say(f"{part}: again, over {history:,} conversations of history")
+        again = await measure(history)
+        figures |= {f"{k}_1m": again[k] for k in headlines}
+        figures |= {"history": history, "over_history": again}
     return figures
 
 
 async def _pipeline(
-    broker: Broker,
-    pg: Postgres,
-    log_dir: Path,
-    *,
-    rates: list[int],
-    step_s: float,
-    history: int = 0,
+    broker: Broker, pg: Postgres, log_dir: Path, rates: list[int], step_s: float, history: int
 ) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     best: dict[int, int | None] = {100: None, 250: None}
@@ -225,31 +233,22 @@ async def run_surge(
     """The ``surge`` part's figures: ``rate``, ``surge_s`` at three times it, ``rate`` again;
     then (``history`` > 0) the same over a database already holding ``history``
     conversations (the figures ending in ``_1m``, under ``over_history``)."""
-    figures = await _surge(broker, pg, log_dir, rate=rate, calm_s=calm_s, surge_s=surge_s)
-    if history:
-        say(f"surge: again, over {history:,} conversations of history")
-        again = await _surge(
-            broker, pg, log_dir, rate=rate, calm_s=calm_s, surge_s=surge_s, history=history
-        )
-        figures |= {
-            "drain_s_1m": again["drain_s"],
-            "p99_ms_max_1m": again["p99_ms_max"],
-            "lost_1m": again["lost"],
-            "history": history,
-            "over_history": again,
-        }
-    return figures
+    return await _and_over_history(
+        "surge",
+        lambda over: _surge(broker, pg, log_dir, rate, calm_s, surge_s, over),
+        history,
+        ["drain_s", "p99_ms_max", "lost"],
+    )
 
 
 async def _surge(
     broker: Broker,
     pg: Postgres,
     log_dir: Path,
-    *,
     rate: int,
     calm_s: float,
     surge_s: float,
-    history: int = 0,
+    history: int,
 ) -> dict[str, Any]:
     phases: list[dict[str, Any]] = []
     async with _Run(broker, pg, log_dir, history) as run:
