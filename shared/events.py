@@ -160,6 +160,8 @@ def conversation_key_for(channel: Channel, conversation_ref: str) -> str:
 
 
 # ---------------------------------------------------------------- conversation events
+# The conversation-events topic: written by the router, through its outbox; the SLA marks by
+# metrics, directly (to move to a topic of their own).
 
 
 class ConversationEvent(Event):
@@ -251,23 +253,6 @@ class Overflowed(ConversationEvent):
     final: bool
 
 
-class ReplyDelivered(ConversationEvent):
-    """The channel's provider accepted an agent's reply."""
-
-    type: Literal["conversation.reply_delivered"] = "conversation.reply_delivered"
-    message_id: uuid.UUID
-    attempts: int
-
-
-class ReplyFailed(ConversationEvent):
-    """An agent's reply could not be delivered (the provider refused it, or retries ran out)."""
-
-    type: Literal["conversation.reply_failed"] = "conversation.reply_failed"
-    message_id: uuid.UUID
-    attempts: int
-    reason: str
-
-
 class SlaAtRisk(ConversationEvent):
     """A live conversation used 80% of its first-response target (published by metrics)."""
 
@@ -335,8 +320,6 @@ _CONVERSATION_EVENTS = (
     AgentReplied,
     Resolved,
     Reopened,
-    ReplyDelivered,
-    ReplyFailed,
     SlaAtRisk,
     SlaBreached,
 )
@@ -354,8 +337,6 @@ AnyConversationEvent = Annotated[
     | AgentReplied
     | Resolved
     | Reopened
-    | ReplyDelivered
-    | ReplyFailed
     | SlaAtRisk
     | SlaBreached,
     Field(discriminator="type"),
@@ -364,6 +345,32 @@ conversation_event_adapter: TypeAdapter[AnyConversationEvent] = TypeAdapter(AnyC
 CONVERSATION_EVENT_TYPES = frozenset(
     cls.model_fields["type"].default for cls in _CONVERSATION_EVENTS
 )
+
+
+# ---------------------------------------------------------------- delivery statuses
+# The delivery-events topic: written by ingest's reply dispatcher only, once the provider
+# answered; the router records them on the reply.
+
+
+class ReplyDelivered(ConversationEvent):
+    """The channel's provider accepted an agent's reply."""
+
+    type: Literal["conversation.reply_delivered"] = "conversation.reply_delivered"
+    message_id: uuid.UUID
+    attempts: int
+
+
+class ReplyFailed(ConversationEvent):
+    """An agent's reply could not be delivered (the provider refused it, or retries ran out)."""
+
+    type: Literal["conversation.reply_failed"] = "conversation.reply_failed"
+    message_id: uuid.UUID
+    attempts: int
+    reason: str
+
+
+AnyDeliveryEvent = Annotated[ReplyDelivered | ReplyFailed, Field(discriminator="type")]
+delivery_event_adapter: TypeAdapter[AnyDeliveryEvent] = TypeAdapter(AnyDeliveryEvent)
 
 
 # ---------------------------------------------------------------- agents and outbound

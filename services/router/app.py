@@ -118,7 +118,8 @@ async def _start_intake(
     app: FastAPI, settings: RouterSettings, uow: UnitOfWork, producer: AIOKafkaProducer
 ) -> contextlib.AsyncExitStack:
     """The intake of inbound messages and delivery statuses, and the queue sweep, started;
-    closing the stack stops them. The inbound loop is ``app.state.consume_loop``."""
+    closing the stack stops them. The inbound loop is ``app.state.consume_loop``, the delivery
+    statuses' ``app.state.deliveries_loop``."""
     stack = contextlib.AsyncExitStack()
     consumer = make_consumer(settings, settings.topics.inbound, group_id=settings.consumer_group)
     deliveries_group = f"{settings.consumer_group}-deliveries"
@@ -169,6 +170,7 @@ async def _start_intake(
             await sweep
 
     stack.push_async_callback(stop_sweep)
+    app.state.deliveries_loop = deliveries
     deliveries.start()
     stack.push_async_callback(deliveries.stop)
     app.state.consume_loop = loop

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
 from aiokafka import ConsumerRecord
-from pydantic import Field, TypeAdapter
 
 from services.router.handlers import receive_message
 from services.router.intake import receive_messages
@@ -19,6 +18,7 @@ from shared.events import (
     InboundMessage,
     ReplyDelivered,
     ReplyFailed,
+    delivery_event_adapter,
 )
 from shared.tracing import carrier_json_of
 
@@ -57,14 +57,12 @@ def inbound_handler(uow: UnitOfWork) -> RecordHandler:
 
 
 DeliveryStatus = ReplyDelivered | ReplyFailed
-_delivery_status: TypeAdapter[DeliveryStatus] = TypeAdapter(
-    Annotated[DeliveryStatus, Field(discriminator="type")]
-)
 
 
 def parse_delivery(record: ConsumerRecord[Any, Any]) -> DeliveryStatus:
-    """A delivery status the dispatcher reports on the delivery-events topic."""
-    return parse_record(_delivery_status, record)
+    """A delivery status the dispatcher reports on the delivery-events topic, or PoisonRecord
+    saying what is wrong with it."""
+    return parse_record(delivery_event_adapter, record)
 
 
 def delivery_applier(uow: UnitOfWork) -> Callable[[list[DeliveryStatus]], Awaitable[None]]:

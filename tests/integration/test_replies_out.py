@@ -4,6 +4,7 @@ provider would; retries on 5xx, none on 4xx, and the outcome visible on the conv
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -12,9 +13,10 @@ from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from services.router.app import create_app as create_router
 from services.router.settings import RouterSettings
-from tests.conftest import eventually, read_topic, running
+from shared.events import Channel, ReplyDelivered, derived_id
+from tests.conftest import eventually, produce, read_topic, running
 from tests.integration.provider_standin import providers
-from tests.integration.routerkit import act, assignments, holder_of, put_agent
+from tests.integration.routerkit import act, assignments, holder_of, inbound, put_agent, send
 from tests.integration.test_channels import (
     META_SECRET,
     TG_SECRET,
@@ -311,6 +313,51 @@ async def test_5xx_is_retried_4xx_is_not_and_failures_are_dead_lettered(
     letters = [json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.dead_letter)]
     assert len(letters) == 1 and "not delivered" in letters[0]["reason"]
     assert letters[0]["source_topic"] == topics.outbound
+
+
+async def test_the_router_takes_delivery_statuses_from_their_own_topic_only(
+    common, ids, broker, topics
+):
+    agent = ids.agent_ids[0]
+    router_app = create_router(RouterSettings(**common))
+    async with running(router_app) as router:
+        await put_agent(router, ids, agent, skills={"general": 1}, capacity=ALL_CHANNELS)
+        await send(broker, topics, inbound(uuid.uuid4().hex, "hello, I need help"))
+        got = await assignments(router, ids, agent, wait=15)
+        conv_id = got["conversations"][0]["id"]
+        reply = await act(router, ids, agent, conv_id, "replies", text="We are on it.")
+        assert reply.status_code == 201, reply.text
+        reply_id = uuid.UUID(reply.json()["message_id"])
+        delivered = ReplyDelivered(
+            event_id=derived_id("reply_delivered", reply_id),
+            occurred_at=datetime.now(UTC),
+            conversation_id=uuid.UUID(conv_id),
+            channel=Channel.CHAT,
+            message_id=reply_id,
+            attempts=1,
+        ).model_dump_json()
+        # As ingest's dispatcher reports it, after a record there that is not a status.
+        await produce(
+            broker.bootstrap,
+            topics.delivery_events,
+            [(conv_id, b"not a delivery status"), (conv_id, delivered.encode())],
+        )
+
+        async def sent():
+            return await delivery_of(router, ids, conv_id) == "sent" or None
+
+        await eventually(sent, what="the delivery status on the reply")
+        subscribed = router_app.state.deliveries_loop.consumer.subscription()
+        assert subscribed == {topics.delivery_events}  # no conversation events
+
+        async def dead_lettered():
+            letters = [
+                json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.dead_letter)
+            ]
+            return [x for x in letters if x["source_topic"] == topics.delivery_events] or None
+
+        (letter,) = await eventually(dead_lettered, what="the bad status dead-lettered")
+    assert letter["value"] == "not a delivery status"
 
 
 async def test_a_ticket_number_finds_its_conversation(common, ids):

@@ -1,6 +1,10 @@
 """The dispatcher: consumes agent replies, sends each through its channel with retries and
-backoff on 5xx and timeouts (never on 4xx), and reports the outcome as a conversation event;
-a reply it gives up on is dead-lettered with the reason."""
+backoff on 5xx and timeouts (never on 4xx), and reports the outcome on the delivery-events
+topic, which it alone writes; a reply it gives up on is dead-lettered with the reason.
+
+It holds no database: a status is published after the provider answered, never from inside a
+transaction, and the reply's offset is committed after that publish was acknowledged (a crash
+in between sends the reply again and reports it again, under the same derived event id)."""
 
 from __future__ import annotations
 
