@@ -211,7 +211,7 @@ PART_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "full": {
         "router": {"messages": 20_000, "history": 1_000_000},
         "pipeline": {
-            "rates": [25, 50, 75, 100, 125, 150, 200, 300, 500],
+            "rates": [25, 50, 75, 100, 150, 200, 250, 300, 400, 500],
             "step_s": 10,
             "history": 1_000_000,
         },
