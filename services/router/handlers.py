@@ -31,8 +31,8 @@ from shared.events import (
     Resolved,
     Skill,
     Transferred,
-    derived_id,
 )
+from shared.ids import derived_id
 from shared.problems import BadRequest, Conflict, NotFound
 
 

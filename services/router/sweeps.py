@@ -19,7 +19,8 @@ from services.router.routing.queue import queue_key
 from services.router.store import RouterStore
 from services.router.uow import UnitOfWork
 from shared import rawdb
-from shared.events import AgentStatus, Escalated, OfferTimedOut, Overflowed, derived_id
+from shared.events import AgentStatus, Escalated, OfferTimedOut, Overflowed
+from shared.ids import derived_id
 
 log = logging.getLogger(__name__)
 

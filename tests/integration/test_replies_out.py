@@ -13,7 +13,8 @@ from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from services.router.app import create_app as create_router
 from services.router.settings import RouterSettings
-from shared.events import Channel, ReplyDelivered, derived_id
+from shared.events import Channel, ReplyDelivered
+from shared.ids import derived_id
 from tests.conftest import eventually, produce, read_topic, running
 from tests.integration.provider_standin import providers
 from tests.integration.routerkit import act, assignments, holder_of, inbound, put_agent, send

@@ -10,14 +10,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from services.ingest.language import detect_language
-from shared.events import (
-    Attachment,
-    Channel,
-    Customer,
-    InboundMessage,
-    conversation_key_for,
-    message_id_for,
-)
+from shared.events import Attachment, Channel, Customer, InboundMessage
+from shared.ids import conversation_key_for, message_id_for
 from shared.problems import Forbidden, Problem, Unauthorized
 from shared.textguard import unstorable_model
 

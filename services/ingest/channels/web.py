@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from services.ingest.channels.base import Incoming
-from shared.events import Channel, Customer, CustomerTier, message_id_for
+from shared.events import Channel, Customer, CustomerTier
+from shared.ids import message_id_for
 
 
 class _Strict(BaseModel):

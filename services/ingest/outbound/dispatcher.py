@@ -17,7 +17,8 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 
 from services.ingest.outbound.senders import Refused, Sender, Unavailable
 from shared.consume import PoisonRecord, RecordHandler, parse_record
-from shared.events import OutboundReply, ReplyDelivered, ReplyFailed, derived_id
+from shared.events import OutboundReply, ReplyDelivered, ReplyFailed
+from shared.ids import derived_id
 from shared.kafka import publish
 from shared.settings import Topics
 

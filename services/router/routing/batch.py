@@ -33,13 +33,8 @@ from services.router.routing.select import (
     rank_key,
     suits,
 )
-from shared.events import (
-    AgentStatus,
-    Attachment,
-    Channel,
-    InboundMessage,
-    derived_id,
-)
+from shared.events import AgentStatus, Attachment, Channel, InboundMessage
+from shared.ids import derived_id
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from shared.events import (
     Offered,
     Queued,
     Reopened,
-    derived_id,
 )
+from shared.ids import derived_id
 
 
 def opened(conv: Conversation, message: InboundMessage) -> ConversationOpened:
