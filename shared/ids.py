@@ -23,7 +23,7 @@ _SET_BITS = (5 << 76) | (0x8000 << 48)
 def derived_id(*parts: object) -> uuid.UUID:
     """A stable id for the thing named by ``parts`` (same parts, same id): ``uuid.uuid5`` of
     the parts joined, computed without its argument checks (the router derives several ids
-    per message; tests/unit/test_derived_ids.py holds it equal to uuid5)."""
+    per message; tests/unit/test_ids.py holds it equal to uuid5)."""
     name = "\x1f".join(map(str, parts)).encode()
     digest = int.from_bytes(hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16])
     derived = object.__new__(uuid.UUID)
