@@ -36,7 +36,8 @@ from devtools.stack import (
 from devtools.topics import produce
 from shared.auth import hash_key, new_key
 from shared.db import make_engine
-from shared.events import Channel, Customer, InboundMessage, conversation_key_for, message_id_for
+from shared.events import Channel, Customer, InboundMessage
+from shared.ids import conversation_key_for, message_id_for
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings, Topics
 

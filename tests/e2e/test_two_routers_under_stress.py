@@ -18,7 +18,8 @@ from devtools.run import launch, stop_all, wait_ready
 from devtools.stack import free_port
 from shared.auth import agent_scope, hash_key, new_key
 from shared.db import make_engine
-from shared.events import Channel, Customer, InboundMessage, conversation_key_for, message_id_for
+from shared.events import Channel, Customer, InboundMessage
+from shared.ids import conversation_key_for, message_id_for
 from tests.conftest import eventually, produce, read_topic
 from tests.invariants import (
     given_to_two_agents,

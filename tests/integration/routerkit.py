@@ -5,7 +5,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import text
 
-from shared.events import Channel, Customer, InboundMessage, conversation_key_for, message_id_for
+from shared.events import Channel, Customer, InboundMessage
+from shared.ids import conversation_key_for, message_id_for
 from tests.conftest import produce
 
 

@@ -12,7 +12,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from services.ingest.app import create_app
 from services.ingest.channels.email import strip_quotes_and_signature
 from services.ingest.settings import IngestSettings
-from shared.events import Channel, message_id_for
+from shared.events import Channel
+from shared.ids import message_id_for
 from tests.conftest import read_topic, running
 from tests.integration.channelkit import channel_ingest, published
 from tests.integration.test_channels import (

@@ -8,7 +8,8 @@ from services.ingest.app import create_app as create_ingest
 from services.ingest.settings import IngestSettings
 from services.router.app import create_app as create_router
 from services.router.settings import RouterSettings
-from shared.events import Channel, message_id_for
+from shared.events import Channel
+from shared.ids import message_id_for
 from tests.conftest import eventually, running
 from tests.integration.channelkit import META_SECRET, META_VERIFY, TG_SECRET
 from tests.integration.routerkit import assignments, put_agent
