@@ -54,7 +54,10 @@ async def _warm(reports: ReportCache, consumer: AIOKafkaConsumer, poll_s: float 
 
 
 async def _caught_up(consumer: AIOKafkaConsumer) -> bool:
-    """Whether the consumer has read to the end of every partition it was last told of."""
+    """Whether the consumer has read to the end of every partition it was last told of (not
+    before it has joined its group and been given some)."""
+    if not consumer.assignment():
+        return False
     for tp in consumer.assignment():
         end = consumer.highwater(tp)
         if end is None or await consumer.position(tp) < end:
@@ -109,7 +112,6 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             group_id=settings.consumer_group,
             fetch_max_wait_ms=settings.events_fetch_max_wait_ms,
         )
-        await consumer.start()
         clock = FoldClock(settings.topics.conversation_events)
         loop: FoldLoop | OneByOneLoop
         if settings.fold_batch_max_records:
@@ -137,7 +139,8 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         app.state.reports = reports = ReportCache(
             sessions, window=timedelta(days=window) if window else None
         )
-        loop.start()
+
+        loop.start()  # joins the consumer group first, behind the app (consumer.py)
         warm = asyncio.create_task(_warm(reports, consumer))
 
         async def folded_to(now: datetime) -> Mapping[int, datetime]:

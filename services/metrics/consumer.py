@@ -104,9 +104,15 @@ def batch_folder(
 
 class FoldLoop(BatchConsumeLoop[Polled]):
     """The batch consume loop, counting the batches it is settling: while none is, everything
-    it has taken from the broker is folded (or dead-lettered, or rewound to)."""
+    it has taken from the broker is folded (or dead-lettered, or rewound to). It starts its
+    consumer itself: joining the group took 5 s at the broker, which the app's start (and a
+    new process's first report, answered from PostgreSQL) need not wait for."""
 
     settling = 0
+
+    async def run(self) -> None:
+        await self.consumer.start()
+        await super().run()
 
     async def _settle(self, records: list[ConsumerRecord[Any, Any]]) -> int:
         self.settling += 1
@@ -117,9 +123,14 @@ class FoldLoop(BatchConsumeLoop[Polled]):
 
 
 class OneByOneLoop(ConsumeLoop):
-    """The one-record-per-transaction loop, counting the partitions it is applying."""
+    """The one-record-per-transaction loop, counting the partitions it is applying; it starts
+    its consumer itself, as FoldLoop does."""
 
     settling = 0
+
+    async def run(self) -> None:
+        await self.consumer.start()
+        await super().run()
 
     async def _apply_partition(
         self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]
