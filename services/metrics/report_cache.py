@@ -176,7 +176,12 @@ class ReportCache:
             ]
 
         # numpy releases the GIL while it sorts: the event loop keeps serving meanwhile.
-        return await asyncio.to_thread(run)
+        rows = await asyncio.to_thread(run)
+        if self.reach(filters).read_from_postgres:
+            # The hours read for this report alone are freed: give their heap back.
+            del convs, waits
+            _give_back_memory()
+        return rows
 
     def _selection(self, filters: Filters) -> Selection:
         dimensions = {}
