@@ -26,6 +26,7 @@ from bench import (
     ingest_http,
     metrics_fold,
     metrics_report,
+    metrics_scale,
     router_drain,
     scaling,
 )
@@ -199,6 +200,7 @@ PARTS: dict[str, Any] = {
     "surge": desk_load.run_surge,
     "ingest-http": ingest_http.run,
     "metrics-fold": metrics_fold.run,
+    "metrics-scale": metrics_scale.run,
 }
 PART_SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "quick": {
@@ -207,6 +209,7 @@ PART_SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "surge": {"rate": 50, "calm_s": 5, "surge_s": 10, "history": 20_000},
         "ingest-http": {"duration_s": 3, "connections": 32},
         "metrics-fold": {"events": 5_000, "history": 20_000},
+        "metrics-scale": {"sizes": (100_000, 500_000), "repeats": 3},
     },
     "full": {
         "router": {"messages": 20_000, "history": 1_000_000},
@@ -218,6 +221,7 @@ PART_SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "surge": {"rate": 50, "calm_s": 20, "surge_s": 30, "history": 1_000_000},
         "ingest-http": {"duration_s": 10, "connections": 64},
         "metrics-fold": {"events": 50_000, "history": 1_000_000},
+        "metrics-scale": {"sizes": (1_000_000, 5_000_000), "repeats": 5},
     },
 }
 
@@ -242,6 +246,12 @@ PARTS_HEADING = "## Throughput parts"
 HEADLINES = {
     "router": ["msg_s", "baseline_msg_s", "ratio", "msg_s_1m", "history_ratio"],
     "metrics-fold": ["events_s", "events_s_1m"],
+    "metrics-scale": [
+        f"{name}_{size}"
+        for size in ("1m", "5m")
+        for name in ("scrape_ms", "sla_sweep_ms", "first_report_s", "summary_ms", "rss_mib")
+    ]
+    + ["rss_growth"],
     "pipeline": [
         "rate_p99_100ms",
         "rate_p99_250ms",
