@@ -73,8 +73,14 @@ async def sweep_sla(
         sla = SlaStore(session)
         await sla.advance_fold_clock(topics.conversation_events, folded_to)
         events = await crossings(sla, topics.conversation_events, now)
-        for event in events:
-            await publish(producer, topics.conversation_events, str(event.conversation_id), event)
+        # Sent together, acknowledged together: a catch-up can announce hundreds at once,
+        # and one acknowledgement at a time held the sweep's row locks for seconds.
+        await asyncio.gather(
+            *(
+                publish(producer, topics.conversation_events, str(e.conversation_id), e)
+                for e in events
+            )
+        )
     return len(events)
 
 
