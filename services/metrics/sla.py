@@ -5,7 +5,8 @@ The sweep judges at event time: at the earliest time up to which every partition
 conversation-events topic is folded (``FoldClock``; now, once caught up). While metrics folds
 a backlog, a conversation whose reply is still on the topic is not judged past the time the
 fold has reached, so it is never announced as breached when it was answered within target;
-one whose reply came late is announced when the reply is folded."""
+one whose reply came late (or that was resolved after its target without one) is announced
+when that is folded."""
 
 from __future__ import annotations
 
@@ -54,7 +55,14 @@ async def crossings(sla: SlaStore, topic: str, now: datetime) -> list[Crossing]:
         for row in await sla.cross_live(clock, kind=kind, fraction=fraction)
     ]
     if swept_to is not None and clock > swept_to:
-        events += [crossing("breached", row) for row in await sla.cross_answered(swept_to, clock)]
+        events += [
+            crossing("breached", row)
+            for rows in (
+                await sla.cross_answered(swept_to, clock),
+                await sla.cross_resolved_unanswered(swept_to, clock),
+            )
+            for row in rows
+        ]
     await sla.swept(clock)
     return events
 

@@ -96,6 +96,24 @@ class SlaStore:
             {"after": after, "clock": clock, "fraction": 1.0},
         )
 
+    async def cross_resolved_unanswered(
+        self, after: datetime, clock: datetime
+    ) -> list[dict[str, Any]]:
+        """Mark (once) as breached the conversations resolved without a reply since the
+        previous sweep (in (after, clock]) after their target had run out."""
+        return await self._mark(
+            "sla_breached_at",
+            f"""SELECT c.conversation_id, {FRT_TARGET} AS target_s, {_CROSSED} AS crossed_at,
+                       date_part('epoch', c.resolved_at - c.first_message_at) AS elapsed_s
+                FROM metrics.conversations c {TARGET_JOIN}
+                WHERE c.first_response_at IS NULL AND c.sla_breached_at IS NULL
+                  AND c.resolved_at IS NOT NULL AND c.opened_at IS NOT NULL
+                  AND c.resolved_at > :after AND c.resolved_at <= :clock
+                  AND {FRT_TARGET} IS NOT NULL AND c.resolved_at > {_CROSSED}
+                FOR UPDATE OF c SKIP LOCKED""",
+            {"after": after, "clock": clock, "fraction": 1.0},
+        )
+
     async def _mark(self, column: str, due: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         rows = await self.session.execute(
             text(f"""UPDATE metrics.conversations u SET {column} = due.crossed_at

@@ -1,7 +1,7 @@
 """The metrics service stays down while conversations are answered within their target and
 others are not; when it comes back and folds the backlog (in batches small enough for many
 sweeps to run meanwhile), exactly the real breaches are announced: never one answered in time,
-and those answered late as well as those never answered."""
+and those answered late, never answered, or resolved late without an answer."""
 
 import asyncio
 import json
@@ -22,6 +22,7 @@ TARGET_S = 3
 IN_TIME = 200  # answered after 1 s: each one half-folded would look breached at wall time
 LATE = 3  # answered after 8 s
 NEVER = 3
+GAVE_UP = 2  # resolved after 8 s without a reply
 
 
 async def wait_until(moment: datetime) -> None:
@@ -56,16 +57,24 @@ async def test_after_a_backlog_exactly_the_real_breaches_are_announced(
         t0 = datetime.now(UTC)
         scripts = {
             kind: [Script(Channel.CHAT, Priority.URGENT, t0=t0) for _ in range(n)]
-            for kind, n in (("in_time", IN_TIME), ("late", LATE), ("never", NEVER))
+            for kind, n in (
+                ("in_time", IN_TIME),
+                ("late", LATE),
+                ("never", NEVER),
+                ("gave_up", GAVE_UP),
+            )
         }
         everyone = [s for group in scripts.values() for s in group]
         for s in everyone:
             s.message(0).classified(0)
         await publish(broker, topics, everyone)
-        for kind, at in (("in_time", 1), ("late", 8)):
+        for kind, at in (("in_time", 1), ("late", 8), ("gave_up", 8)):
             for s in scripts[kind]:
                 s.events.clear()
-                s.replied(at, "ann")
+                if kind == "gave_up":
+                    s.resolved(at, "ann")
+                else:
+                    s.replied(at, "ann")
             await wait_until(t0 + timedelta(seconds=at))
             await publish(broker, topics, scripts[kind])
         await asyncio.sleep(1)
@@ -73,7 +82,7 @@ async def test_after_a_backlog_exactly_the_real_breaches_are_announced(
         # Back, folding five events per transaction: a sweep runs between many of them.
         services.extra["metrics"]["SWITCHBOARD_FOLD_BATCH_MAX_RECORDS"] = "5"
         services.restart("metrics")
-        expected = {str(s.id) for s in scripts["late"] + scripts["never"]}
+        expected = {str(s.id) for s in scripts["late"] + scripts["never"] + scripts["gave_up"]}
 
         async def announced():
             events = [
@@ -100,7 +109,8 @@ async def test_after_a_backlog_exactly_the_real_breaches_are_announced(
     deadline = t0 + timedelta(seconds=TARGET_S)
     assert {datetime.fromisoformat(e["occurred_at"]) for e in breaches} == {deadline}
     print(
-        f"\n{IN_TIME} answered in time, {LATE} late, {NEVER} never, folded 5 events per "
+        f"\n{IN_TIME} answered in time, {LATE} late, {NEVER} never, {GAVE_UP} resolved late "
+        f"unanswered, folded 5 events per "
         f"transaction after the downtime: {len({e['event_id'] for e in breaches})} breaches "
         f"announced, all real"
     )
