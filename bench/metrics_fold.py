@@ -49,8 +49,8 @@ from shared.events import (
     Queued,
     Resolved,
     Skill,
-    derived_id,
 )
+from shared.ids import derived_id
 from shared.kafka import ensure_topics
 from shared.settings import CommonSettings, Topics
 

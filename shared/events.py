@@ -14,12 +14,6 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
-# Re-exported for importers not moved to shared.ids yet (services/metrics/sla.py, bench/, tests/).
-from shared.ids import ID_NAMESPACE as ID_NAMESPACE
-from shared.ids import conversation_key_for as conversation_key_for
-from shared.ids import derived_id as derived_id
-from shared.ids import message_id_for as message_id_for
-
 
 class Channel(StrEnum):
     CHAT = "chat"

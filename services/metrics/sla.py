@@ -20,7 +20,8 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.metrics.sla_store import SlaStore
-from shared.events import Channel, Priority, SlaAtRisk, SlaBreached, derived_id
+from shared.events import Channel, Priority, SlaAtRisk, SlaBreached
+from shared.ids import derived_id
 from shared.kafka import publish
 from shared.settings import Topics
 

@@ -13,8 +13,8 @@ from shared.events import (
     Reopened,
     Resolved,
     Skill,
-    derived_id,
 )
+from shared.ids import derived_id
 from tests.conftest import produce
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday

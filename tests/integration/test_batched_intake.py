@@ -24,15 +24,8 @@ from services.router.intake import receive_messages
 from services.router.model import Policy
 from services.router.routing.rules import DEFAULT_RULES_PATH, RulesSource
 from services.router.uow import UnitOfWork
-from shared.events import (
-    AgentStatus,
-    Attachment,
-    Channel,
-    Customer,
-    CustomerTier,
-    InboundMessage,
-    derived_id,
-)
+from shared.events import AgentStatus, Attachment, Channel, Customer, CustomerTier, InboundMessage
+from shared.ids import derived_id
 from shared.settings import Topics
 
 NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)

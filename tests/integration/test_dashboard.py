@@ -11,14 +11,8 @@ from playwright.async_api import async_playwright
 
 from services.metrics.app import create_app
 from services.metrics.settings import MetricsSettings
-from shared.events import (
-    AgentProfileChanged,
-    AgentStatus,
-    AgentStatusChanged,
-    Channel,
-    Priority,
-    derived_id,
-)
+from shared.events import AgentProfileChanged, AgentStatus, AgentStatusChanged, Channel, Priority
+from shared.ids import derived_id
 from tests.conftest import eventually, produce, serving
 from tests.integration.scripted import Script, publish
 

@@ -22,8 +22,8 @@ from shared.events import (
     Priority,
     Resolved,
     Skill,
-    derived_id,
 )
+from shared.ids import derived_id
 from tests.conftest import eventually, produce, read_topic, running
 
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)

@@ -46,8 +46,8 @@ from shared.events import (
     Resolved,
     Skill,
     Transferred,
-    derived_id,
 )
+from shared.ids import derived_id
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)  # a Monday
 AGENTS = [("alice", "l1"), ("bob", "l2"), ("carol", None)]

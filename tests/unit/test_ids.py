@@ -3,13 +3,8 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from shared.events import (
-    ID_NAMESPACE,
-    Channel,
-    conversation_key_for,
-    derived_id,
-    message_id_for,
-)
+from shared.events import Channel
+from shared.ids import ID_NAMESPACE, conversation_key_for, derived_id, message_id_for
 
 
 def test_a_retried_webhook_gets_the_same_message_id():
