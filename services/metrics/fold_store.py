@@ -30,20 +30,17 @@ from services.metrics.fold_batch import (
     plan,
     since_of,
 )
+from services.metrics.rows import FOLD_TIMES, fold_of, json_param, wait_values
 from services.metrics.store import (
     AGENT_EVENTS,
     DIMENSION_COLUMNS,
     FACT_COLUMNS,
-    FOLD_TIMES,
     MOMENT_ORDER,
     WAIT_COPY_COLUMNS,
     WAIT_ROW_COLUMNS,
     MetricsStore,
     array_columns,
     choose_calendar,
-    fold_of,
-    json_param,
-    wait_values,
 )
 from shared.events import (
     AgentProfileChanged,

@@ -31,6 +31,7 @@ from services.metrics.facts import (
 )
 from services.metrics.fold_batch import WAIT_COPY, moment_of
 from services.metrics.report import DIMENSIONS
+from services.metrics.rows import fold_of, json_param, json_ready, wait_values
 from shared.events import (
     AgentProfileChanged,
     AgentStatusChanged,
@@ -89,9 +90,8 @@ def array_columns(columns: list[tuple[str, str]]) -> str:
     return ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns)
 
 
-# Moments in the order facts.timeline_order breaks ties, and the fold's fields that are times.
+# Moments in the order facts.timeline_order breaks ties.
 MOMENT_ORDER = ", ".join(f"'{m.value}'" for m in Moment)
-FOLD_TIMES = [f.name for f in dataclasses.fields(Fold) if "datetime" in str(f.type)]
 _BEGINNING, _END = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 # The hour (UTC) of a moment: the report columns' chunks.
@@ -157,44 +157,10 @@ def _hour_chunk(row: Any, dtypes: dict[str, Any]) -> HourChunk:
     return HourChunk(row.hour, columns)
 
 
-def wait_values(wait: Wait, seq: int) -> dict[str, Any]:
-    """A wait's own columns of its ``metrics.waits`` row (the conversation's copy aside)."""
-    return {
-        "seq": seq,
-        "kind": wait.kind.value,
-        "episode": wait.episode,
-        "started_at": wait.started_at,
-        "replied_at": wait.replied_at,
-        "seconds": wait.seconds,
-        "business_seconds": wait.business_seconds,
-        "agent_id": wait.agent_id,
-    }
-
-
 def _wait_copy(f: Facts, conversation: Any) -> dict[str, Any]:
     """What each wait copies of its conversation, so that a report scans one table."""
     dims = ("channel", "priority", "skill", "language", "customer_tier")
     return {d: getattr(conversation, d) for d in dims} | {"opened_at": f.opened_at, "team": f.team}
-
-
-def json_ready(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v.isoformat() if isinstance(v, datetime) else v for k, v in values.items()}
-
-
-def fold_of(state: Any) -> Fold | None:
-    """A fold kept as JSON (None when the entry has none yet)."""
-    if state is None:
-        return None
-    values = json_param(state)
-    for name in FOLD_TIMES:
-        if values.get(name) is not None:
-            values[name] = datetime.fromisoformat(values[name])
-    return Fold(**values)
-
-
-def json_param(value: Any) -> Any:
-    """asyncpg hands jsonb over as text."""
-    return json.loads(value) if isinstance(value, str) else value
 
 
 def choose_calendar(
