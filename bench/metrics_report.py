@@ -28,8 +28,8 @@ from sqlalchemy import text
 from bench.pipeline import memory_mb, service_env
 from devtools.run import launch, stop_all, wait_ready
 from devtools.stack import free_port
+from services.metrics.report import Filters
 from services.metrics.report_cache import ReportCache
-from services.metrics.store import Filters
 from shared.auth import hash_key, new_key
 from shared.db import make_engine, make_sessionmaker
 

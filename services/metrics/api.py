@@ -14,9 +14,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.metrics.exposition import aggregates, families, render
 from services.metrics.figures import Figures
-from services.metrics.report import Clock, ReportRow
+from services.metrics.report import Clock, Filters, ReportRow
 from services.metrics.report_cache import ReportCache
-from services.metrics.store import Filters, MetricsStore
+from services.metrics.store import MetricsStore
 from shared.auth import INGEST, OPS, PrincipalDep
 from shared.events import Channel, CustomerTier, Priority, Skill
 from shared.params import CommaSeparated

@@ -47,8 +47,8 @@ from services.metrics.columnar import (
     from_us,
     to_us,
 )
-from services.metrics.report import DIMENSIONS, Clock, ReportRow
-from services.metrics.store import Filters, HourChunk, MetricsStore
+from services.metrics.report import DIMENSIONS, Clock, Filters, ReportRow
+from services.metrics.store import HourChunk, MetricsStore
 
 log = logging.getLogger(__name__)
 

@@ -115,23 +115,6 @@ class HourChunk:
     columns: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class Filters:
-    start: datetime | None = None
-    end: datetime | None = None
-    channel: str | None = None
-    priority: str | None = None
-    skill: str | None = None
-    language: str | None = None
-    agent_id: str | None = None
-    customer_tier: str | None = None
-    team: str | None = None
-
-    def dimensions(self) -> dict[str, str]:
-        """The dimensions filtered on, with their values."""
-        return {d: getattr(self, d) for d in DIMENSIONS if getattr(self, d) is not None}
-
-
 def _hour_chunk(row: Any, dtypes: dict[str, Any]) -> HourChunk:
     """One row of hour_columns decoded: numbers from PostgreSQL's binary format of a
     one-dimensional array without nulls (``array_send``: a 20-byte header, then each

@@ -212,8 +212,8 @@ HISTORY = [
 
 
 async def test_a_window_bounds_the_columns_held_and_reports_past_it_read_postgresql(db):
+    from services.metrics.report import Filters
     from services.metrics.report_cache import ReportCache
-    from services.metrics.store import Filters
 
     now = datetime(2026, 11, 30, 12, 30, tzinfo=UTC)
     async with db.begin() as conn:

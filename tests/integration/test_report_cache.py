@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from services.metrics.report import Filters
 from services.metrics.report_cache import ReportCache
-from services.metrics.store import Filters, MetricsStore
+from services.metrics.store import MetricsStore
 from shared.db import make_engine, make_sessionmaker
 from shared.events import Channel, Priority
 from tests.integration.scripted import Script
