@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from services.metrics.calendar_store import CalendarStore
 from services.metrics.calendars import BusinessCalendar, CalendarError
 from services.metrics.store import MetricsStore
 from shared.auth import OPS, PrincipalDep
@@ -60,7 +61,7 @@ async def recompute(
     """Derive again the facts of every conversation of these channels or teams, a batch per
     transaction; the number of conversations."""
     async with sessions() as session:
-        ids = await MetricsStore(session).conversations_in(channels=channels, teams=teams)
+        ids = await CalendarStore(session).conversations_in(channels=channels, teams=teams)
     for start in range(0, len(ids), RECOMPUTE_BATCH):
         async with sessions() as session, session.begin():
             store = MetricsStore(session)
@@ -84,7 +85,7 @@ async def put_calendar(
     channels = [c.value for c in body.channels]
     sessions = request.app.state.sessions
     async with sessions() as session, session.begin():
-        store = MetricsStore(session)
+        store = CalendarStore(session)
         before = await store.calendar(name)
         await store.put_calendar(calendar, channels=channels, teams=body.teams)
     covered_channels = set(channels) | set(before["channels"] if before else [])
@@ -99,7 +100,7 @@ async def put_calendar(
 async def list_calendars(principal: PrincipalDep, request: Request) -> list[CalendarOut]:
     principal.require(OPS)
     async with request.app.state.sessions() as session:
-        return [_out(row) for row in await MetricsStore(session).calendars()]
+        return [_out(row) for row in await CalendarStore(session).calendars()]
 
 
 @router.get("/v1/calendars/{name}", response_model=CalendarOut)
@@ -108,7 +109,7 @@ async def get_calendar(
 ) -> CalendarOut:
     principal.require(OPS)
     async with request.app.state.sessions() as session:
-        row = await MetricsStore(session).calendar(name)
+        row = await CalendarStore(session).calendar(name)
     if row is None:
         raise NotFound(f"calendar {name!r} does not exist")
     return _out(row)
@@ -122,7 +123,7 @@ async def delete_calendar(
     principal.require(OPS)
     sessions = request.app.state.sessions
     async with sessions() as session, session.begin():
-        row = await MetricsStore(session).delete_calendar(name)
+        row = await CalendarStore(session).delete_calendar(name)
     if row is None:
         raise NotFound(f"calendar {name!r} does not exist")
     await recompute(sessions, channels=row["channels"], teams=row["teams"])

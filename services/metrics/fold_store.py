@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import text
 
+from services.metrics.calendar_store import CalendarStore, choose_calendar
 from services.metrics.calendars import BusinessCalendar
 from services.metrics.facts import (
     Entry,
@@ -40,7 +41,6 @@ from services.metrics.store import (
     WAIT_ROW_COLUMNS,
     MetricsStore,
     array_columns,
-    choose_calendar,
 )
 from shared.events import (
     AgentProfileChanged,
@@ -118,7 +118,7 @@ class FoldStore(MetricsStore):
         if stored:
             kept, calendars = await self._kept(stored, [sinces[i] for i in stored])
         else:
-            kept, calendars = {}, await self.calendars()
+            kept, calendars = {}, await CalendarStore(self.session).calendars()
         for i in created:
             kept[i] = Kept(
                 i, by_conversation[i][0].channel.value, Dimensions(), None, None, sinces[i], Fold()

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
+from services.metrics.calendar_store import CalendarStore
 from services.metrics.calendars import BusinessCalendar
 from services.metrics.fold_store import FoldStore
 from services.metrics.store import MetricsStore
@@ -178,7 +179,7 @@ async def prepare(sessions: Any, scenario: Scenario) -> None:
                     metrics.waits, metrics.agents, metrics.calendars, metrics.report_moves,
                     metrics.csat""")
         )
-        await MetricsStore(session).put_calendar(
+        await CalendarStore(session).put_calendar(
             BusinessCalendar.parse("l2", "UTC", {"mon": [["09:00", "12:00"]]}),
             channels=[],
             teams=["l2"],

@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import event, text
 
+from services.metrics.calendar_store import CalendarStore
 from services.metrics.calendars import BusinessCalendar
 from services.metrics.store import MetricsStore
 from shared.db import make_engine, make_sessionmaker
@@ -93,7 +94,7 @@ async def test_folding_an_event_reads_as_much_in_a_long_conversation_as_in_a_sho
 async def test_events_arriving_late_and_twice_give_the_facts_of_the_whole_timeline(engine):
     sessions = make_sessionmaker(engine)
     async with sessions() as session, session.begin():
-        await MetricsStore(session).put_calendar(
+        await CalendarStore(session).put_calendar(
             BusinessCalendar.parse("l2", "UTC", {"mon": [["09:00", "12:00"]]}),
             channels=[],
             teams=["l2"],

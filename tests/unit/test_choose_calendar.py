@@ -1,4 +1,4 @@
-from services.metrics.store import choose_calendar
+from services.metrics.calendar_store import choose_calendar
 
 WEEKDAYS = {"mon": [["09:00", "17:00"]]}
 
