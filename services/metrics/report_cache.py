@@ -9,7 +9,7 @@ report reads live in numpy arrays, in chunks by hour of the conversations' openi
 
 The copy is exact, never stale: every report first opens a repeatable-read snapshot, asks
 which hours changed in a transaction that the previous report's snapshot could not see
-(``MetricsStore.changed_hours``, fed by the triggers of migration 0009), reads those hours
+(``ReportStore.changed_hours``, fed by the triggers of migration 0009), reads those hours
 again from the same snapshot, and computes from the chunks. A report therefore sees exactly
 what a query in that snapshot would. The first report (or ``warm``, at start) reads every
 hour. Hours, not days: what changes between two reports is mostly recent, so a report after a
@@ -48,7 +48,8 @@ from services.metrics.columnar import (
     to_us,
 )
 from services.metrics.report import DIMENSIONS, Clock, Filters, ReportRow
-from services.metrics.store import HourChunk, MetricsStore
+from services.metrics.report_store import HourChunk, ReportStore
+from services.metrics.store import MetricsStore
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class ReportCache:
         first = to_us(filters.start) // HOUR_US if filters.start else -(2**62)
         last = (to_us(filters.end) - 1) // HOUR_US if filters.end else 2**62
         async with self._lock, self._sessions() as session, session.begin():
-            store = MetricsStore(session)
+            store = ReportStore(session)
             xmin = await store.begin_report()
             held_from = self.window_start()
             if self._since is None:  # nothing read yet (tables stay empty until a read ends)
@@ -235,11 +236,11 @@ class ReportCache:
                         Table.empty(WAIT_COLUMNS).replace(wts).columns,
                     )
                     tables = (_concat(older[0], tables[0]), _concat(older[1], tables[1]))
-            policies = await store.policies()
+            policies = await MetricsStore(session).policies()  # in the same snapshot
         return tables, policies
 
     async def _read_hours(
-        self, store: MetricsStore, hours: list[datetime]
+        self, store: ReportStore, hours: list[datetime]
     ) -> tuple[dict[int, Columns], dict[int, Columns]]:
         """These hours' rows, conversations and waits by hour, a run of consecutive hours per
         query."""
@@ -248,7 +249,7 @@ class ReportCache:
         waits: dict[int, Columns] = {}
         runs = iter(_runs(hours))
 
-        async def reader(store: MetricsStore) -> None:
+        async def reader(store: ReportStore) -> None:
             for start, end in runs:
                 convs_rows, waits_rows = await store.hour_columns(start, end)
                 for hour in range(to_us(start) // HOUR_US, to_us(end) // HOUR_US):
@@ -264,7 +265,7 @@ class ReportCache:
             # the next run while this process decodes the previous one.
             snapshot = await store.export_snapshot()
             async with self._sessions() as session, session.begin():
-                other = MetricsStore(session)
+                other = ReportStore(session)
                 await other.use_snapshot(snapshot)
                 await asyncio.gather(reader(store), reader(other))
         log.log(
