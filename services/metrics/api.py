@@ -16,6 +16,7 @@ from services.metrics.exposition import aggregates, families, render
 from services.metrics.figures import Figures
 from services.metrics.report import Clock, Filters, ReportRow
 from services.metrics.report_cache import ReportCache
+from services.metrics.sla_store import SlaStore
 from services.metrics.store import MetricsStore
 from shared.auth import INGEST, OPS, PrincipalDep
 from shared.events import Channel, CustomerTier, Priority, Skill
@@ -260,7 +261,7 @@ async def put_policy(
     channel without its own policy)."""
     principal.require(OPS)
     async with request.app.state.sessions() as session, session.begin():
-        await MetricsStore(session).put_policy(
+        await SlaStore(session).put_policy(
             priority.value, channel, body.first_response_target_s, body.resolution_target_s
         )
     return PolicyOut(priority=priority, channel=channel, **body.model_dump())
@@ -270,7 +271,7 @@ async def put_policy(
 async def get_policies(principal: PrincipalDep, request: Request) -> list[PolicyOut]:
     principal.require(OPS)
     async with request.app.state.sessions() as session:
-        return [PolicyOut(**p) for p in await MetricsStore(session).policies()]
+        return [PolicyOut(**p) for p in await SlaStore(session).policies()]
 
 
 class AtRiskOut(BaseModel):
@@ -293,7 +294,7 @@ async def at_risk(
     """Live conversations awaiting a first response, least time left first (negative: breached)."""
     principal.require(OPS)
     async with request.app.state.sessions() as session:
-        rows = await MetricsStore(session).at_risk(datetime.now(UTC), limit=limit)
+        rows = await SlaStore(session).at_risk(datetime.now(UTC), limit=limit)
     return [AtRiskOut(**r) for r in rows]
 
 

@@ -49,7 +49,7 @@ from services.metrics.columnar import (
 )
 from services.metrics.report import DIMENSIONS, Clock, Filters, ReportRow
 from services.metrics.report_store import HourChunk, ReportStore
-from services.metrics.store import MetricsStore
+from services.metrics.sla_store import SlaStore
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ class ReportCache:
                         Table.empty(WAIT_COLUMNS).replace(wts).columns,
                     )
                     tables = (_concat(older[0], tables[0]), _concat(older[1], tables[1]))
-            policies = await MetricsStore(session).policies()  # in the same snapshot
+            policies = await SlaStore(session).policies()  # in the same snapshot
         return tables, policies
 
     async def _read_hours(

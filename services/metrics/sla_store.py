@@ -1,6 +1,7 @@
-"""The SLA sweep's statements: its clock (the event time folded on every partition), and the
-crossings it marks. Each reads the conversations through a partial index on those that can
-still cross (migration 0018), never the whole history. Nothing here commits."""
+"""SLA statements: the policies, the live conversations at risk, and the sweep's clock (the
+event time folded on every partition) and the crossings it marks. The sweep's reads go through
+a partial index on the conversations that can still cross (migration 0018), never the whole
+history. Nothing here commits."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.metrics.store import FRT_TARGET, LIVE, TARGET_JOIN
+# The SLA policy of a conversation: its priority's policy for its channel, else for any ('*').
+TARGET_JOIN = """LEFT JOIN metrics.sla_policies ps
+            ON ps.priority = c.priority AND ps.channel = c.channel
+        LEFT JOIN metrics.sla_policies pa ON pa.priority = c.priority AND pa.channel = '*'"""
+FRT_TARGET = "coalesce(ps.first_response_target_s, pa.first_response_target_s)"
+LIVE = "opened_at IS NOT NULL AND first_response_at IS NULL AND resolved_at IS NULL"
 
 COLUMNS = {"at_risk": "sla_at_risk_at", "breached": "sla_breached_at"}
 # When a conversation crossed ``fraction`` of its target: the event time of the crossing.
@@ -21,6 +27,40 @@ _CROSSED = f"c.first_message_at + make_interval(secs => :fraction * {FRT_TARGET}
 class SlaStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def put_policy(self, priority: str, channel: str, frt_s: float, res_s: float) -> None:
+        await self.session.execute(
+            text(
+                """INSERT INTO metrics.sla_policies VALUES (:p, :c, :f, :r)
+               ON CONFLICT (priority, channel) DO UPDATE SET
+                 first_response_target_s = excluded.first_response_target_s,
+                 resolution_target_s = excluded.resolution_target_s"""
+            ),
+            {"p": priority, "c": channel, "f": frt_s, "r": res_s},
+        )
+
+    async def policies(self) -> list[dict[str, Any]]:
+        rows = await self.session.execute(
+            text("SELECT * FROM metrics.sla_policies ORDER BY priority, channel")
+        )
+        return [dict(r._mapping) for r in rows]
+
+    async def at_risk(self, now: datetime, *, limit: int) -> list[dict[str, Any]]:
+        """Live (unanswered, unresolved) conversations with a target, least time left first."""
+        rows = await self.session.execute(
+            text(
+                f"""SELECT conversation_id, c.channel, c.priority, agent_id, first_message_at,
+                       {FRT_TARGET} AS target_s,
+                       date_part('epoch', :now - first_message_at) AS elapsed_s,
+                       {FRT_TARGET} - date_part('epoch', :now - first_message_at)
+                         AS time_left_s
+                FROM metrics.conversations c {TARGET_JOIN}
+                WHERE {LIVE} AND {FRT_TARGET} IS NOT NULL
+                ORDER BY time_left_s LIMIT :limit"""
+            ),
+            {"now": now, "limit": limit},
+        )
+        return [dict(r._mapping) for r in rows]
 
     async def advance_fold_clock(self, topic: str, folded_to: Mapping[int, datetime]) -> None:
         """Record that the events of these partitions are folded up to these event times (a

@@ -89,13 +89,6 @@ def array_columns(columns: list[tuple[str, str]]) -> str:
 MOMENT_ORDER = ", ".join(f"'{m.value}'" for m in Moment)
 _BEGINNING, _END = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
-# The SLA policy of a conversation: its priority's policy for its channel, else for any ('*').
-TARGET_JOIN = """LEFT JOIN metrics.sla_policies ps
-            ON ps.priority = c.priority AND ps.channel = c.channel
-        LEFT JOIN metrics.sla_policies pa ON pa.priority = c.priority AND pa.channel = '*'"""
-FRT_TARGET = "coalesce(ps.first_response_target_s, pa.first_response_target_s)"
-LIVE = "opened_at IS NOT NULL AND first_response_at IS NULL AND resolved_at IS NULL"
-
 
 def _wait_copy(f: Facts, conversation: Any) -> dict[str, Any]:
     """What each wait copies of its conversation, so that a report scans one table."""
@@ -420,40 +413,6 @@ class MetricsStore:
         )
 
     # ------------------------------------------------------------ SLA policies, crossings, CSAT
-
-    async def put_policy(self, priority: str, channel: str, frt_s: float, res_s: float) -> None:
-        await self.session.execute(
-            text(
-                """INSERT INTO metrics.sla_policies VALUES (:p, :c, :f, :r)
-               ON CONFLICT (priority, channel) DO UPDATE SET
-                 first_response_target_s = excluded.first_response_target_s,
-                 resolution_target_s = excluded.resolution_target_s"""
-            ),
-            {"p": priority, "c": channel, "f": frt_s, "r": res_s},
-        )
-
-    async def policies(self) -> list[dict[str, Any]]:
-        rows = await self.session.execute(
-            text("SELECT * FROM metrics.sla_policies ORDER BY priority, channel")
-        )
-        return [dict(r._mapping) for r in rows]
-
-    async def at_risk(self, now: datetime, *, limit: int) -> list[dict[str, Any]]:
-        """Live (unanswered, unresolved) conversations with a target, least time left first."""
-        rows = await self.session.execute(
-            text(
-                f"""SELECT conversation_id, c.channel, c.priority, agent_id, first_message_at,
-                       {FRT_TARGET} AS target_s,
-                       date_part('epoch', :now - first_message_at) AS elapsed_s,
-                       {FRT_TARGET} - date_part('epoch', :now - first_message_at)
-                         AS time_left_s
-                FROM metrics.conversations c {TARGET_JOIN}
-                WHERE {LIVE} AND {FRT_TARGET} IS NOT NULL
-                ORDER BY time_left_s LIMIT :limit"""
-            ),
-            {"now": now, "limit": limit},
-        )
-        return [dict(r._mapping) for r in rows]
 
     async def put_csat(
         self, conversation_id: Any, score: int, comment: str | None, now: datetime

@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from services.metrics.report import Filters
 from services.metrics.report_cache import ReportCache
+from services.metrics.sla_store import SlaStore
 from services.metrics.store import MetricsStore
 from shared.db import make_engine, make_sessionmaker
 from shared.events import Channel, Priority
@@ -83,7 +84,7 @@ async def test_a_report_sees_every_change_made_since_the_previous_one(sessions):
 
     # A CSAT score and a new SLA policy.
     await execute(sessions, lambda s: s.put_csat(a.id, 4, None, DAY2))
-    await execute(sessions, lambda s: s.put_policy("urgent", "chat", 60, 3600))
+    await execute(sessions, lambda s: SlaStore(s.session).put_policy("urgent", "chat", 60, 3600))
     total, _ = await cache.summary(Filters(), group_by=(), clock="calendar")
     assert (total.extra["csat_count"], total.extra["csat_mean"]) == (1, 4.0)
     assert total.extra["sla_first_response_attainment"] == 0.5  # 30 s met, 90 s missed
