@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.metrics.exposition import aggregates, families, render
 from services.metrics.figures import Figures
+from services.metrics.live_store import LiveStore
 from services.metrics.report import Clock, Filters, ReportRow
 from services.metrics.report_cache import ReportCache
 from services.metrics.sla_store import SlaStore
@@ -211,10 +212,10 @@ async def prometheus(principal: PrincipalDep, request: Request) -> Response:
     """Prometheus text exposition of response times and volumes (ops scope)."""
     principal.require(OPS)
     async with request.app.state.sessions() as session:
-        store = MetricsStore(session)
+        store, live = MetricsStore(session), LiveStore(session)
         histograms, counts, breaches = aggregates(await store.scrape_counts())
-        queues = await store.live_queues(datetime.now(UTC))
-        agents = await store.live_agents()
+        queues = await live.live_queues(datetime.now(UTC))
+        agents = await live.live_agents()
     return Response(
         render(families(histograms, counts, breaches, queues, agents)),
         media_type="text/plain; version=0.0.4; charset=utf-8",
@@ -350,7 +351,7 @@ async def live_queues(principal: PrincipalDep, request: Request) -> list[QueueOu
     with the oldest one's age in the queue (the router's ``/v1/queues`` split by channel)."""
     principal.require(OPS)
     async with request.app.state.sessions() as session:
-        return [QueueOut(**q) for q in await MetricsStore(session).live_queues(datetime.now(UTC))]
+        return [QueueOut(**q) for q in await LiveStore(session).live_queues(datetime.now(UTC))]
 
 
 class AgentOut(BaseModel):
@@ -378,7 +379,7 @@ async def live_agents(
     principal.require(OPS)
     after = _after(cursor) if cursor is not None else ""
     async with request.app.state.sessions() as session:
-        rows = await MetricsStore(session).live_agents(after=after, limit=limit + 1)
+        rows = await LiveStore(session).live_agents(after=after, limit=limit + 1)
     page = rows[:limit]
     if len(rows) > limit:
         cursor = base64.urlsafe_b64encode(page[-1]["agent_id"].encode()).decode()
