@@ -17,6 +17,7 @@ from services.metrics.figures import Figures
 from services.metrics.live_store import LiveStore
 from services.metrics.report import Clock, Filters, ReportRow
 from services.metrics.report_cache import ReportCache
+from services.metrics.scrape_store import ScrapeStore
 from services.metrics.sla_store import SlaStore
 from services.metrics.store import MetricsStore
 from shared.auth import INGEST, OPS, PrincipalDep
@@ -212,8 +213,8 @@ async def prometheus(principal: PrincipalDep, request: Request) -> Response:
     """Prometheus text exposition of response times and volumes (ops scope)."""
     principal.require(OPS)
     async with request.app.state.sessions() as session:
-        store, live = MetricsStore(session), LiveStore(session)
-        histograms, counts, breaches = aggregates(await store.scrape_counts())
+        live = LiveStore(session)
+        histograms, counts, breaches = aggregates(await ScrapeStore(session).scrape_counts())
         queues = await live.live_queues(datetime.now(UTC))
         agents = await live.live_agents()
     return Response(

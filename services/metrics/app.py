@@ -25,9 +25,9 @@ from services.metrics.consumer import (
 from services.metrics.dashboard import router as dashboard_router
 from services.metrics.fold_clock import FoldClock
 from services.metrics.report_cache import ReportCache
+from services.metrics.scrape_store import ScrapeStore
 from services.metrics.settings import MetricsSettings
 from services.metrics.sla import sla_forever
-from services.metrics.store import MetricsStore
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.service import service_app, stateful_checks
@@ -88,7 +88,7 @@ async def _compact_forever(sessions: async_sessionmaker[AsyncSession], interval_
         await asyncio.sleep(interval_s)
         try:
             async with sessions() as session, session.begin():
-                await MetricsStore(session).compact_scrape()
+                await ScrapeStore(session).compact_scrape()
         except asyncio.CancelledError:
             raise
         except Exception as exc:
