@@ -1,6 +1,6 @@
 """Metrics' statements for a batch of conversation events (the consumer folds a poll in one
 transaction): claim the events, read and lock what they touch, write the plan of
-``fold_batch.py`` set-based. The rest of metrics' SQL is in store.py."""
+``fold_batch.py`` set-based. Folding one event at a time is in store.py, which this extends."""
 
 from __future__ import annotations
 
@@ -32,21 +32,50 @@ from services.metrics.fold_batch import (
     since_of,
 )
 from services.metrics.rows import FOLD_TIMES, fold_of, json_param, wait_values
-from services.metrics.store import (
-    AGENT_EVENTS,
-    DIMENSION_COLUMNS,
-    FACT_COLUMNS,
-    MOMENT_ORDER,
-    WAIT_COPY_COLUMNS,
-    WAIT_ROW_COLUMNS,
-    MetricsStore,
-    array_columns,
-)
+from services.metrics.store import MOMENT_ORDER, MetricsStore
 from shared.events import (
     AgentProfileChanged,
     AgentStatusChanged,
     AnyConversationEvent,
 )
+
+AGENT_EVENTS = (AgentStatusChanged, AgentProfileChanged)
+# The columns a batch writes, with their types (unnest takes one array per column).
+FACT_COLUMNS = [
+    *((n, "timestamptz") for n in ("opened_at", "first_message_at", "first_assigned_at")),
+    *((n, "timestamptz") for n in ("first_response_at", "resolved_at")),
+    ("agent_id", "text"),
+    ("team", "text"),
+    *((n, "integer") for n in ("assignments", "reopens", "customer_messages", "agent_replies")),
+    ("held_by", "text"),
+    ("queued_since", "timestamptz"),
+    ("stuck_since", "timestamptz"),
+    *((n, "float8") for n in ("resolution_s", "resolution_bs", "queue_wait_s", "queue_wait_bs")),
+]
+DIMENSION_COLUMNS = [
+    *((n, "text") for n in ("customer_tier", "priority", "skill", "language")),
+    ("classified_at", "timestamptz"),
+]
+WAIT_COPY_COLUMNS = [(n, "timestamptz" if n == "opened_at" else "text") for n in WAIT_COPY]
+WAIT_ROW_COLUMNS = [
+    ("conversation_id", "uuid"),
+    ("seq", "integer"),
+    ("kind", "text"),
+    ("episode", "integer"),
+    ("started_at", "timestamptz"),
+    ("replied_at", "timestamptz"),
+    ("seconds", "float8"),
+    ("business_seconds", "float8"),
+    *WAIT_COPY_COLUMNS[:1],
+    ("channel", "text"),
+    *((n, "text") for n in ("priority", "skill", "language", "agent_id", "customer_tier")),
+    ("team", "text"),
+]
+
+
+def array_columns(columns: list[tuple[str, str]]) -> str:
+    """Parameters named after columns, each an array of the column's type (for unnest)."""
+    return ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns)
 
 
 def states_json(folds: Iterable[Fold]) -> list[str]:

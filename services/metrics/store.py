@@ -24,7 +24,7 @@ from services.metrics.facts import (
     timed,
     timeline_order,
 )
-from services.metrics.fold_batch import WAIT_COPY, moment_of
+from services.metrics.fold_batch import moment_of
 from services.metrics.rows import fold_of, json_param, json_ready, wait_values
 from shared.events import (
     AgentProfileChanged,
@@ -44,45 +44,6 @@ _DIMENSIONS_SQL: dict[type, str] = {
                    WHERE conversation_id = :id
                      AND (classified_at IS NULL OR classified_at <= :at)""",
 }
-
-AGENT_EVENTS = (AgentStatusChanged, AgentProfileChanged)
-# The columns a batch writes, with their types (unnest takes one array per column).
-FACT_COLUMNS = [
-    *((n, "timestamptz") for n in ("opened_at", "first_message_at", "first_assigned_at")),
-    *((n, "timestamptz") for n in ("first_response_at", "resolved_at")),
-    ("agent_id", "text"),
-    ("team", "text"),
-    *((n, "integer") for n in ("assignments", "reopens", "customer_messages", "agent_replies")),
-    ("held_by", "text"),
-    ("queued_since", "timestamptz"),
-    ("stuck_since", "timestamptz"),
-    *((n, "float8") for n in ("resolution_s", "resolution_bs", "queue_wait_s", "queue_wait_bs")),
-]
-DIMENSION_COLUMNS = [
-    *((n, "text") for n in ("customer_tier", "priority", "skill", "language")),
-    ("classified_at", "timestamptz"),
-]
-WAIT_COPY_COLUMNS = [(n, "timestamptz" if n == "opened_at" else "text") for n in WAIT_COPY]
-WAIT_ROW_COLUMNS = [
-    ("conversation_id", "uuid"),
-    ("seq", "integer"),
-    ("kind", "text"),
-    ("episode", "integer"),
-    ("started_at", "timestamptz"),
-    ("replied_at", "timestamptz"),
-    ("seconds", "float8"),
-    ("business_seconds", "float8"),
-    *WAIT_COPY_COLUMNS[:1],
-    ("channel", "text"),
-    *((n, "text") for n in ("priority", "skill", "language", "agent_id", "customer_tier")),
-    ("team", "text"),
-]
-
-
-def array_columns(columns: list[tuple[str, str]]) -> str:
-    """Parameters named after columns, each an array of the column's type (for unnest)."""
-    return ", ".join(f"CAST(:{name} AS {kind}[])" for name, kind in columns)
-
 
 # Moments in the order facts.timeline_order breaks ties.
 MOMENT_ORDER = ", ".join(f"'{m.value}'" for m in Moment)
