@@ -1,4 +1,8 @@
-"""Every query of the metrics schema. Nothing here commits: the caller's transaction does."""
+"""Folding the desk's facts one at a time: a conversation event into the conversation's facts,
+timeline and waits (``refresh`` folds one anew after a calendar changed), an agent event into
+the agent's latest status and profile, and a CSAT score. ``fold_store.py`` extends this for a
+batch; metrics' other statements are in the sibling ``*_store.py`` modules, one per concern.
+Nothing here commits: the caller's transaction does."""
 
 from __future__ import annotations
 
@@ -315,7 +319,7 @@ class MetricsStore:
             },
         )
 
-    # ------------------------------------------------------------ SLA policies, crossings, CSAT
+    # ------------------------------------------------------------ CSAT
 
     async def put_csat(
         self, conversation_id: Any, score: int, comment: str | None, now: datetime
