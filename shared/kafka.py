@@ -214,10 +214,18 @@ class RoundBatcher:
     async def _round(self, records: list[Record], deadline: float) -> None:
         try:
             async with asyncio.timeout_at(deadline):
-                for ack, waiting in await self._submit(records):
-                    await ack
+                submitted = await self._submit(records)
+                # Each batch answers its own callers: one partition's failure does not fail
+                # records another partition's batch has delivered (their callers would retry
+                # and publish them twice).
+                outcomes = await asyncio.gather(*(a for a, _ in submitted), return_exceptions=True)
+                for (_, waiting), outcome in zip(submitted, outcomes, strict=True):
                     for acked in waiting:
-                        if not acked.done():
+                        if acked.done():
+                            continue
+                        if isinstance(outcome, BaseException):
+                            acked.set_exception(outcome)
+                        else:
                             acked.set_result(None)
         except asyncio.CancelledError:
             for *_, acked in records:
