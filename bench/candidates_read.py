@@ -28,8 +28,6 @@ FILL = [
     """INSERT INTO router.agent_slots (agent_id, channel, capacity, load)
        SELECT 'agent-' || g, c, 6, g % 6
        FROM generate_series(1, :n) g, unnest(ARRAY['chat', 'email']) c""",
-    """UPDATE router.agents a SET total_load = (SELECT sum(load) FROM router.agent_slots s
-       WHERE s.agent_id = a.id)""",
 ]
 
 

@@ -24,10 +24,10 @@ ASSIGNED_PER_AGENT = 2
 QUEUED = 2_000
 
 _AGENTS = """
-INSERT INTO router.agents (id, name, skills, languages, status, total_load)
+INSERT INTO router.agents (id, name, skills, languages, status)
 SELECT 'hist-agent-' || g, 'History agent ' || g,
        jsonb_build_object('general', 2, 'account', 2, 'funds', 1), ARRAY['en', 'zh'],
-       'offline', :held
+       'offline'
 FROM generate_series(0, :agents - 1) g
 ON CONFLICT (id) DO NOTHING
 """

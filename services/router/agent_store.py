@@ -187,7 +187,9 @@ class AgentStatements(Statements):
                                              AND f.load < f.capacity
                     WHERE c.status = 'online' AND {skill_and_language}
                       AND NOT (c.id = ANY(:excluded))
-                      AND (c.max_load IS NULL OR c.total_load < c.max_load)
+                      AND (c.max_load IS NULL OR (
+                          SELECT coalesce(sum(t.load), 0) FROM router.agent_slots t
+                          WHERE t.agent_id = c.id) < c.max_load)
                     ORDER BY {order}
                     LIMIT :limit)
                   GROUP BY a.id""".replace(
@@ -217,7 +219,8 @@ class AgentStatements(Statements):
         False if full or not online.
 
         One round trip to ``router.claim_slot()`` (migration 0008): the agent row is updated
-        first, then the channel's slot row (every writer of slots holds the agent row, so this
+        first, then the channel's slot row (every writer of slots holds the agent row first, but a
+        release that is its transaction's last lock, ``release_slot``; so this
         order never deadlocks), and each UPDATE re-checks its condition after waiting for a
         concurrent one. A failed claim is undone inside the function as if by a savepoint,
         which releases the agent's row lock at once: a transaction only keeps locks on agents
@@ -237,16 +240,24 @@ class AgentStatements(Statements):
             ids=agent_ids,
         )
 
-    async def release_slot(self, agent_id: str, channel: Channel) -> None:
-        """Give back one slot (agent row first, as in ``claim_slot``)."""
+    async def release_slot(self, agent_id: str, channel: Channel, *, last: bool = False) -> None:
+        """Give back one slot. Whoever takes load locks the agent's row, then the slot's; so
+        does a release, unless it is the ``last`` lock its transaction takes: then the slot's
+        row alone (freeing load only makes room), and the release does not queue behind an
+        intake batch holding the agent (migration 0020). Not last, a transaction holding the
+        slot could wait for an agent's row that a batch holds while it waits for the slot."""
+        if last:
+            await self._exec(
+                """UPDATE router.agent_slots SET load = load - 1
+                   WHERE agent_id = :agent AND channel = :channel AND load > 0""",
+                agent=agent_id,
+                channel=channel.value,
+            )
+            return
         await self._exec(
-            """UPDATE router.agents SET total_load = total_load - 1
-               WHERE id = :agent AND total_load > 0""",
-            agent=agent_id,
-        )
-        await self._exec(
-            """UPDATE router.agent_slots SET load = load - 1
-               WHERE agent_id = :agent AND channel = :channel AND load > 0""",
+            """WITH agent AS (SELECT id FROM router.agents WHERE id = :agent FOR UPDATE)
+               UPDATE router.agent_slots SET load = load - 1
+               WHERE agent_id = (SELECT id FROM agent) AND channel = :channel AND load > 0""",
             agent=agent_id,
             channel=channel.value,
         )

@@ -339,7 +339,9 @@ async def resolve(
     # (metrics counts the assignment and the queue wait).
     await _accept(ctx, conv, acted_by)
     await ctx.store.mark_resolved(conv.id, ctx.now)
-    await ctx.store.release_slot(agent_id, conv.channel)
+    # With nothing queued, nothing is claimed after the release: it takes the slot alone.
+    queued = await ctx.store.anything_queued()
+    await ctx.store.release_slot(agent_id, conv.channel, last=not queued)
     await ctx.emit(
         conv,
         Resolved(
@@ -351,7 +353,8 @@ async def resolve(
             acted_by=acted_by,
         ),
     )
-    await pull_queued(ctx, agent_id)
+    if queued:
+        await pull_queued(ctx, agent_id)
 
 
 async def transfer(

@@ -70,7 +70,8 @@ class IntakeStore(RouterStore):
     ) -> dict[str, AgentView]:
         """For each need, the ``best`` online agents with room that could be given it (in
         ``routing.select``'s order, as ``candidates``), and the agents ``also`` named, locked
-        in id order, with their slots (every writer of slots holds the agent's row).
+        in id order, with their slots (every writer of slots holds the agent's row first, but a
+        release that is its transaction's last lock).
 
         ``best`` at least the number of assignments the batch can make suffices: an agent
         given a conversation only ranks lower after it (its occupancy rises), the others keep
@@ -87,7 +88,9 @@ class IntakeStore(RouterStore):
                        JOIN router.agent_slots f ON f.agent_id = c.id AND f.channel = n.channel
                                                 AND f.load < f.capacity
                        WHERE c.status = 'online'
-                         AND (c.max_load IS NULL OR c.total_load < c.max_load)
+                         AND (c.max_load IS NULL OR (
+                             SELECT coalesce(sum(t.load), 0) FROM router.agent_slots t
+                             WHERE t.agent_id = c.id) < c.max_load)
                          AND coalesce((c.skills ->> n.skill)::int, 0) >= n.level
                          AND (n.language = :unknown OR n.language = ANY(c.languages))
                          AND (n.team IS NULL OR c.team = n.team)
@@ -183,8 +186,7 @@ _WRITE_INTAKE = f"""
         WHERE s.agent_id = t.id AND s.channel = t.channel),
     agents AS (
         UPDATE router.agents AS a
-        SET total_load = total_load + t.taken,
-            last_assigned_at = CASE WHEN t.taken > 0 THEN CAST(:now AS timestamptz)
+        SET last_assigned_at = CASE WHEN t.taken > 0 THEN CAST(:now AS timestamptz)
                                     ELSE a.last_assigned_at END,
             inbox_version = inbox_version + t.woken
         FROM unnest(CAST(:agents AS text[]), CAST(:taken AS int[]), CAST(:woken AS int[]))

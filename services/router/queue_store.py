@@ -75,7 +75,9 @@ class QueueStatements(Statements):
             """SELECT EXISTS (
                    SELECT 1 FROM router.agents a JOIN router.agent_slots s ON s.agent_id = a.id
                    WHERE a.status = 'online' AND s.load < s.capacity
-                     AND (a.max_load IS NULL OR a.total_load < a.max_load))"""
+                     AND (a.max_load IS NULL OR (
+                         SELECT coalesce(sum(t.load), 0) FROM router.agent_slots t
+                         WHERE t.agent_id = a.id) < a.max_load))"""
         )
         return bool(row.scalar())
 

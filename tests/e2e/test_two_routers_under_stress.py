@@ -228,7 +228,9 @@ async def test_invariants_hold_with_two_routers_under_churn(
                        WHERE s.load > s.capacity AND s.capacity > 0
                        UNION ALL
                        SELECT a.id, 'total' FROM router.agents a
-                       WHERE a.max_load IS NOT NULL AND a.total_load > a.max_load"""
+                       WHERE a.max_load IS NOT NULL AND a.max_load < (
+                           SELECT coalesce(sum(load), 0) FROM router.agent_slots s
+                           WHERE s.agent_id = a.id)"""
                 )
                 violations.extend(f"over capacity: {r}" for r in over)
                 await asyncio.sleep(0.05)
@@ -291,12 +293,6 @@ async def test_invariants_hold_with_two_routers_under_churn(
     # Capacity held throughout, and the counters agree with the conversations held.
     assert violations == []
     assert await load_mismatches(engine) == []
-    totals = await query(
-        """SELECT a.id FROM router.agents a
-           WHERE a.total_load <> (SELECT coalesce(sum(load), 0) FROM router.agent_slots s
-                                  WHERE s.agent_id = a.id)"""
-    )
-    assert totals == []
     offline_holding = await query(
         """SELECT c.id FROM router.conversations c JOIN router.agents a ON a.id = c.agent_id
            WHERE c.state = 'assigned' AND a.status <> 'online' AND c.first_response_at IS NULL"""

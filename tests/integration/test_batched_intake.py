@@ -218,7 +218,7 @@ async def _snapshot(sessions: Any) -> dict[str, Any]:
         "messages": """SELECT id, conversation_id, direction, author, text, channel_message_id,
                               sent_at, created_at, attachments, edit_of
                        FROM router.messages ORDER BY seq""",
-        "agents": """SELECT id, status, total_load, last_assigned_at, inbox_version
+        "agents": """SELECT id, status, last_assigned_at, inbox_version
                      FROM router.agents ORDER BY id""",
         "slots": "SELECT * FROM router.agent_slots ORDER BY agent_id, channel",
         "outbox": "SELECT topic, key, payload FROM router.outbox ORDER BY id",

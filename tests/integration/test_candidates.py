@@ -59,12 +59,6 @@ async def test_the_candidates_read_are_the_best_of_the_pure_ranking(database_url
                             ),
                             {"id": agent_id, "channel": channel, "load": load},
                         )
-                await session.execute(
-                    text(
-                        """UPDATE router.agents a SET total_load = (SELECT sum(load)
-                           FROM router.agent_slots s WHERE s.agent_id = a.id)"""
-                    )
-                )
                 everyone = await store.agents()
                 for need in (
                     Need(Channel.CHAT, Skill.FUNDS, "en"),
