@@ -91,10 +91,13 @@ async def put_back(ctx: Context, conv: Conversation, *, reason: str, exclude: bo
     return await try_assign(ctx, fresh)
 
 
-async def pull_queued(ctx: Context, agent_id: str) -> int:
-    """Fill the agent's free slots from the queue, in queue order (priority with aging, age)."""
+async def pull_queued(ctx: Context, agent_id: str, *, queued: bool | None = None) -> int:
+    """Fill the agent's free slots from the queue, in queue order (priority with aging, age);
+    ``queued``: whether anything is queued, when the caller has just asked."""
     pulled = 0
-    while await ctx.store.anything_queued():
+    if queued is None:
+        queued = await ctx.store.anything_queued()
+    while queued:
         agent = await ctx.store.agent(agent_id)
         if agent is None or agent.status != AgentStatus.ONLINE:
             return pulled
@@ -112,4 +115,5 @@ async def pull_queued(ctx: Context, agent_id: str) -> int:
             return pulled
         await give(ctx, by_id[item.conversation_id], agent.id)
         pulled += 1
+        queued = await ctx.store.anything_queued()
     return pulled

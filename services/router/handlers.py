@@ -354,7 +354,7 @@ async def resolve(
         ),
     )
     if queued:
-        await pull_queued(ctx, agent_id)
+        await pull_queued(ctx, agent_id, queued=True)
 
 
 async def transfer(
