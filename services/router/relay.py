@@ -63,12 +63,7 @@ async def run_relay(
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        try:
-            while await relay.flush():
-                pass
-            await relay.release()
-        except Exception as exc:  # what is left waits for the next relay (its lease runs out)
-            log.warning("outbox relay could not finish", extra={"error": repr(exc)})
+        await relay.finish()
         await producer.stop()
         await engine.dispose()
     log.info("outbox relay stopped", extra={"relay": relay.me, "published": relay.published})

@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
-
 from services.router.agent_store import AgentStatements
 from services.router.model import Claim, Conversation, FirstMessage, MessagePage, StoredAnswer
 from services.router.queue_store import QueueStatements
@@ -27,9 +25,12 @@ from services.router.rows import (
 )
 from services.router.statements import NOTIFY_WOKEN, WAKE_AGENT
 from shared.events import Attachment, Channel, CustomerTier
-from shared.tracing import carrier_json
+from shared.outbox import Outgoing, enqueue_params, enqueue_statement
 
 OUTBOX_CHANNEL = "switchboard_outbox"  # NOTIFY channel: events were written to the outbox
+# A relay in a process of its own (SWITCHBOARD_OUTBOX_RELAY=separate) is woken by the
+# notification, delivered when the transaction commits.
+_ENQUEUE = enqueue_statement("router", notify=OUTBOX_CHANNEL)
 _NO_SEQ_ABOVE = 2**63 - 1
 
 
@@ -416,24 +417,8 @@ class RouterStore(AgentStatements, QueueStatements):
 
     # ------------------------------------------------------------ outbox
 
-    async def enqueue(self, events: list[tuple[str, str, BaseModel, str | None]]) -> None:
+    async def enqueue(self, events: list[Outgoing]) -> None:
         """Write (topic, key, event, trace) rows for the outbox relay, in one statement, each
         with its trace (none given: the context they were made in); the relay publishes them
         in that trace."""
-        current = carrier_json()
-        # A relay in a process of its own (SWITCHBOARD_OUTBOX_RELAY=separate) is woken by the
-        # notification, delivered when the transaction commits.
-        await self._exec(
-            f"""WITH written AS (
-                   INSERT INTO router.outbox (topic, key, payload, trace)
-                   SELECT t, k, p, r
-                   FROM unnest(CAST(:topics AS text[]), CAST(:keys AS text[]),
-                               CAST(:payloads AS text[]), CAST(:traces AS text[]))
-                        AS e(t, k, p, r)
-                   RETURNING 1)
-               SELECT pg_notify('{OUTBOX_CHANNEL}', '') WHERE EXISTS (SELECT FROM written)""",
-            topics=[t for t, _, _, _ in events],
-            keys=[k for _, k, _, _ in events],
-            payloads=[e.model_dump_json() for _, _, e, _ in events],
-            traces=[r or current for _, _, _, r in events],
-        )
+        await self._exec(_ENQUEUE, **enqueue_params(events))
