@@ -128,8 +128,7 @@ class InboundMessage(Event):
 
 
 # ---------------------------------------------------------------- conversation events
-# The conversation-events topic: written by the router, through its outbox; the SLA marks by
-# metrics, directly (to move to a topic of their own).
+# The conversation-events topic: written by the router only, through its outbox.
 
 
 class ConversationEvent(Event):
@@ -221,24 +220,6 @@ class Overflowed(ConversationEvent):
     final: bool
 
 
-class SlaAtRisk(ConversationEvent):
-    """A live conversation used 80% of its first-response target (published by metrics)."""
-
-    type: Literal["conversation.sla_at_risk"] = "conversation.sla_at_risk"
-    priority: Priority | None
-    target_s: float
-    elapsed_s: float
-
-
-class SlaBreached(ConversationEvent):
-    """A live conversation passed its first-response target (published by metrics)."""
-
-    type: Literal["conversation.sla_breached"] = "conversation.sla_breached"
-    priority: Priority | None
-    target_s: float
-    elapsed_s: float
-
-
 class Reopened(ConversationEvent):
     """The customer wrote again within the reopen window after it was resolved."""
 
@@ -288,8 +269,6 @@ _CONVERSATION_EVENTS = (
     AgentReplied,
     Resolved,
     Reopened,
-    SlaAtRisk,
-    SlaBreached,
 )
 AnyConversationEvent = Annotated[
     ConversationOpened
@@ -304,9 +283,7 @@ AnyConversationEvent = Annotated[
     | Overflowed
     | AgentReplied
     | Resolved
-    | Reopened
-    | SlaAtRisk
-    | SlaBreached,
+    | Reopened,
     Field(discriminator="type"),
 ]
 conversation_event_adapter: TypeAdapter[AnyConversationEvent] = TypeAdapter(AnyConversationEvent)
@@ -339,6 +316,33 @@ class ReplyFailed(ConversationEvent):
 
 AnyDeliveryEvent = Annotated[ReplyDelivered | ReplyFailed, Field(discriminator="type")]
 delivery_event_adapter: TypeAdapter[AnyDeliveryEvent] = TypeAdapter(AnyDeliveryEvent)
+
+
+# ---------------------------------------------------------------- SLA marks
+# The sla-events topic: written by metrics only, through its outbox, when its SLA sweep marks
+# a conversation's first-response target as 80% used (at risk) or passed (breached).
+
+
+class SlaAtRisk(ConversationEvent):
+    """A live conversation used 80% of its first-response target."""
+
+    type: Literal["conversation.sla_at_risk"] = "conversation.sla_at_risk"
+    priority: Priority | None
+    target_s: float
+    elapsed_s: float
+
+
+class SlaBreached(ConversationEvent):
+    """A live conversation passed its first-response target."""
+
+    type: Literal["conversation.sla_breached"] = "conversation.sla_breached"
+    priority: Priority | None
+    target_s: float
+    elapsed_s: float
+
+
+AnySlaEvent = Annotated[SlaAtRisk | SlaBreached, Field(discriminator="type")]
+sla_event_adapter: TypeAdapter[AnySlaEvent] = TypeAdapter(AnySlaEvent)
 
 
 # ---------------------------------------------------------------- agents and outbound

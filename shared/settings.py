@@ -33,6 +33,11 @@ class Topics(BaseModel):
         return f"{self.namespace}.delivery-events.v1"
 
     @property
+    def sla_events(self) -> str:
+        """Written by metrics only, through its outbox: sla_at_risk, sla_breached."""
+        return f"{self.namespace}.sla-events.v1"
+
+    @property
     def agent_events(self) -> str:
         return f"{self.namespace}.agent-events.v1"
 
@@ -49,6 +54,7 @@ class Topics(BaseModel):
             self.inbound,
             self.conversation_events,
             self.delivery_events,
+            self.sla_events,
             self.agent_events,
             self.outbound,
             self.dead_letter,

@@ -1,9 +1,10 @@
-"""The metrics service's app factory: engine, producer (dead letters) and consumer live in
-the lifespan."""
+"""The metrics service's app factory: engine, producer (dead letters and the outbox relay's
+SLA events) and consumer live in the lifespan."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -27,9 +28,10 @@ from services.metrics.fold_clock import FoldClock
 from services.metrics.report_cache import ReportCache
 from services.metrics.scrape_store import ScrapeStore
 from services.metrics.settings import MetricsSettings
-from services.metrics.sla import sla_forever
+from services.metrics.sla import OUTBOX_SCHEMA, sla_forever
 from shared.db import make_engine, make_sessionmaker
-from shared.kafka import ensure_topics, make_consumer, make_producer
+from shared.kafka import TopicGuard, ensure_topics, make_consumer, make_producer
+from shared.outbox import OutboxRelay
 from shared.service import service_app, stateful_checks
 
 log = logging.getLogger(__name__)
@@ -146,10 +148,13 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
         async def folded_to(now: datetime) -> Mapping[int, datetime]:
             return await _folded_to(consumer, loop, clock, now)
 
+        # The SLA sweep's events leave through metrics' outbox; every metrics process runs a
+        # relay, and the one holding the lease publishes (woken by its own sweeps, polling for
+        # the others').
+        relay = OutboxRelay(engine, producer, TopicGuard(settings), schema=OUTBOX_SCHEMA)
+        relaying = asyncio.create_task(relay.run(), name="metrics-outbox-relay")
         sla = asyncio.create_task(
-            sla_forever(
-                sessions, producer, settings.topics, settings.sla_sweep_interval_s, folded_to
-            )
+            sla_forever(sessions, relay, settings.topics, settings.sla_sweep_interval_s, folded_to)
         )
         compact = asyncio.create_task(_compact_forever(sessions, settings.scrape_compact_s))
         try:
@@ -159,6 +164,10 @@ def create_app(settings: MetricsSettings | None = None) -> FastAPI:
             warm.cancel()
             compact.cancel()
             await asyncio.gather(sla, warm, compact, return_exceptions=True)
+            relaying.cancel()  # after the last sweep: what it left is published below
+            with contextlib.suppress(asyncio.CancelledError):
+                await relaying
+            await relay.finish()
             await loop.stop()
             await consumer.stop()
             await producer.stop()

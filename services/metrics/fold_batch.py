@@ -65,7 +65,7 @@ def moment_of(event: AnyConversationEvent) -> Moment | None:
 
 def folded(event: AnyConversationEvent) -> bool:
     """Whether an event changes anything a report or a live view shows (else it is only
-    recorded as processed: escalations, earlier overflow stages, deliveries, SLA marks)."""
+    recorded as processed: escalations, earlier overflow stages)."""
     return type(event) in _FOLDED or (type(event) is Overflowed and event.final)
 
 

@@ -1,5 +1,7 @@
 """SLA crossings: conversations that used 80% (at risk) and 100% (breached) of their
-first-response target are marked once and announced on the conversation-events topic.
+first-response target are marked once and announced on the sla-events topic, through metrics'
+outbox: the events are written in the transaction that marks them, and the relay publishes
+them once it committed.
 
 The sweep judges at event time: at the earliest time up to which every partition of the
 conversation-events topic is folded (``FoldClock``; now, once caught up). While metrics folds
@@ -16,19 +18,21 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.metrics.sla_store import SlaStore
 from shared.events import Channel, Priority, SlaAtRisk, SlaBreached
 from shared.ids import derived_id
-from shared.kafka import publish
+from shared.outbox import OutboxRelay, enqueue_params, enqueue_statement
 from shared.settings import Topics
 
 log = logging.getLogger(__name__)
 
 AT_RISK = 0.8
 Crossing = SlaAtRisk | SlaBreached
+OUTBOX_SCHEMA = "metrics"  # metrics.outbox, metrics.relay_lease
+_ENQUEUE = text(enqueue_statement(OUTBOX_SCHEMA))
 
 
 def crossing(kind: str, row: Mapping[str, Any]) -> Crossing:
@@ -70,44 +74,44 @@ async def crossings(sla: SlaStore, topic: str, now: datetime) -> list[Crossing]:
 
 async def sweep_sla(
     sessions: async_sessionmaker[AsyncSession],
-    producer: AIOKafkaProducer,
     topics: Topics,
     now: datetime,
     folded_to: Mapping[int, datetime],
 ) -> int:
-    """Record how far this process folded (``folded_to`` per partition), then mark and
-    announce new crossings; the events are published before the marks commit, so a crash
-    republishes them (same event ids) rather than losing them."""
+    """Record how far this process folded (``folded_to`` per partition), then mark new
+    crossings and leave their events in metrics' outbox, in one transaction: they are
+    published (by the relay) only if the marks commit. The number of crossings."""
     async with sessions() as session, session.begin():
         sla = SlaStore(session)
         await sla.advance_fold_clock(topics.conversation_events, folded_to)
         events = await crossings(sla, topics.conversation_events, now)
-        # Sent together, acknowledged together: a catch-up can announce hundreds at once,
-        # and one acknowledgement at a time held the sweep's row locks for seconds.
-        await asyncio.gather(
-            *(
-                publish(producer, topics.conversation_events, str(e.conversation_id), e)
-                for e in events
+        if events:
+            await session.execute(
+                _ENQUEUE,
+                enqueue_params(
+                    [(topics.sla_events, str(e.conversation_id), e, None) for e in events]
+                ),
             )
-        )
     return len(events)
 
 
 async def sla_forever(
     sessions: async_sessionmaker[AsyncSession],
-    producer: AIOKafkaProducer,
+    relay: OutboxRelay,
     topics: Topics,
     interval_s: float,
     folded_to: Callable[[datetime], Awaitable[Mapping[int, datetime]]],
 ) -> None:
-    """Sweep every ``interval_s``; ``folded_to(now)``: how far this process folded."""
+    """Sweep every ``interval_s``, waking ``relay`` after a sweep that left events;
+    ``folded_to(now)``: how far this process folded."""
     while True:
         await asyncio.sleep(interval_s)
         try:
             now = datetime.now(UTC)
-            crossed = await sweep_sla(sessions, producer, topics, now, await folded_to(now))
+            crossed = await sweep_sla(sessions, topics, now, await folded_to(now))
             if crossed:
-                log.info("SLA crossings announced", extra={"count": crossed})
+                relay.wake()
+                log.info("SLA crossings marked", extra={"count": crossed})
         except asyncio.CancelledError:
             raise
         except Exception as exc:

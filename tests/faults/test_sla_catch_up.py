@@ -86,8 +86,7 @@ async def test_after_a_backlog_exactly_the_real_breaches_are_announced(
 
         async def announced():
             events = [
-                json.loads(r.value)
-                for r in await read_topic(broker.bootstrap, topics.conversation_events)
+                json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.sla_events)
             ]
             return [e for e in events if e["type"].startswith("conversation.sla_")]
 

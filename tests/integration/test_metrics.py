@@ -309,16 +309,15 @@ async def test_sla_policies_attainment_at_risk_breach_events_csat_and_live_queue
 
         async def crossed():
             events = [
-                json.loads(r.value)
-                for r in await read_topic(broker.bootstrap, topics.conversation_events)
+                json.loads(r.value) for r in await read_topic(broker.bootstrap, topics.sla_events)
             ]
             kinds = [e["type"] for e in events]
             return events if "conversation.sla_breached" in kinds else None
 
         events = await eventually(crossed, what="the live conversation breached")
         # Announced once per conversation: delivery is at-least-once (a publish retried after
-        # a lost acknowledgement, or a sweep whose marks failed to commit, sends it again),
-        # always with the same event id, which consumers deduplicate on.
+        # a lost acknowledgement, or a relay that died before forgetting what it published,
+        # sends it again), always with the same event id, which consumers deduplicate on.
         for kind in ("conversation.sla_at_risk", "conversation.sla_breached"):
             announced = [e for e in events if e["type"] == kind]
             assert len({e["event_id"] for e in announced}) == 1
