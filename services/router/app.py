@@ -98,8 +98,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             if relay is not None:
-                await relay.flush()
-                await relay.release()
+                await relay.finish()
             await producer.stop()
             await engine.dispose()
 
