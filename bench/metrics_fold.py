@@ -107,6 +107,12 @@ def conversation(rng: random.Random, t0: datetime, n: int) -> list[ConversationE
     return events
 
 
+# How many of the given events metrics has recorded, through processed_events' key.
+_COUNT_FOLDED = """SELECT count(*) FROM metrics.processed_events p
+                   JOIN unnest(CAST(:ats AS timestamptz[]), CAST(:ids AS uuid[])) AS k(at, id)
+                     ON p.occurred_at = k.at AND p.event_id = k.id"""
+
+
 def backlog(events: int, seed: int = 11) -> list[ConversationEvent]:
     """About ``events`` events of conversations opened one a second, in time order."""
     rng = random.Random(seed)
@@ -133,10 +139,10 @@ async def fold(
     await ensure_topics(CommonSettings(kafka_bootstrap=broker.bootstrap, topics=topics))
     records = [(str(e.conversation_id), e.model_dump_json().encode()) for e in events]
     await produce(broker.bootstrap, topics.conversation_events, records)
-    ids = [e.event_id for e in events]
+    keys = [(e.occurred_at, e.event_id) for e in events]
     # Progress from a sample through the primary key (a count of the table would scan it):
     # every 50th event, and the last ones produced, which are folded last on their partitions.
-    sample = sorted(set(ids[::50] + ids[-200:]))
+    sample = sorted(set(keys[::50] + keys[-200:]))
     engine = make_engine(database_url, pool_size=1)
     port = free_port()
     env = service_env("metrics", port, broker.bootstrap, database_url, [], topics.namespace)
@@ -156,9 +162,8 @@ async def fold(
             async with engine.connect() as conn:
                 done = (
                     await conn.execute(
-                        text("""SELECT count(*) FROM metrics.processed_events
-                                WHERE event_id = ANY(CAST(:ids AS uuid[]))"""),
-                        {"ids": sample},
+                        text(_COUNT_FOLDED),
+                        {"ats": [at for at, _ in sample], "ids": [i for _, i in sample]},
                     )
                 ).scalar_one()
             now = time.monotonic()
@@ -175,9 +180,8 @@ async def fold(
         async with engine.connect() as conn:
             folded = (
                 await conn.execute(
-                    text("""SELECT count(*) FROM metrics.processed_events
-                            WHERE event_id = ANY(CAST(:ids AS uuid[]))"""),
-                    {"ids": ids},
+                    text(_COUNT_FOLDED),
+                    {"ats": [at for at, _ in keys], "ids": [i for _, i in keys]},
                 )
             ).scalar_one()
         return {

@@ -106,7 +106,8 @@ FROM metrics.conversations CROSS JOIN LATERAL (VALUES
 ) AS e(moment, at, agent_id, team, state)
 WHERE e.at IS NOT NULL
 """,
-    "INSERT INTO metrics.processed_events (event_id) SELECT event_id FROM metrics.timeline",
+    """INSERT INTO metrics.processed_events (occurred_at, event_id)
+       SELECT at, event_id FROM metrics.timeline""",
 ]
 
 

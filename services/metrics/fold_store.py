@@ -184,13 +184,18 @@ class FoldStore(MetricsStore):
         first: dict[uuid.UUID, AnyConversationEvent] = {}
         for e in events:
             first.setdefault(e.event_id, e)
+        claimed = sorted(first.values(), key=lambda e: (e.occurred_at, e.event_id))
         new = set(
             (
                 await self.session.execute(
-                    text("""INSERT INTO metrics.processed_events (event_id)
-                            SELECT unnest(CAST(:ids AS uuid[])) ON CONFLICT DO NOTHING
-                            RETURNING event_id"""),
-                    {"ids": sorted(first)},
+                    text("""INSERT INTO metrics.processed_events (occurred_at, event_id)
+                            SELECT * FROM unnest(CAST(:ats AS timestamptz[]),
+                                                 CAST(:ids AS uuid[]))
+                            ON CONFLICT DO NOTHING RETURNING event_id"""),
+                    {
+                        "ats": [e.occurred_at for e in claimed],
+                        "ids": [e.event_id for e in claimed],
+                    },
                 )
             ).scalars()
         )
@@ -285,7 +290,8 @@ class FoldStore(MetricsStore):
                                     CAST(:moments AS text[]), CAST(:ats AS timestamptz[]),
                                     CAST(:agents AS text[]), CAST(:teams AS text[]),
                                     CAST(:states AS text[])) AS u(e, c, m, a, g, t, s)
-                        ON CONFLICT (event_id) DO UPDATE SET state = excluded.state"""),
+                        ON CONFLICT (conversation_id, at, event_id)
+                        DO UPDATE SET state = excluded.state"""),
                 {
                     "events": [r.event_id for r in timeline],
                     "ids": [r.conversation_id for r in timeline],

@@ -67,15 +67,15 @@ class MetricsStore:
     async def apply(self, event: AnyConversationEvent) -> bool:
         """Fold one event into the facts; False if it was already applied."""
         first_time = await self.session.scalar(
-            text("""INSERT INTO metrics.processed_events (event_id) VALUES (:id)
-                    ON CONFLICT DO NOTHING RETURNING event_id"""),
-            {"id": event.event_id},
+            text("""INSERT INTO metrics.processed_events (occurred_at, event_id)
+                    VALUES (:at, :id) ON CONFLICT DO NOTHING RETURNING event_id"""),
+            {"at": event.occurred_at, "id": event.event_id},
         )
         if first_time is None:
             return False
         moment, dimensions = moment_of(event), _DIMENSIONS_SQL.get(type(event))
         if moment is None and dimensions is None:
-            return True  # nothing a report or live view shows (escalations, deliveries, SLA)
+            return True  # nothing a report or live view shows (escalations, early overflows)
         await self.session.execute(
             text("""INSERT INTO metrics.conversations (conversation_id, channel)
                     VALUES (:id, :channel) ON CONFLICT DO NOTHING"""),
@@ -167,11 +167,18 @@ class MetricsStore:
         await self._write(conversation_id, facts, calendar.name if calendar else None)
         if rows:
             await self.session.execute(
+                # The entries read are those from ``since`` on: through the primary key
+                # (conversation, time, event) by that range, whatever the table's statistics
+                # (a list of instants, or a join on the entries, read the whole conversation).
                 text("""UPDATE metrics.timeline SET state = CAST(
                           (CAST(:states AS text[]))[array_position(CAST(:events AS uuid[]),
                                                                    event_id)] AS jsonb)
-                        WHERE event_id = ANY(CAST(:events AS uuid[]))"""),
+                        WHERE conversation_id = :id AND at BETWEEN :first AND :last
+                          AND event_id = ANY(CAST(:events AS uuid[]))"""),
                 {
+                    "id": conversation_id,
+                    "first": min(entry.at for _, entry, _ in rows),
+                    "last": max(entry.at for _, entry, _ in rows),
                     "events": [event_id for event_id, _, _ in rows],
                     "states": [json.dumps(json_ready(dataclasses.asdict(f))) for f in folds],
                 },
