@@ -3,12 +3,12 @@ need, claiming and releasing slots, waking a long-poll. ``RouterStore`` has them
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from services.router.routing.classify import UNKNOWN_LANGUAGE
 from services.router.routing.select import AgentView, Need
 from services.router.rows import agent_view_of
 from services.router.statements import (
@@ -16,19 +16,34 @@ from services.router.statements import (
     CANDIDATE_ORDER,
     NOTIFY_WOKEN,
     WAKE_AGENT,
+    NeedColumns,
     Statements,
+    eligible_sql,
 )
 from shared.events import AgentStatus, Channel
 
-# What an agent must have for a need (``candidates``); after overflow, a fallback language
-# will do and the overflow team's agents need no skill (``routing.select.suits``).
-_NEED = """(c.skills ->> :skill)::int >= :level
-                      AND (:language = :unknown OR :language = ANY(c.languages))
-                      AND (CAST(:team AS text) IS NULL OR c.team = :team)"""
-_OVERFLOWED_NEED = """(((c.skills ->> :skill)::int >= :level
-                             AND (CAST(:team AS text) IS NULL OR c.team = :team))
-                           OR c.team = CAST(:overflow_team AS text))
-                      AND (:language = :unknown OR c.languages && CAST(:languages AS text[]))"""
+# A need as ``candidates`` binds it: after overflow, with its fallback languages and team.
+_NEED = NeedColumns(":skill", ":level", ":language", "CAST(:team AS text)", ":excluded")
+_CANDIDATES = {
+    overflowed: f"""{AGENT_VIEW} WHERE a.id IN (
+                    SELECT c.id FROM router.agents c
+                    JOIN router.agent_slots f ON f.agent_id = c.id AND f.channel = :channel
+                    WHERE {eligible_sql(need)}
+                    ORDER BY {CANDIDATE_ORDER}
+                    LIMIT :limit)
+                  GROUP BY a.id"""
+    for overflowed, need in (
+        (False, _NEED),
+        (
+            True,
+            dataclasses.replace(
+                _NEED,
+                fallback_languages="CAST(:fallbacks AS text[])",
+                overflow_team="CAST(:overflow_team AS text)",
+            ),
+        ),
+    )
+}
 
 
 class AgentStatements(Statements):
@@ -180,32 +195,17 @@ class AgentStatements(Statements):
         again with the pure function."""
         overflowed = bool(need.fallback_languages) or need.overflow_team is not None
         rows = await self._exec(
-            AGENT_VIEW
-            + """ WHERE a.id IN (
-                    SELECT c.id FROM router.agents c
-                    JOIN router.agent_slots f ON f.agent_id = c.id AND f.channel = :channel
-                                             AND f.load < f.capacity
-                    WHERE c.status = 'online' AND {skill_and_language}
-                      AND NOT (c.id = ANY(:excluded))
-                      AND (c.max_load IS NULL OR (
-                          SELECT coalesce(sum(t.load), 0) FROM router.agent_slots t
-                          WHERE t.agent_id = c.id) < c.max_load)
-                    ORDER BY {order}
-                    LIMIT :limit)
-                  GROUP BY a.id""".replace(
-                "{skill_and_language}", _OVERFLOWED_NEED if overflowed else _NEED
-            ).replace("{order}", CANDIDATE_ORDER),
+            _CANDIDATES[overflowed],
             skill=need.skill.value,
             level=need.min_level,
             language=need.language,
-            unknown=UNKNOWN_LANGUAGE,
             channel=need.channel.value,
             team=need.team,
             excluded=[*need.excluded, *skip],
             limit=limit,
             **(
                 {
-                    "languages": [need.language, *sorted(need.fallback_languages)],
+                    "fallbacks": sorted(need.fallback_languages),
                     "overflow_team": need.overflow_team,
                 }
                 if overflowed

@@ -12,7 +12,6 @@ from datetime import datetime
 
 from services.router.model import Conversation
 from services.router.routing.batch import Plan
-from services.router.routing.classify import UNKNOWN_LANGUAGE
 from services.router.routing.select import AgentView, Need
 from services.router.rows import (
     CONVERSATION_COLUMNS,
@@ -21,8 +20,18 @@ from services.router.rows import (
     attachments_json,
     conversation_of,
 )
-from services.router.statements import AGENT_VIEW, CANDIDATE_ORDER, NOTIFY_WOKEN
+from services.router.statements import (
+    AGENT_VIEW,
+    CANDIDATE_ORDER,
+    NOTIFY_WOKEN,
+    NeedColumns,
+    eligible_sql,
+)
 from services.router.store import RouterStore
+
+# Eligibility for each of a batch's needs (columns of ``n``; a new message's need has no
+# exclusions and no overflow).
+_BATCH_NEED_ELIGIBLE = eligible_sql(NeedColumns("n.skill", "n.level", "n.language", "n.team"))
 
 
 class IntakeStore(RouterStore):
@@ -86,14 +95,7 @@ class IntakeStore(RouterStore):
                    CROSS JOIN LATERAL (
                        SELECT c.id FROM router.agents c
                        JOIN router.agent_slots f ON f.agent_id = c.id AND f.channel = n.channel
-                                                AND f.load < f.capacity
-                       WHERE c.status = 'online'
-                         AND (c.max_load IS NULL OR (
-                             SELECT coalesce(sum(t.load), 0) FROM router.agent_slots t
-                             WHERE t.agent_id = c.id) < c.max_load)
-                         AND coalesce((c.skills ->> n.skill)::int, 0) >= n.level
-                         AND (n.language = :unknown OR n.language = ANY(c.languages))
-                         AND (n.team IS NULL OR c.team = n.team)
+                       WHERE {_BATCH_NEED_ELIGIBLE}
                        ORDER BY {CANDIDATE_ORDER}
                        LIMIT :best) AS c)
                ORDER BY a.id FOR UPDATE OF a""",
@@ -104,7 +106,6 @@ class IntakeStore(RouterStore):
             levels=[n.min_level for n in needs],
             languages=[n.language for n in needs],
             teams=[n.team for n in needs],
-            unknown=UNKNOWN_LANGUAGE,
         )
         ids = [r.id for r in locked]
         if not ids:

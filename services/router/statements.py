@@ -3,13 +3,16 @@ once, and the fragments several stores write (the agent view, waking an agent)."
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from services.router.routing.select import RANK_ORDER
+from services.router.routing.classify import UNKNOWN_LANGUAGE
+from services.router.routing.select import ELIGIBILITY, RANK_ORDER
 from shared import rawdb
 
 AGENT_CHANNEL = "switchboard_agent"  # NOTIFY channel: payload is the agent id
@@ -39,6 +42,56 @@ CANDIDATE_ORDER = ", ".join(
     _RANK_COLUMNS[term.value] + (" ASC NULLS FIRST" if term.nulls_first else "")
     for term in RANK_ORDER
 )
+
+
+@dataclass(frozen=True)
+class NeedColumns:
+    """A need's fields as SQL expressions: bound parameters (one need), or the columns of a
+    set of needs. ``excluded`` (text[]) and the overflow's fields are left out (None) where
+    the read has none."""
+
+    skill: str
+    level: str
+    language: str
+    team: str
+    excluded: str | None = None
+    fallback_languages: str | None = None  # text[]
+    overflow_team: str | None = None
+
+
+def _skill_and_team(n: NeedColumns) -> str:
+    skilled = f"""coalesce((c.skills ->> {n.skill})::int, 0) >= {n.level}
+                  AND ({n.team} IS NULL OR c.team = {n.team})"""
+    return skilled if n.overflow_team is None else f"({skilled}) OR c.team = {n.overflow_team}"
+
+
+def _language(n: NeedColumns) -> str:
+    spoken = f"{n.language} = '{UNKNOWN_LANGUAGE}' OR {n.language} = ANY(c.languages)"
+    if n.fallback_languages is None:
+        return spoken
+    return f"{spoken} OR c.languages && {n.fallback_languages}"
+
+
+# What each term of ``routing.select.ELIGIBILITY`` requires of an agent ``c`` and its slot
+# ``f`` on the need's channel; ``eligible_sql`` is their conjunction.
+_ELIGIBILITY_SQL: dict[str, Callable[[NeedColumns], str]] = {
+    "online": lambda n: "c.status = 'online'",
+    "skill_and_team": _skill_and_team,
+    "language": _language,
+    "not_excluded": lambda n: "true" if n.excluded is None else f"NOT (c.id = ANY({n.excluded}))",
+    "room": lambda n: (
+        """f.load < f.capacity AND (c.max_load IS NULL OR (
+                             SELECT coalesce(sum(t.load), 0) FROM router.agent_slots t
+                             WHERE t.agent_id = c.id) < c.max_load)"""
+    ),
+}
+assert tuple(_ELIGIBILITY_SQL) == ELIGIBILITY, "a term of eligibility has no SQL"
+
+
+def eligible_sql(need: NeedColumns) -> str:
+    """``routing.select.is_eligible`` as a condition on an agent ``c`` and its slot ``f`` on
+    the need's channel."""
+    return " AND ".join(f"({_ELIGIBILITY_SQL[term](need)})" for term in ELIGIBILITY)
 
 
 @lru_cache(maxsize=512)

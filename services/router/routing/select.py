@@ -118,12 +118,23 @@ def reach(agent: AgentView, escalation: Escalation) -> Reach:
     return Reach(dict(agent.skills), escalated, any_team)
 
 
+# The terms of eligibility, each of which an eligible agent meets: ``suits`` checks the first
+# four, ``is_eligible`` adds room. The one definition: the stores' reads of candidates are
+# generated term by term from this list (``statements.eligible_sql``), as their order is from
+# ``RANK_ORDER``; tests/integration/test_candidates.py holds the two renderings equal.
+ELIGIBILITY = ("online", "skill_and_team", "language", "not_excluded", "room")
+
+
 def suits(agent: AgentView, need: Need) -> bool:
     """Online, skilled enough, speaks the language (unknown language: anyone), in the team the
     conversation needs (if any) and not excluded from it: eligible but for room. After
-    overflow, a fallback language will do, and the overflow team's agents need no skill."""
+    overflow, a fallback language will do, and the overflow team's agents need no skill.
+    (One expression, not a loop over the terms: the batch planner asks it of every locked
+    agent for every need.)"""
     return (
+        # online
         agent.status == AgentStatus.ONLINE
+        # skill_and_team
         and (
             (
                 agent.skills.get(need.skill, 0) >= need.min_level
@@ -131,17 +142,19 @@ def suits(agent: AgentView, need: Need) -> bool:
             )
             or (need.overflow_team is not None and agent.team == need.overflow_team)
         )
+        # language
         and (
             need.language == UNKNOWN_LANGUAGE
             or need.language in agent.languages
             or not need.fallback_languages.isdisjoint(agent.languages)
         )
+        # not_excluded
         and agent.id not in need.excluded
     )
 
 
 def is_eligible(agent: AgentView, need: Need) -> bool:
-    """Suits the need and has room on the channel."""
+    """Suits the need and has room on the channel (the term ``room``)."""
     return suits(agent, need) and agent.room(need.channel) > 0
 
 
