@@ -28,7 +28,8 @@ from services.metrics.fold_clock import FoldClock
 from services.metrics.report_cache import ReportCache
 from services.metrics.scrape_store import ScrapeStore
 from services.metrics.settings import MetricsSettings
-from services.metrics.sla import OUTBOX_SCHEMA, sla_forever
+from services.metrics.sla import sla_forever
+from services.metrics.sla_store import OUTBOX_SCHEMA
 from shared.db import make_engine, make_sessionmaker
 from shared.kafka import TopicGuard, ensure_topics, make_consumer, make_producer
 from shared.outbox import OutboxRelay

@@ -18,21 +18,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.metrics.sla_store import SlaStore
 from shared.events import Channel, Priority, SlaAtRisk, SlaBreached
 from shared.ids import derived_id
-from shared.outbox import OutboxRelay, enqueue_params, enqueue_statement
+from shared.outbox import OutboxRelay
 from shared.settings import Topics
 
 log = logging.getLogger(__name__)
 
 AT_RISK = 0.8
 Crossing = SlaAtRisk | SlaBreached
-OUTBOX_SCHEMA = "metrics"  # metrics.outbox, metrics.relay_lease
-_ENQUEUE = text(enqueue_statement(OUTBOX_SCHEMA))
 
 
 def crossing(kind: str, row: Mapping[str, Any]) -> Crossing:
@@ -85,13 +82,7 @@ async def sweep_sla(
         sla = SlaStore(session)
         await sla.advance_fold_clock(topics.conversation_events, folded_to)
         events = await crossings(sla, topics.conversation_events, now)
-        if events:
-            await session.execute(
-                _ENQUEUE,
-                enqueue_params(
-                    [(topics.sla_events, str(e.conversation_id), e, None) for e in events]
-                ),
-            )
+        await sla.announce([(topics.sla_events, str(e.conversation_id), e, None) for e in events])
     return len(events)
 
 

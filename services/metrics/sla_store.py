@@ -5,12 +5,17 @@ history. Nothing here commits."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.outbox import Outgoing, enqueue_params, enqueue_statement
+
+OUTBOX_SCHEMA = "metrics"  # metrics.outbox, metrics.relay_lease
+_ENQUEUE = text(enqueue_statement(OUTBOX_SCHEMA))
 
 # The SLA policy of a conversation: its priority's policy for its channel, else for any ('*').
 TARGET_JOIN = """LEFT JOIN metrics.sla_policies ps
@@ -27,6 +32,11 @@ _CROSSED = f"c.first_message_at + make_interval(secs => :fraction * {FRT_TARGET}
 class SlaStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
+
+    async def announce(self, events: Sequence[Outgoing]) -> None:
+        """Leave events in metrics' outbox, published by its relay once this commits."""
+        if events:
+            await self.session.execute(_ENQUEUE, enqueue_params(events))
 
     async def put_policy(self, priority: str, channel: str, frt_s: float, res_s: float) -> None:
         await self.session.execute(

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from services.metrics.sla import OUTBOX_SCHEMA, sweep_sla
+from services.metrics.sla import sweep_sla
+from services.metrics.sla_store import OUTBOX_SCHEMA
 from shared.db import make_sessionmaker
 from shared.events import SlaAtRisk, SlaBreached, sla_event_adapter
 from shared.kafka import TopicGuard, ensure_topics, make_producer
