@@ -7,7 +7,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.metrics.columnar import CONVERSATION_COLUMNS, WAIT_COLUMNS
+from services.metrics.fold_batch import BEGINNING
 from services.metrics.report import DIMENSIONS
 
 # The hour (UTC) of a moment: the report columns' chunks.
@@ -22,7 +23,6 @@ HOUR = "date_bin(INTERVAL '1 hour', {}, TIMESTAMPTZ '2000-01-01 00:00:00+00')"
 # How hour_columns joins an hour's dimension values (ASCII unit separator), and marks a missing
 # one (record separator): characters no channel, agent or team name holds.
 SEPARATOR, NO_VALUE = 31, 30
-_BEGINNING = datetime(1, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ class ReportStore:
             text(f"""SELECT generate_series({HOUR.format("min(opened_at)")},
                                          {HOUR.format("max(opened_at)")}, INTERVAL '1 hour')
                     FROM metrics.conversations WHERE opened_at >= :since"""),
-            {"since": since or _BEGINNING},
+            {"since": since or BEGINNING},
         )
         return [r[0] for r in rows if r[0] is not None]
 

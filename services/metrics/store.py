@@ -10,7 +10,7 @@ import dataclasses
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -28,7 +28,7 @@ from services.metrics.facts import (
     timed,
     timeline_order,
 )
-from services.metrics.fold_batch import moment_of
+from services.metrics.fold_batch import BEGINNING, END, moment_of
 from services.metrics.rows import fold_of, json_param, json_ready, wait_values
 from shared.events import (
     AgentProfileChanged,
@@ -51,7 +51,6 @@ _DIMENSIONS_SQL: dict[type, str] = {
 
 # Moments in the order facts.timeline_order breaks ties.
 MOMENT_ORDER = ", ".join(f"'{m.value}'" for m in Moment)
-_BEGINNING, _END = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _wait_copy(f: Facts, conversation: Any) -> dict[str, Any]:
@@ -109,7 +108,7 @@ class MetricsStore:
         # An event without a moment changes only dimensions: nothing to fold again.
         await self._fold(
             event.conversation_id,
-            since=event.occurred_at if moment else _END,
+            since=event.occurred_at if moment else END,
             new=event.event_id if moment else None,
         )
         return True
@@ -231,7 +230,7 @@ class MetricsStore:
                          UNION ALL
                          SELECT event_id, moment, at, agent_id, team, state, false
                          FROM metrics.timeline WHERE conversation_id = :id AND at >= :since"""),
-                {"id": conversation_id, "since": since or _BEGINNING},
+                {"id": conversation_id, "since": since or BEGINNING},
             )
         ).all()
         previous = [r for r in rows if r.before]
