@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.metrics.calendar_store import CalendarStore, choose_calendar
 from services.metrics.calendars import BusinessCalendar
@@ -32,7 +33,7 @@ from services.metrics.fold_batch import (
     since_of,
 )
 from services.metrics.rows import FOLD_TIMES, fold_of, json_param, wait_values
-from services.metrics.store import MOMENT_ORDER, MetricsStore
+from services.metrics.store import MOMENT_ORDER
 from shared.events import (
     AgentProfileChanged,
     AgentStatusChanged,
@@ -98,8 +99,11 @@ def states_json(folds: Iterable[Fold]) -> list[str]:
     return out
 
 
-class FoldStore(MetricsStore):
-    """Metrics' store, with the statements of a batch of events."""
+class FoldStore:
+    """The statements of a batch of events (one event at a time: ``MetricsStore``)."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     async def apply_batch(
         self, events: Sequence[AnyConversationEvent | AgentStatusChanged | AgentProfileChanged]
