@@ -44,23 +44,18 @@ def install_common(
     ``body_limits`` giving other limits for some paths, the text guard, and the ``direct``
     routes answered there) and the health endpoints; ``checks`` names the readiness probes."""
     install_problem_handlers(app)
-    app.add_middleware(
-        Edge,
-        metrics=metrics,
-        max_bytes=max_body_bytes,
-        per_path=body_limits,
-        direct=direct,
-        owner=app,
-    )
+    # The same edge twice: as a middleware, where requests go while spans are recorded, and,
+    # with direct routes, in front of FastAPI's layers (``ServiceApp.front``) otherwise.
+    edge: dict[str, Any] = {
+        "metrics": metrics,
+        "max_bytes": max_body_bytes,
+        "per_path": body_limits,
+        "direct": direct,
+        "owner": app,
+    }
+    app.add_middleware(Edge, **edge)
     if isinstance(app, ServiceApp) and direct:
-        app.front = Edge(
-            app.behind_front,
-            metrics=metrics,
-            max_bytes=max_body_bytes,
-            per_path=body_limits,
-            direct=direct,
-            owner=app,
-        )
+        app.front = Edge(app.behind_front, **edge)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, str]:
