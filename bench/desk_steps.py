@@ -1,0 +1,58 @@
+"""The whole desk at the given rates, every step whatever the last one's latency (the
+``pipeline`` part stops at the first step whose p99 passes 250 ms): for comparing two
+versions at and past saturation, run alone, alternating them.
+
+``python -m bench.desk_steps --rates 200,250,300 --step-s 10`` prints a JSON line per step:
+offered and achieved rate, p50 and p99 ingest → assigned (ms), whether the desk drained, and
+each process's CPU share (cores)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bench.desk_load import WARM_UP_S, _opened_and_assigned, _Run, say
+from bench.stats import pct
+from devtools.stack import Broker, Postgres
+
+
+async def steps(rates: list[int], step_s: float) -> None:
+    log_dir = Path(tempfile.mkdtemp(prefix="switchboard-desk-steps-"))
+    broker = Broker(log_path=log_dir / "broker.log").start()
+    pg = Postgres()
+    try:
+        async with _Run(broker, pg, log_dir) as run:
+            say(f"desk-steps: warming up, {rates[0] // 2} msg/s for {WARM_UP_S:.0f} s")
+            await run.post(rates[0] // 2, WARM_UP_S)
+            await run.settle(60)
+            for rate in rates:
+                say(f"desk-steps: {rate} msg/s offered for {step_s:.0f} s")
+                since = datetime.now(UTC)
+                step = await run.post(rate, step_s)
+                drained = await run.settle(60)
+                waits = [w for t, w in await _opened_and_assigned(run.desk) if t >= since]
+                line = {
+                    "offered": rate,
+                    "achieved": step["achieved_rate"],
+                    "assigned": len(waits),
+                    "p50_ms": pct(waits, 50),
+                    "p99_ms": pct(waits, 99),
+                    "drained": drained,
+                    "cpu_share": step["cpu_share"],
+                }
+                print(json.dumps(line), flush=True)
+    finally:
+        broker.stop()
+        pg.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="the whole desk at given rates")
+    parser.add_argument("--rates", default="200,250,300", help="msg/s, comma-separated")
+    parser.add_argument("--step-s", type=float, default=10.0)
+    arguments = parser.parse_args()
+    asyncio.run(steps([int(r) for r in arguments.rates.split(",")], arguments.step_s))
