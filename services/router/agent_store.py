@@ -46,6 +46,15 @@ _CANDIDATES = {
 }
 
 
+# Give back one slot, without the agent's row: only as the transaction's last lock. Whoever
+# takes load locks the agent's row, then the slot's; freeing load only makes room, so a last
+# release need not queue behind an intake batch holding the agent (migration 0020). Not last,
+# a transaction holding the slot could wait for an agent's row that a batch holds while the
+# batch waits for the slot.
+RELEASE_SLOT_LAST = """UPDATE router.agent_slots SET load = load - 1
+                       WHERE agent_id = :agent AND channel = :channel AND load > 0"""
+
+
 class AgentStatements(Statements):
     async def upsert_agent(
         self,
@@ -240,20 +249,10 @@ class AgentStatements(Statements):
             ids=agent_ids,
         )
 
-    async def release_slot(self, agent_id: str, channel: Channel, *, last: bool = False) -> None:
-        """Give back one slot. Whoever takes load locks the agent's row, then the slot's; so
-        does a release, unless it is the ``last`` lock its transaction takes: then the slot's
-        row alone (freeing load only makes room), and the release does not queue behind an
-        intake batch holding the agent (migration 0020). Not last, a transaction holding the
-        slot could wait for an agent's row that a batch holds while it waits for the slot."""
-        if last:
-            await self._exec(
-                """UPDATE router.agent_slots SET load = load - 1
-                   WHERE agent_id = :agent AND channel = :channel AND load > 0""",
-                agent=agent_id,
-                channel=channel.value,
-            )
-            return
+    async def release_slot(self, agent_id: str, channel: Channel) -> None:
+        """Give back one slot, holding the agent's row first, as whoever takes load does (a
+        release that is its transaction's last lock may take the slot alone:
+        ``RouterStore.resolve``)."""
         await self._exec(
             """WITH agent AS (SELECT id FROM router.agents WHERE id = :agent FOR UPDATE)
                UPDATE router.agent_slots SET load = load - 1

@@ -184,10 +184,10 @@ async def post_resolve(
     agent_id, acted_by = principal.actor(body.agent_id)
 
     async def act(ctx: Context) -> ConversationOut:
-        await handlers.resolve(
+        resolved = await handlers.resolve(
             ctx, conversation_id=conversation_id, agent_id=agent_id, acted_by=acted_by
         )
-        return await _conversation_out(request, ctx.store, conversation_id)
+        return await _conversation_out(request, ctx.store, conversation_id, resolved)
 
     return await once(
         uow, request, principal=principal, key=idempotency_key, body=body, status=200, act=act
@@ -290,10 +290,14 @@ async def post_correction(
 
 
 async def _conversation_out(
-    request: Request, store: RouterStore, conversation_id: uuid.UUID
+    request: Request,
+    store: RouterStore,
+    conversation_id: uuid.UUID,
+    conv: Conversation | None = None,
 ) -> ConversationOut:
-    """The conversation as an action (in its transaction) or a read left it."""
-    conv = await store.conversation(conversation_id)
+    """The conversation as an action (in its transaction) or a read left it (``conv``: as
+    the action's last statement returned it, not read again)."""
+    conv = conv or await store.conversation(conversation_id)
     if conv is None:
         raise NotFound(f"conversation {conversation_id} not found")
     found = await store.latest_messages(

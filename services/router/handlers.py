@@ -292,15 +292,13 @@ async def reply(
     """Store an agent's reply (accepting an offer) and hand it to the channel for delivery."""
     conv = await _own_conversation(ctx, conversation_id, agent_id)
     await _accept(ctx, conv, acted_by)
-    await ctx.store.add_message(
+    await ctx.store.add_reply(
         message_id=message_id,
         conversation_id=conv.id,
-        direction="outbound",
         author=agent_id,
         text=text,
         created_at=ctx.now,
     )
-    await ctx.store.mark_first_response(conv.id, ctx.now)
     await ctx.emit(
         conv,
         AgentReplied(
@@ -332,16 +330,19 @@ async def reply(
 
 async def resolve(
     ctx: Context, *, conversation_id: uuid.UUID, agent_id: str, acted_by: str | None = None
-) -> None:
-    """Close a conversation, free the agent's slot and let the agent pull the next one."""
+) -> Conversation:
+    """Close a conversation, free the agent's slot and let the agent pull the next one; the
+    conversation as resolved."""
     conv = await _own_conversation(ctx, conversation_id, agent_id)
     # Resolving an offer accepts it first, so its events say offered, assigned, resolved
     # (metrics counts the assignment and the queue wait).
     await _accept(ctx, conv, acted_by)
-    await ctx.store.mark_resolved(conv.id, ctx.now)
-    # With nothing queued, nothing is claimed after the release: it takes the slot alone.
-    queued = await ctx.store.anything_queued()
-    await ctx.store.release_slot(agent_id, conv.channel, last=not queued)
+    # With nothing queued, nothing is claimed after the release: the resolve's statement
+    # frees the slot alone (the transaction's last lock). Otherwise the release holds the
+    # agent's row, as the pull after it will.
+    resolved, queued = await ctx.store.resolve(conv.id, agent_id, conv.channel, ctx.now)
+    if queued:
+        await ctx.store.release_slot(agent_id, conv.channel)
     await ctx.emit(
         conv,
         Resolved(
@@ -355,6 +356,7 @@ async def resolve(
     )
     if queued:
         await pull_queued(ctx, agent_id, queued=True)
+    return resolved
 
 
 async def transfer(

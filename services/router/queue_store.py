@@ -18,6 +18,10 @@ from shared.events import Channel, Priority
 _QUEUE_ORDER_LOCK = 0x5B0A4E  # advisory lock id of the queue order (the sweep, going online)
 
 
+# Whether any conversation waits: one probe of the queue's partial index.
+ANYTHING_QUEUED = "EXISTS (SELECT 1 FROM router.conversations WHERE state = 'queued')"
+
+
 class QueueStatements(Statements):
     async def queued_for(
         self, agent: AgentView, reach: Reach, *, per_priority: int
@@ -83,9 +87,7 @@ class QueueStatements(Statements):
 
     async def anything_queued(self) -> bool:
         """Whether any conversation waits (one index probe; skips the per-priority reads)."""
-        row = await self._exec(
-            "SELECT EXISTS (SELECT 1 FROM router.conversations WHERE state = 'queued')"
-        )
+        row = await self._exec(f"SELECT {ANYTHING_QUEUED}")
         return bool(row.scalar())
 
     async def queue_heads(self, *, per_priority: int) -> list[Conversation]:

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from services.router.agent_store import AgentStatements
+from services.router.agent_store import RELEASE_SLOT_LAST, AgentStatements
 from services.router.model import Claim, Conversation, FirstMessage, MessagePage, StoredAnswer
-from services.router.queue_store import QueueStatements
+from services.router.queue_store import ANYTHING_QUEUED, QueueStatements
 from services.router.routing.classify import Classification
 from services.router.rows import (
     CONVERSATION_COLUMNS,
@@ -32,6 +32,12 @@ OUTBOX_CHANNEL = "switchboard_outbox"  # NOTIFY channel: events were written to 
 # notification, delivered when the transaction commits.
 _ENQUEUE = enqueue_statement("router", notify=OUTBOX_CHANNEL)
 _NO_SEQ_ABOVE = 2**63 - 1
+_INSERT_MESSAGE = f"""INSERT INTO router.messages ({MESSAGE_COLUMNS})
+                      VALUES (:id, :cid, :direction, :author, :text, :cmid, :sent_at,
+                              :created_at, CAST(:attachments AS jsonb), :edit_of)"""
+_RESOLVE = """UPDATE router.conversations
+              SET state = 'resolved', resolved_at = :now, last_agent_id = agent_id,
+                  accepted_at = coalesce(accepted_at, :now)"""
 
 
 class RouterStore(AgentStatements, QueueStatements):
@@ -56,9 +62,7 @@ class RouterStore(AgentStatements, QueueStatements):
         edit_of: uuid.UUID | None = None,
     ) -> None:
         await self._exec(
-            f"""INSERT INTO router.messages ({MESSAGE_COLUMNS})
-                VALUES (:id, :cid, :direction, :author, :text, :cmid, :sent_at, :created_at,
-                        CAST(:attachments AS jsonb), :edit_of)""",
+            _INSERT_MESSAGE,
             id=message_id,
             cid=conversation_id,
             direction=direction,
@@ -326,14 +330,31 @@ class RouterStore(AgentStatements, QueueStatements):
         )
 
     async def mark_resolved(self, cid: uuid.UUID, now: datetime) -> None:
-        await self._exec(
-            """UPDATE router.conversations
-               SET state = 'resolved', resolved_at = :now, last_agent_id = agent_id,
-                   accepted_at = coalesce(accepted_at, :now)
-               WHERE id = :id""",
-            id=cid,
-            now=now,
-        )
+        await self._exec(f"{_RESOLVE} WHERE id = :id", id=cid, now=now)
+
+    async def resolve(
+        self, cid: uuid.UUID, agent_id: str, channel: Channel, now: datetime
+    ) -> tuple[Conversation, bool]:
+        """Resolve the conversation and say whether anything is queued, in one statement;
+        with nothing queued it also frees the agent's slot on ``channel``, without the agent's
+        row, so that must be the transaction's last lock (``RELEASE_SLOT_LAST``); with a
+        queue the caller frees it with ``release_slot`` and pulls. The conversation as
+        resolved."""
+        row = (
+            await self._exec(
+                f"""WITH queued AS (SELECT {ANYTHING_QUEUED} AS waiting),
+                         released AS ({RELEASE_SLOT_LAST}
+                                      AND NOT (SELECT waiting FROM queued)),
+                         resolved AS ({_RESOLVE} WHERE id = :id
+                                      RETURNING {CONVERSATION_COLUMNS})
+                    SELECT resolved.*, (SELECT waiting FROM queued) AS waiting FROM resolved""",
+                id=cid,
+                agent=agent_id,
+                channel=channel.value,
+                now=now,
+            )
+        ).one()
+        return conversation_of(row), bool(row.waiting)
 
     async def reopen(self, cid: uuid.UUID, now: datetime) -> None:
         """A resolved conversation the customer wrote to again: back in the queue, fresh."""
@@ -354,12 +375,31 @@ class RouterStore(AgentStatements, QueueStatements):
             "UPDATE router.conversations SET escalated_at = :now WHERE id = :id", id=cid, now=now
         )
 
-    async def mark_first_response(self, cid: uuid.UUID, now: datetime) -> None:
+    async def add_reply(
+        self,
+        *,
+        message_id: uuid.UUID,
+        conversation_id: uuid.UUID,
+        author: str,
+        text: str,
+        created_at: datetime,
+    ) -> None:
+        """Store an agent's reply and, if it is the conversation's first, its first response
+        time, in one statement."""
         await self._exec(
-            """UPDATE router.conversations SET first_response_at = :now
-               WHERE id = :id AND first_response_at IS NULL""",
-            id=cid,
-            now=now,
+            f"""WITH added AS ({_INSERT_MESSAGE})
+                UPDATE router.conversations SET first_response_at = :created_at
+                WHERE id = :cid AND first_response_at IS NULL""",
+            id=message_id,
+            cid=conversation_id,
+            direction="outbound",
+            author=author,
+            text=text,
+            cmid=None,
+            sent_at=None,
+            created_at=created_at,
+            attachments=attachments_json(()),
+            edit_of=None,
         )
 
     # ------------------------------------------------------------ idempotency keys
