@@ -135,6 +135,20 @@ class _Run:
         self.accepted |= {b["message_id"] for b in load.bodies}
         return summarize_load(load) | {"cpu_share": share}
 
+    async def step(self, rate: float, seconds: float) -> dict[str, Any]:
+        """``post``, then let the desk drain: its figures, whether it drained, and the wait
+        until assigned of each conversation opened meanwhile (count, p50, p99)."""
+        since = datetime.now(UTC)
+        step = await self.post(rate, seconds)
+        drained = await self.settle(60)
+        waits = [w for t, w in await _opened_and_assigned(self.desk) if t >= since]
+        return step | {
+            "drained": drained,
+            "assigned": len(waits),
+            "assigned_p50_ms": pct(waits, 50),
+            "assigned_p99_ms": pct(waits, 99),
+        }
+
     async def settle(self, timeout_s: float = 120) -> bool:
         stored = self.before.get("inbound_messages_stored", 0)
         return await drain(self.desk, self.accepted, timeout_s=timeout_s, stored_before=stored)
@@ -202,16 +216,8 @@ async def _pipeline(
         await run.settle(60)
         for rate in rates:
             say(f"pipeline: {rate} msg/s offered for {step_s:.0f} s")
-            since = datetime.now(UTC)
-            step = await run.post(rate, step_s)
-            drained = await run.settle(60)
-            waits = [w for t, w in await _opened_and_assigned(run.desk) if t >= since]
-            step |= {
-                "drained": drained,
-                "assigned": len(waits),
-                "assigned_p50_ms": pct(waits, 50),
-                "assigned_p99_ms": pct(waits, 99),
-            }
+            step = await run.step(rate, step_s)
+            drained = step["drained"]
             steps.append(step)
             p99 = step["assigned_p99_ms"]
             say(f"pipeline: {rate} msg/s: p99 {p99} ms, achieved {step['achieved_rate']}")

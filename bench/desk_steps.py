@@ -12,11 +12,9 @@ import argparse
 import asyncio
 import json
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
-from bench.desk_load import WARM_UP_S, _opened_and_assigned, _Run, say
-from bench.stats import pct
+from bench.desk_load import WARM_UP_S, _Run, say
 from devtools.stack import Broker, Postgres
 
 
@@ -31,17 +29,14 @@ async def steps(rates: list[int], step_s: float) -> None:
             await run.settle(60)
             for rate in rates:
                 say(f"desk-steps: {rate} msg/s offered for {step_s:.0f} s")
-                since = datetime.now(UTC)
-                step = await run.post(rate, step_s)
-                drained = await run.settle(60)
-                waits = [w for t, w in await _opened_and_assigned(run.desk) if t >= since]
+                step = await run.step(rate, step_s)
                 line = {
                     "offered": rate,
                     "achieved": step["achieved_rate"],
-                    "assigned": len(waits),
-                    "p50_ms": pct(waits, 50),
-                    "p99_ms": pct(waits, 99),
-                    "drained": drained,
+                    "assigned": step["assigned"],
+                    "p50_ms": step["assigned_p50_ms"],
+                    "p99_ms": step["assigned_p99_ms"],
+                    "drained": step["drained"],
                     "cpu_share": step["cpu_share"],
                 }
                 print(json.dumps(line), flush=True)
