@@ -22,7 +22,7 @@ from services.router.consumer import (
 )
 from services.router.keys_api import router as keys_router
 from services.router.model import Policy
-from services.router.outbox import OutboxRelay
+from services.router.outbox import router_relay
 from services.router.presence import Presence
 from services.router.routing.rules import RulesSource
 from services.router.settings import RouterSettings
@@ -31,7 +31,7 @@ from services.router.uow import UnitOfWork
 from services.router.wakeups import AgentWakeups
 from shared.consume import BatchConsumeLoop
 from shared.db import async_url, make_engine
-from shared.kafka import TopicGuard, ensure_topics, make_consumer, make_producer
+from shared.kafka import ensure_topics, make_consumer, make_producer
 from shared.service import ReadinessCheck, service_app, stateful_checks
 
 
@@ -53,13 +53,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
         producer = make_producer(settings)
         await producer.start()
         relay = (
-            OutboxRelay(
-                engine,
-                producer,
-                TopicGuard(settings),
-                lease_s=settings.outbox_lease_s,
-                linger_s=settings.outbox_linger_ms / 1000,
-            )
+            router_relay(settings, engine, producer)
             if settings.outbox_relay == "in-process"
             else None
         )

@@ -1,34 +1,34 @@
-"""The router's outbox relay: publishes what committed transactions left in ``router.outbox``
-(the relay itself, shared with metrics, is ``shared/outbox.py``'s)."""
+"""The router's outbox: its schema (``router.outbox``, ``router.relay_lease``), the channel a
+commit with events notifies, and its relay as the router's settings configure it (the relay
+itself, shared with metrics, is ``shared/outbox.py``'s)."""
 
 from __future__ import annotations
 
 from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared import outbox
+from services.router.settings import RouterSettings
 from shared.kafka import TopicGuard
+from shared.outbox import OutboxRelay
+
+OUTBOX_SCHEMA = "router"
+OUTBOX_CHANNEL = "switchboard_outbox"  # NOTIFY channel: events were written to the outbox
 
 
-class OutboxRelay(outbox.OutboxRelay):
-    """The relay of ``router.outbox``, holding ``router.relay_lease``."""
-
-    def __init__(
-        self,
-        engine: AsyncEngine,
-        producer: AIOKafkaProducer,
-        topics: TopicGuard,
-        *,
-        idle_poll_s: float = 0.5,
-        lease_s: float = 5.0,
-        linger_s: float = 0.0,
-    ) -> None:
-        super().__init__(
-            engine,
-            producer,
-            topics,
-            schema="router",
-            idle_poll_s=idle_poll_s,
-            lease_s=lease_s,
-            linger_s=linger_s,
-        )
+def router_relay(
+    settings: RouterSettings,
+    engine: AsyncEngine,
+    producer: AIOKafkaProducer,
+    *,
+    idle_poll_s: float = 0.5,
+) -> OutboxRelay:
+    """The relay of the router's outbox, with the settings' lease and linger."""
+    return OutboxRelay(
+        engine,
+        producer,
+        TopicGuard(settings),
+        schema=OUTBOX_SCHEMA,
+        idle_poll_s=idle_poll_s,
+        lease_s=settings.outbox_lease_s,
+        linger_s=settings.outbox_linger_ms / 1000,
+    )

@@ -14,12 +14,11 @@ import contextlib
 import logging
 import signal
 
-from services.router.outbox import OutboxRelay
+from services.router.outbox import OUTBOX_CHANNEL, router_relay
 from services.router.settings import RouterSettings
-from services.router.store import OUTBOX_CHANNEL
 from services.router.wakeups import listen
 from shared.db import async_url, make_engine
-from shared.kafka import TopicGuard, ensure_topics, make_producer
+from shared.kafka import ensure_topics, make_producer
 from shared.logs import configure_service_logging
 from shared.serving import freeze_startup_objects
 
@@ -36,14 +35,7 @@ async def run_relay(
     engine = make_engine(settings.database_url, pool_size=2, max_overflow=0, jit=False)
     producer = make_producer(settings)
     await producer.start()
-    relay = OutboxRelay(
-        engine,
-        producer,
-        TopicGuard(settings),
-        lease_s=settings.outbox_lease_s,
-        linger_s=settings.outbox_linger_ms / 1000,
-        idle_poll_s=idle_poll_s,
-    )
+    relay = router_relay(settings, engine, producer, idle_poll_s=idle_poll_s)
     dsn = async_url(settings.database_url).replace("+asyncpg", "", 1)
     tasks = [
         asyncio.create_task(relay.run(), name="outbox-relay"),

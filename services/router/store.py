@@ -13,6 +13,7 @@ from typing import Any
 
 from services.router.agent_store import RELEASE_SLOT_LAST, AgentStatements
 from services.router.model import Claim, Conversation, FirstMessage, MessagePage, StoredAnswer
+from services.router.outbox import OUTBOX_CHANNEL, OUTBOX_SCHEMA
 from services.router.queue_store import ANYTHING_QUEUED, QueueStatements
 from services.router.routing.classify import Classification
 from services.router.rows import (
@@ -27,10 +28,9 @@ from services.router.statements import NOTIFY_WOKEN, WAKE_AGENT
 from shared.events import Attachment, Channel, CustomerTier
 from shared.outbox import Outgoing, enqueue_params, enqueue_statement
 
-OUTBOX_CHANNEL = "switchboard_outbox"  # NOTIFY channel: events were written to the outbox
 # A relay in a process of its own (SWITCHBOARD_OUTBOX_RELAY=separate) is woken by the
 # notification, delivered when the transaction commits.
-_ENQUEUE = enqueue_statement("router", notify=OUTBOX_CHANNEL)
+_ENQUEUE = enqueue_statement(OUTBOX_SCHEMA, notify=OUTBOX_CHANNEL)
 _NO_SEQ_ABOVE = 2**63 - 1
 _INSERT_MESSAGE = f"""INSERT INTO router.messages ({MESSAGE_COLUMNS})
                       VALUES (:id, :cid, :direction, :author, :text, :cmid, :sent_at,

@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.router.context import Context
 from services.router.model import Policy
-from services.router.outbox import OutboxRelay
 from services.router.routing.rules import RulesSource
 from services.router.store import RouterStore
 from shared import rawdb
+from shared.outbox import OutboxRelay
 from shared.settings import Topics
 
 

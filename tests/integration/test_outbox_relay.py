@@ -12,11 +12,12 @@ from sqlalchemy import text
 
 from devtools.topics import read_topic
 from services.router.app import create_app
-from services.router.outbox import OutboxRelay
+from services.router.outbox import OUTBOX_SCHEMA
 from services.router.relay import run_relay
 from services.router.settings import RouterSettings
 from shared.db import make_engine
 from shared.kafka import TopicGuard, ensure_topics, make_producer
+from shared.outbox import OutboxRelay
 from shared.settings import CommonSettings, Topics
 from tests.conftest import eventually, running
 from tests.integration.routerkit import put_agent
@@ -90,7 +91,7 @@ async def test_events_leave_in_order_while_no_connection_is_held(
     events = [(f"conv-{i % 7}", i) for i in range(1_200)]
     await _write(engine, topic, events)
     watched = WatchedProducer(producer, engine.pool)
-    relay = OutboxRelay(engine, watched, TopicGuard(settings))
+    relay = OutboxRelay(engine, watched, TopicGuard(settings), schema=OUTBOX_SCHEMA)
 
     published = 0
     while count := await relay.flush():
@@ -115,8 +116,8 @@ async def test_one_relay_publishes_at_a_time_and_a_successor_takes_over(
     settings, engine, producer = relay_parts
     topic = settings.topics.conversation_events
     guard = TopicGuard(settings)
-    first = OutboxRelay(engine, producer, guard, lease_s=1.0)
-    second = OutboxRelay(engine, producer, guard, lease_s=1.0)
+    first = OutboxRelay(engine, producer, guard, schema=OUTBOX_SCHEMA, lease_s=1.0)
+    second = OutboxRelay(engine, producer, guard, schema=OUTBOX_SCHEMA, lease_s=1.0)
 
     await _write(engine, topic, [("a", 1)])
     assert await first.flush() == 1
