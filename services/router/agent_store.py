@@ -22,28 +22,28 @@ from services.router.statements import (
 )
 from shared.events import AgentStatus, Channel
 
-# A need as ``candidates`` binds it: after overflow, with its fallback languages and team.
-_NEED = NeedColumns(":skill", ":level", ":language", "CAST(:team AS text)", ":excluded")
-_CANDIDATES = {
-    overflowed: f"""{AGENT_VIEW} WHERE a.id IN (
+
+def _candidates(need: NeedColumns) -> str:
+    """The best ``:limit`` eligible agents for a need bound as ``need``, as agent views."""
+    return f"""{AGENT_VIEW} WHERE a.id IN (
                     SELECT c.id FROM router.agents c
                     JOIN router.agent_slots f ON f.agent_id = c.id AND f.channel = :channel
                     WHERE {eligible_sql(need)}
                     ORDER BY {CANDIDATE_ORDER}
                     LIMIT :limit)
                   GROUP BY a.id"""
-    for overflowed, need in (
-        (False, _NEED),
-        (
-            True,
-            dataclasses.replace(
-                _NEED,
-                fallback_languages="CAST(:fallbacks AS text[])",
-                overflow_team="CAST(:overflow_team AS text)",
-            ),
-        ),
+
+
+# A need as ``candidates`` binds it; after overflow, with its fallback languages and team.
+_NEED = NeedColumns(":skill", ":level", ":language", "CAST(:team AS text)", ":excluded")
+_CANDIDATES = _candidates(_NEED)
+_OVERFLOWED_CANDIDATES = _candidates(
+    dataclasses.replace(
+        _NEED,
+        fallback_languages="CAST(:fallbacks AS text[])",
+        overflow_team="CAST(:overflow_team AS text)",
     )
-}
+)
 
 
 # Give back one slot, without the agent's row: only as the transaction's last lock. Whoever
@@ -204,7 +204,7 @@ class AgentStatements(Statements):
         again with the pure function."""
         overflowed = bool(need.fallback_languages) or need.overflow_team is not None
         rows = await self._exec(
-            _CANDIDATES[overflowed],
+            _OVERFLOWED_CANDIDATES if overflowed else _CANDIDATES,
             skill=need.skill.value,
             level=need.min_level,
             language=need.language,

@@ -12,7 +12,7 @@ from services.router.model import Conversation
 from services.router.routing.classify import UNKNOWN_LANGUAGE
 from services.router.routing.select import AgentView, Reach
 from services.router.rows import CONVERSATION_COLUMNS, conversation_of
-from services.router.statements import Statements
+from services.router.statements import ONLINE, ROOM, Statements
 from shared.events import Channel, Priority
 
 _QUEUE_ORDER_LOCK = 0x5B0A4E  # advisory lock id of the queue order (the sweep, going online)
@@ -76,12 +76,9 @@ class QueueStatements(Statements):
         """Whether any online agent has a free slot on some channel (an index-free read of the
         agents and their slots: the desk's staff, not its history)."""
         row = await self._exec(
-            """SELECT EXISTS (
-                   SELECT 1 FROM router.agents a JOIN router.agent_slots s ON s.agent_id = a.id
-                   WHERE a.status = 'online' AND s.load < s.capacity
-                     AND (a.max_load IS NULL OR (
-                         SELECT coalesce(sum(t.load), 0) FROM router.agent_slots t
-                         WHERE t.agent_id = a.id) < a.max_load))"""
+            f"""SELECT EXISTS (
+                   SELECT 1 FROM router.agents c JOIN router.agent_slots f ON f.agent_id = c.id
+                   WHERE {ONLINE} AND {ROOM})"""
         )
         return bool(row.scalar())
 

@@ -72,18 +72,21 @@ def _language(n: NeedColumns) -> str:
     return f"{spoken} OR c.languages && {n.fallback_languages}"
 
 
+# The terms that do not depend on the need, of an agent ``c`` and its slot ``f``: online, and
+# room on the slot's channel and under ``max_load`` (the agent's load is the sum of its slots').
+ONLINE = "c.status = 'online'"
+ROOM = """f.load < f.capacity AND (c.max_load IS NULL OR (
+              SELECT coalesce(sum(t.load), 0) FROM router.agent_slots t
+              WHERE t.agent_id = c.id) < c.max_load)"""
+
 # What each term of ``routing.select.ELIGIBILITY`` requires of an agent ``c`` and its slot
 # ``f`` on the need's channel; ``eligible_sql`` is their conjunction.
 _ELIGIBILITY_SQL: dict[str, Callable[[NeedColumns], str]] = {
-    "online": lambda n: "c.status = 'online'",
+    "online": lambda n: ONLINE,
     "skill_and_team": _skill_and_team,
     "language": _language,
     "not_excluded": lambda n: "true" if n.excluded is None else f"NOT (c.id = ANY({n.excluded}))",
-    "room": lambda n: (
-        """f.load < f.capacity AND (c.max_load IS NULL OR (
-                             SELECT coalesce(sum(t.load), 0) FROM router.agent_slots t
-                             WHERE t.agent_id = c.id) < c.max_load)"""
-    ),
+    "room": lambda n: ROOM,
 }
 assert tuple(_ELIGIBILITY_SQL) == ELIGIBILITY, "a term of eligibility has no SQL"
 
