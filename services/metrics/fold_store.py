@@ -1,6 +1,6 @@
 """Metrics' statements for a batch of conversation events (the consumer folds a poll in one
 transaction): claim the events, read and lock what they touch, write the plan of
-``fold_batch.py`` set-based. Folding one event at a time is in store.py, which this extends."""
+``fold_batch.py`` set-based. Folding one event at a time is store.py's."""
 
 from __future__ import annotations
 

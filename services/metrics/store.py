@@ -1,7 +1,7 @@
 """Folding the desk's facts one at a time: a conversation event into the conversation's facts,
 timeline and waits (``refresh`` folds one anew after a calendar changed), an agent event into
-the agent's latest status and profile, and a CSAT score. ``fold_store.py`` extends this for a
-batch; metrics' other statements are in the sibling ``*_store.py`` modules, one per concern.
+the agent's latest status and profile, and a CSAT score. ``fold_store.py`` folds a batch;
+metrics' other statements are in the sibling ``*_store.py`` modules, one per concern.
 Nothing here commits: the caller's transaction does."""
 
 from __future__ import annotations
