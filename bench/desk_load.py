@@ -67,7 +67,7 @@ async def _opened_and_assigned(desk: Desk) -> list[tuple[datetime, float]]:
     )
 
 
-class _Run:
+class DeskRun:
     """A desk on a fresh database (holding ``history`` conversations of the past, when not
     0), its agents, and the CPU of every process."""
 
@@ -76,7 +76,7 @@ class _Run:
         self.mix = MessageMix()
         self.accepted: set[str] = set()
 
-    async def __aenter__(self) -> _Run:
+    async def __aenter__(self) -> DeskRun:
         self.name = unique_name("desk")
         await create_database(self.pg.url, self.name)
         url = self.pg.url_for(self.name)
@@ -134,6 +134,14 @@ class _Run:
         share = cpu.stop()
         self.accepted |= {b["message_id"] for b in load.bodies}
         return summarize_load(load) | {"cpu_share": share}
+
+    async def warm_up(self, part: str, rate: float) -> None:
+        """Not measured: a fresh desk's first seconds pay once for connections, prepared
+        statements and caches (the first step's p99 was 126 ms at 25 msg/s, the next 63 at
+        50). ``rate`` for ``WARM_UP_S``, then drained."""
+        say(f"{part}: warming up, {rate:.0f} msg/s for {WARM_UP_S:.0f} s")
+        await self.post(rate, WARM_UP_S)
+        await self.settle(60)
 
     async def step(self, rate: float, seconds: float) -> dict[str, Any]:
         """``post``, then let the desk drain: its figures, whether it drained, and the wait
@@ -208,12 +216,8 @@ async def _pipeline(
 ) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     best: dict[int, int | None] = {100: None, 250: None}
-    async with _Run(broker, pg, log_dir, history) as run:
-        # Not measured: a fresh desk's first seconds pay once for connections, prepared
-        # statements and caches (the first step's p99 was 126 ms at 25 msg/s, the next 63 at 50).
-        say(f"pipeline: warming up, {rates[0]} msg/s for {WARM_UP_S:.0f} s")
-        await run.post(rates[0], WARM_UP_S)
-        await run.settle(60)
+    async with DeskRun(broker, pg, log_dir, history) as run:
+        await run.warm_up("pipeline", rates[0])
         for rate in rates:
             say(f"pipeline: {rate} msg/s offered for {step_s:.0f} s")
             step = await run.step(rate, step_s)
@@ -270,7 +274,7 @@ async def _surge(
     history: int,
 ) -> dict[str, Any]:
     phases: list[dict[str, Any]] = []
-    async with _Run(broker, pg, log_dir, history) as run:
+    async with DeskRun(broker, pg, log_dir, history) as run:
         started = surge_ended = datetime.now(UTC)
         for name, offered, seconds in (
             ("before", rate, calm_s),

