@@ -214,9 +214,9 @@ async def prometheus(principal: PrincipalDep, request: Request) -> Response:
     principal.require(OPS)
     async with request.app.state.sessions() as session:
         live = LiveStore(session)
-        histograms, counts, breaches = aggregates(await ScrapeStore(session).scrape_counts())
-        queues = await live.live_queues(datetime.now(UTC))
-        agents = await live.live_agents()
+        histograms, counts, breaches = aggregates(await ScrapeStore(session).counts())
+        queues = await live.queues(datetime.now(UTC))
+        agents = await live.agents()
     return Response(
         render(families(histograms, counts, breaches, queues, agents)),
         media_type="text/plain; version=0.0.4; charset=utf-8",
@@ -352,7 +352,7 @@ async def live_queues(principal: PrincipalDep, request: Request) -> list[QueueOu
     with the oldest one's age in the queue (the router's ``/v1/queues`` split by channel)."""
     principal.require(OPS)
     async with request.app.state.sessions() as session:
-        return [QueueOut(**q) for q in await LiveStore(session).live_queues(datetime.now(UTC))]
+        return [QueueOut(**q) for q in await LiveStore(session).queues(datetime.now(UTC))]
 
 
 class AgentOut(BaseModel):
@@ -380,7 +380,7 @@ async def live_agents(
     principal.require(OPS)
     after = _after(cursor) if cursor is not None else ""
     async with request.app.state.sessions() as session:
-        rows = await LiveStore(session).live_agents(after=after, limit=limit + 1)
+        rows = await LiveStore(session).agents(after=after, limit=limit + 1)
     page = rows[:limit]
     if len(rows) > limit:
         cursor = base64.urlsafe_b64encode(page[-1]["agent_id"].encode()).decode()

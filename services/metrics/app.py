@@ -91,7 +91,7 @@ async def _compact_forever(sessions: async_sessionmaker[AsyncSession], interval_
         await asyncio.sleep(interval_s)
         try:
             async with sessions() as session, session.begin():
-                await ScrapeStore(session).compact_scrape()
+                await ScrapeStore(session).compact()
         except asyncio.CancelledError:
             raise
         except Exception as exc:

@@ -49,7 +49,7 @@ class HistogramRow:
 
 @dataclass(frozen=True)
 class ScrapeCount:
-    """One row of the scrape's counters (ScrapeStore.scrape_counts): for a histogram (kind
+    """One row of the scrape's counters (ScrapeStore.counts): for a histogram (kind
     first_response_s or resolution_s), the values in one bucket (``bucket``: the index of the
     first bound of BUCKETS_S at or above them, len(BUCKETS_S) past the last) and their sum;
     for a counter (opened, resolved, messages, breached), bucket 0 and the count."""

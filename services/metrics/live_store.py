@@ -16,7 +16,7 @@ class LiveStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def live_queues(self, now: datetime) -> list[dict[str, Any]]:
+    async def queues(self, now: datetime) -> list[dict[str, Any]]:
         """Conversations in the router's queue now per channel, priority, skill and language
         (their classification), with the oldest one's age in the queue and how many of them
         are stuck (still there after their last overflow stage)."""
@@ -34,9 +34,7 @@ class LiveStore:
         )
         return [dict(r._mapping) for r in rows]
 
-    async def live_agents(
-        self, *, after: str = "", limit: int | None = None
-    ) -> list[dict[str, Any]]:
+    async def agents(self, *, after: str = "", limit: int | None = None) -> list[dict[str, Any]]:
         """Known agents after ``after`` in id order, at most ``limit`` (None: all): status,
         team, capacity per channel and load (the conversations whose slot it holds now,
         offered or assigned, per channel)."""

@@ -14,7 +14,7 @@ class ScrapeStore:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def scrape_counts(self) -> list[ScrapeCount]:
+    async def counts(self) -> list[ScrapeCount]:
         """The scrape's counters and histogram buckets per (kind, channel, priority, bucket):
         the totals and the deltas not summed into them yet (migration 0018's triggers keep
         both as the facts are written), a few hundred rows at any history size."""
@@ -30,7 +30,7 @@ class ScrapeStore:
         )
         return [ScrapeCount(r.kind, r.channel, r.priority, r.bucket, r.n, r.total) for r in rows]
 
-    async def compact_scrape(self) -> None:
+    async def compact(self) -> None:
         """Sum the scrape's deltas into its totals (one process at a time: the others skip)."""
         if not await self.session.scalar(
             text("SELECT pg_try_advisory_xact_lock(hashtext('metrics.scrape_totals'))")

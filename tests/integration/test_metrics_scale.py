@@ -116,11 +116,11 @@ async def test_the_scrape_counters_equal_a_count_of_the_facts_after_any_folding(
         async with db.connect() as conn:
             expected = await recount(conn)
         async with sessions() as session:
-            before = scraped(await ScrapeStore(session).scrape_counts())
+            before = scraped(await ScrapeStore(session).counts())
         async with sessions() as session, session.begin():
-            await ScrapeStore(session).compact_scrape()
+            await ScrapeStore(session).compact()
         async with sessions() as session:
-            after = scraped(await ScrapeStore(session).scrape_counts())
+            after = scraped(await ScrapeStore(session).counts())
             deltas = await session.scalar(text("SELECT count(*) FROM metrics.scrape_deltas"))
         # The desk's month-old history is before the default window of 7 days.
         everything = await client.get("/v1/metrics/summary", headers=ids.as_ops)
@@ -171,7 +171,7 @@ async def test_a_scrape_and_a_sweep_read_no_conversation_of_the_history(db, topi
         await sla.advance_fold_clock(topics.conversation_events, {0: now})
         await sla.swept(now - timedelta(seconds=1))  # the previous sweep
         events = await crossings(sla, topics.conversation_events, now)
-        await ScrapeStore(session).scrape_counts()
+        await ScrapeStore(session).counts()
         scans = (
             await session.execute(
                 text("""SELECT relname, seq_scan, idx_tup_fetch FROM pg_stat_xact_user_tables
