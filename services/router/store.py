@@ -35,9 +35,6 @@ _NO_SEQ_ABOVE = 2**63 - 1
 _INSERT_MESSAGE = f"""INSERT INTO router.messages ({MESSAGE_COLUMNS})
                       VALUES (:id, :cid, :direction, :author, :text, :cmid, :sent_at,
                               :created_at, CAST(:attachments AS jsonb), :edit_of)"""
-_RESOLVE = """UPDATE router.conversations
-              SET state = 'resolved', resolved_at = :now, last_agent_id = agent_id,
-                  accepted_at = coalesce(accepted_at, :now)"""
 
 
 class RouterStore(AgentStatements, QueueStatements):
@@ -329,9 +326,6 @@ class RouterStore(AgentStatements, QueueStatements):
             keep_age=keep_age,
         )
 
-    async def mark_resolved(self, cid: uuid.UUID, now: datetime) -> None:
-        await self._exec(f"{_RESOLVE} WHERE id = :id", id=cid, now=now)
-
     async def resolve(
         self, cid: uuid.UUID, agent_id: str, channel: Channel, now: datetime
     ) -> tuple[Conversation, bool]:
@@ -345,8 +339,11 @@ class RouterStore(AgentStatements, QueueStatements):
                 f"""WITH queued AS (SELECT {ANYTHING_QUEUED} AS waiting),
                          released AS ({RELEASE_SLOT_LAST}
                                       AND NOT (SELECT waiting FROM queued)),
-                         resolved AS ({_RESOLVE} WHERE id = :id
-                                      RETURNING {CONVERSATION_COLUMNS})
+                         resolved AS (
+                             UPDATE router.conversations
+                             SET state = 'resolved', resolved_at = :now,
+                                 last_agent_id = agent_id, accepted_at = coalesce(accepted_at, :now)
+                             WHERE id = :id RETURNING {CONVERSATION_COLUMNS})
                     SELECT resolved.*, (SELECT waiting FROM queued) AS waiting FROM resolved""",
                 id=cid,
                 agent=agent_id,

@@ -206,8 +206,9 @@ async def _prepare(sessions: Any, scenario: Scenario, uow: UnitOfWork) -> None:
             conv = await ctx.store.arrival(uuid.uuid4(), message.conversation_key, when)
             held = conv[1]
             if held is not None and held.state == "assigned" and held.agent_id is not None:
-                await ctx.store.mark_resolved(held.id, when)
-                await ctx.store.release_slot(held.agent_id, held.channel)
+                _, queued = await ctx.store.resolve(held.id, held.agent_id, held.channel, when)
+                if queued:  # else the resolve freed the slot
+                    await ctx.store.release_slot(held.agent_id, held.channel)
     async with sessions() as session, session.begin():
         await session.execute(text("TRUNCATE router.outbox"))
 
